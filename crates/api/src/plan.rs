@@ -1,0 +1,318 @@
+//! From declared objects to a validated [`DatasetPlan`]: what the engine runs.
+//!
+//! Every check that can fail names the field (`spec.tieredstore.levels[0].quota`) and the fix.
+//! Secrets are resolved here into [`SecretValue`]s, which never print their content.
+
+use crate::load::{Manifest, Runtime};
+use crate::quantity::{parse_ratio, QuantityError};
+use crate::secret::SecretValue;
+use crate::types::*;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The under-storage schemes a `mountPoint` may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Local,
+    S3,
+    Oss,
+    Http,
+    Https,
+    Hdfs,
+    WebHdfs,
+    Pvc,
+    JuiceFs,
+}
+
+impl Scheme {
+    pub fn parse(mount_point: &str) -> Result<(Scheme, &str), String> {
+        let Some((scheme, rest)) = mount_point.split_once("://") else {
+            return Err(format!(
+                "`{mount_point}` has no scheme; write e.g. local:///data, s3://bucket/dir, oss://bucket/dir"
+            ));
+        };
+        let s = match scheme {
+            "local" | "file" => Scheme::Local,
+            "s3" | "s3a" => Scheme::S3,
+            "oss" => Scheme::Oss,
+            "http" => Scheme::Http,
+            "https" => Scheme::Https,
+            "hdfs" => Scheme::Hdfs,
+            "webhdfs" => Scheme::WebHdfs,
+            "pvc" => Scheme::Pvc,
+            "juicefs" => Scheme::JuiceFs,
+            other => {
+                return Err(format!(
+                    "scheme `{other}://` is not supported; use local, file, s3, oss, http, https, hdfs, webhdfs, pvc or juicefs"
+                ))
+            }
+        };
+        Ok((s, rest))
+    }
+}
+
+/// One resolved mount: where it appears in the dataset and how to reach it.
+#[derive(Debug, Clone)]
+pub struct MountPlan {
+    /// `spec.mounts[i]`, for error messages.
+    pub field: String,
+    pub name: String,
+    pub mount_point: String,
+    pub scheme: Scheme,
+    /// Where the mount appears inside the dataset (`/` or `/<name>`).
+    pub path: String,
+    pub options: BTreeMap<String, String>,
+    pub secrets: BTreeMap<String, SecretValue>,
+    pub read_only: bool,
+}
+
+impl MountPlan {
+    /// An option from `options` or `encryptOptions`, the first of `names` that is set.
+    pub fn option(&self, names: &[&str]) -> Option<String> {
+        names.iter().find_map(|n| {
+            self.options.get(*n).cloned().or_else(|| self.secrets.get(*n).map(|s| s.expose().to_string()))
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Medium {
+    Mem,
+    Ssd,
+    Hdd,
+}
+
+/// One cache tier with its quota per path and watermarks.
+#[derive(Debug, Clone)]
+pub struct TierPlan {
+    pub medium: Medium,
+    pub paths: Vec<PathBuf>,
+    pub quotas: Vec<u64>,
+    pub high: f64,
+    pub low: f64,
+}
+
+impl TierPlan {
+    pub fn quota(&self) -> u64 {
+        self.quotas.iter().sum()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DatasetPlan {
+    pub namespace: String,
+    pub name: String,
+    pub runtime_kind: &'static str,
+    pub mounts: Vec<MountPlan>,
+    pub tiers: Vec<TierPlan>,
+    pub replicas: u32,
+    pub meta_dir: PathBuf,
+    pub auto_sync: bool,
+    pub dataset: Dataset,
+    pub runtime: Runtime,
+}
+
+impl DatasetPlan {
+    /// Cache capacity of the whole runtime: every worker has every tier's quota.
+    pub fn cache_capacity(&self) -> u64 {
+        self.tiers.iter().map(TierPlan::quota).sum::<u64>() * self.replicas as u64
+    }
+    pub fn read_only(&self) -> bool {
+        true
+    }
+}
+
+fn ns_of(meta: &kube::core::ObjectMeta) -> &str {
+    meta.namespace.as_deref().unwrap_or("default")
+}
+
+impl Manifest {
+    /// Picks the Dataset (by name when several), binds the runtime of the same name and
+    /// namespace, and validates both.
+    pub fn plan(&self, want: Option<&str>) -> Result<DatasetPlan, String> {
+        let dataset = match (want, self.datasets.as_slice()) {
+            (_, []) => return Err("no `kind: Dataset` document: add a Dataset (data.fluid.io/v1alpha1)".into()),
+            (None, [one]) => one,
+            (None, many) => {
+                let names: Vec<_> = many.iter().filter_map(|d| d.metadata.name.clone()).collect();
+                return Err(format!("several Datasets ({}): name one with --name", names.join(", ")));
+            }
+            (Some(w), all) => all
+                .iter()
+                .find(|d| d.metadata.name.as_deref() == Some(w))
+                .ok_or_else(|| format!("no Dataset named `{w}` in the file"))?,
+        };
+        let name = dataset.metadata.name.clone().unwrap_or_default();
+        let namespace = ns_of(&dataset.metadata).to_string();
+        let runtime = self
+            .runtimes
+            .iter()
+            .find(|r| r.name() == name && r.namespace() == namespace)
+            .ok_or_else(|| match self.runtimes.first() {
+                Some(r) => format!(
+                    "{} `{}` does not match Dataset `{name}`: a runtime binds the Dataset of the same name and namespace; set its metadata.name to `{name}`",
+                    r.kind(),
+                    r.name()
+                ),
+                None => format!(
+                    "no runtime for Dataset `{name}`: add a JindoRuntime, AlluxioRuntime or JuiceFSRuntime with metadata.name `{name}`"
+                ),
+            })?
+            .clone();
+        let mounts = plan_mounts(dataset, self)?;
+        let spec = runtime.spec();
+        let bare_unit = if matches!(runtime, Runtime::JuiceFS(_)) { 1 << 20 } else { 1 };
+        let tiers = plan_tiers(&spec.tieredstore, bare_unit)?;
+        let replicas = match spec.replicas {
+            None => 1,
+            Some(n) if n >= 1 => n as u32,
+            Some(n) => return Err(format!("spec.replicas: {n} workers is not possible; use 1 or more")),
+        };
+        let meta_dir = match spec.master.properties.get("namespace.meta-dir") {
+            Some(dir) if dir.starts_with('/') => PathBuf::from(dir),
+            Some(dir) => {
+                return Err(format!(
+                    "spec.master.properties.namespace.meta-dir: `{dir}` is not an absolute path"
+                ))
+            }
+            None => tiers[0].paths[0].join("cistern-meta").join(format!("{namespace}-{name}")),
+        };
+        Ok(DatasetPlan {
+            namespace,
+            name,
+            runtime_kind: runtime.kind(),
+            mounts,
+            tiers,
+            replicas,
+            meta_dir,
+            auto_sync: spec.management.metadata_sync_policy.auto_sync.unwrap_or(true),
+            dataset: dataset.clone(),
+            runtime,
+        })
+    }
+}
+
+fn plan_mounts(dataset: &Dataset, m: &Manifest) -> Result<Vec<MountPlan>, String> {
+    let spec = &dataset.spec;
+    if spec.mounts.is_empty() {
+        return Err("spec.mounts: empty; add at least one mount with a mountPoint".into());
+    }
+    let single = spec.mounts.len() == 1;
+    let mut out: Vec<MountPlan> = Vec::new();
+    for (i, mnt) in spec.mounts.iter().enumerate() {
+        let field = format!("spec.mounts[{i}]");
+        let (scheme, rest) = Scheme::parse(&mnt.mount_point).map_err(|e| format!("{field}.mountPoint: {e}"))?;
+        let name = if mnt.name.is_empty() {
+            rest.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_string()
+        } else {
+            mnt.name.clone()
+        };
+        if name.is_empty() || name.contains('/') {
+            return Err(format!("{field}.name: `{name}` is not a valid name; use letters, digits, - or _"));
+        }
+        let path = match mnt.path.as_deref() {
+            Some("/") if single => "/".to_string(),
+            Some("/") => {
+                return Err(format!(
+                    "{field}.path: `/` is only allowed with a single mount; give each mount its own path"
+                ))
+            }
+            Some(p) if p.starts_with('/') => p.trim_end_matches('/').to_string(),
+            Some(p) => return Err(format!("{field}.path: `{p}` must start with `/`")),
+            None => format!("/{name}"),
+        };
+        if let Some(other) = out.iter().find(|o| o.path == path) {
+            return Err(format!("{field}.path: `{path}` is already used by {}", other.field));
+        }
+        let mut options = spec.shared_options.clone();
+        options.extend(mnt.options.clone());
+        let mut secrets = BTreeMap::new();
+        for (j, eo) in spec.shared_encrypt_options.iter().chain(&mnt.encrypt_options).enumerate() {
+            let r = &eo.value_from.secret_key_ref;
+            let v = m
+                .secrets
+                .get(&r.name, &r.key)
+                .map_err(|e| format!("{field}.encryptOptions[{j}] ({}): {e}", eo.name))?;
+            secrets.insert(eo.name.clone(), v);
+        }
+        out.push(MountPlan {
+            field,
+            name,
+            mount_point: mnt.mount_point.clone(),
+            scheme,
+            path,
+            options,
+            secrets,
+            read_only: mnt.read_only.unwrap_or(true),
+        });
+    }
+    Ok(out)
+}
+
+fn plan_tiers(ts: &TieredStore, bare_unit: u64) -> Result<Vec<TierPlan>, String> {
+    if ts.levels.is_empty() {
+        return Ok(vec![TierPlan {
+            medium: Medium::Mem,
+            paths: vec![PathBuf::from("/dev/shm")],
+            quotas: vec![2 << 30],
+            high: 0.95,
+            low: 0.7,
+        }]);
+    }
+    let mut tiers = Vec::new();
+    for (i, l) in ts.levels.iter().enumerate() {
+        let f = format!("spec.tieredstore.levels[{i}]");
+        let medium = match l.mediumtype.as_str() {
+            "MEM" => Medium::Mem,
+            "SSD" => Medium::Ssd,
+            "HDD" => Medium::Hdd,
+            other => return Err(format!("{f}.mediumtype: `{other}` is not MEM, SSD or HDD")),
+        };
+        let paths: Vec<PathBuf> =
+            l.path.split(',').map(str::trim).filter(|p| !p.is_empty()).map(PathBuf::from).collect();
+        if paths.is_empty() {
+            return Err(format!("{f}.path: empty; give a directory such as /dev/shm"));
+        }
+        if let Some(p) = paths.iter().find(|p| !p.is_absolute()) {
+            return Err(format!("{f}.path: `{}` is not an absolute path", p.display()));
+        }
+        let quotas: Vec<u64> = match (&l.quota_list, &l.quota) {
+            (Some(list), _) => {
+                let q: Result<Vec<u64>, QuantityError> = list
+                    .split(',')
+                    .map(|s| crate::quantity::parse_bytes(s, bare_unit))
+                    .collect();
+                let q = q.map_err(|e| format!("{f}.quotaList: {e}"))?;
+                if q.len() != paths.len() {
+                    return Err(format!(
+                        "{f}.quotaList: {} quotas for {} paths; give one quota per path",
+                        q.len(),
+                        paths.len()
+                    ));
+                }
+                q
+            }
+            (None, Some(q)) => {
+                let total = q.to_bytes(bare_unit).map_err(|e| format!("{f}.quota: {e}"))?;
+                vec![total / paths.len() as u64; paths.len()]
+            }
+            (None, None) => return Err(format!("{f}.quota: missing; set a quota such as 2Gi")),
+        };
+        if quotas.iter().any(|q| *q == 0) {
+            return Err(format!("{f}.quota: zero bytes; set a quota such as 2Gi"));
+        }
+        let high = match &l.high {
+            Some(h) => parse_ratio(h).map_err(|e| format!("{f}.high: {e}"))?,
+            None => 0.95,
+        };
+        let low = match &l.low {
+            Some(h) => parse_ratio(h).map_err(|e| format!("{f}.low: {e}"))?,
+            None => 0.7_f64.min(high),
+        };
+        if low > high {
+            return Err(format!("{f}.low: {low} is above high {high}; low must not exceed high"));
+        }
+        tiers.push(TierPlan { medium, paths, quotas, high, low });
+    }
+    Ok(tiers)
+}
