@@ -1,1 +1,74 @@
-fn main(){}
+//! `cistern`: the one binary. `up` runs a Dataset on this machine (the embedded mode); `get`
+//! shows what runs; `crd` prints the CustomResourceDefinitions.
+
+mod get;
+mod rundir;
+mod status;
+mod up;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "cistern", version, about = "Brings far-away datasets next to the compute (Fluid-compatible)")]
+struct Cli {
+    /// Log filter (also RUST_LOG): error, warn, info, debug, trace.
+    #[arg(long, global = true, default_value = "warn", env = "CISTERN_LOG")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve a Dataset on this machine: master, workers and a FUSE mount, until Ctrl-C.
+    Up(up::UpArgs),
+    /// Show the Datasets or runtimes that `cistern up` serves on this machine.
+    Get(get::GetArgs),
+    /// Print the CustomResourceDefinitions (data.fluid.io/v1alpha1) as YAML.
+    Crd,
+}
+
+/// Where `up` publishes what it serves (shared by `up` and `get`).
+#[derive(clap::Args, Debug)]
+pub struct RunRootArg {
+    #[arg(long, default_value = rundir::DEFAULT_RUN_ROOT, env = "CISTERN_RUN_ROOT")]
+    pub run_root: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    let result = match cli.command {
+        Command::Up(a) => up::run(a),
+        Command::Get(a) => get::run(a),
+        Command::Crd => crd(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the outermost context, then its causes.
+            let msg = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn crd() -> anyhow::Result<()> {
+    use kube::core::CustomResourceExt;
+    let crds = [
+        cistern_api::Dataset::crd(),
+        cistern_api::JindoRuntime::crd(),
+        cistern_api::AlluxioRuntime::crd(),
+        cistern_api::JuiceFSRuntime::crd(),
+        cistern_api::DataLoad::crd(),
+    ];
+    for c in crds {
+        print!("---\n{}", serde_saphyr::to_string(&c)?);
+    }
+    Ok(())
+}

@@ -1,1 +1,222 @@
-//! ufs
+//! Under-storage access through Apache OpenDAL.
+//!
+//! [`Ufs`] is one mount of a Dataset: it lists, stats and reads ranges, whatever the scheme.
+//! Behaviour that applies to every scheme (timeouts, retries, byte counting) wraps the operator
+//! rather than living in a service. Tests run it against OpenDAL's in-memory service
+//! ([`Ufs::from_operator`]) or a real S3 server on 127.0.0.1.
+//!
+//! Paths given to [`Ufs`] are relative to the mount's root, `/`-separated, without a leading
+//! slash; directories are named without a trailing slash (the empty string is the root).
+
+mod config;
+
+use bytes::Bytes;
+use cistern_api::{MountPlan, SecretValue};
+use futures::TryStreamExt;
+use opendal::{ErrorKind, Operator};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Installs the one TLS provider of the process (ring, as kube uses). Idempotent.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A UFS failure. Its message never contains a secret value (see [`UfsError::scrub`]).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct UfsError {
+    pub kind: UfsErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UfsErrorKind {
+    NotFound,
+    PermissionDenied,
+    Config,
+    Unavailable,
+}
+
+impl UfsError {
+    fn config(m: &MountPlan, message: String) -> UfsError {
+        UfsError { kind: UfsErrorKind::Config, message: format!("{}.mountPoint {}: {message}", m.field, m.mount_point) }
+    }
+
+    /// The errno a file system should answer with.
+    pub fn errno(&self) -> i32 {
+        match self.kind {
+            UfsErrorKind::NotFound => libc_enoent(),
+            UfsErrorKind::PermissionDenied => 13,
+            UfsErrorKind::Config | UfsErrorKind::Unavailable => 5,
+        }
+    }
+}
+
+const fn libc_enoent() -> i32 {
+    2
+}
+
+/// A directory entry or a stat result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UfsEntry {
+    /// Last path component (empty for the root).
+    pub name: String,
+    pub is_dir: bool,
+    pub size: u64,
+    pub mtime: Option<SystemTime>,
+    pub etag: Option<String>,
+}
+
+/// Bytes and requests that went to the UFS, for hit ratios and for tests that count fetches.
+#[derive(Debug, Default)]
+pub struct UfsCounters {
+    pub read_bytes: AtomicU64,
+    pub read_requests: AtomicU64,
+    pub list_requests: AtomicU64,
+}
+
+/// One mount of a Dataset.
+#[derive(Clone)]
+pub struct Ufs {
+    op: Operator,
+    single_file: Option<String>,
+    /// The mount point as written (has no secrets), for messages.
+    pub display: String,
+    secrets: Vec<SecretValue>,
+    pub counters: Arc<UfsCounters>,
+}
+
+impl std::fmt::Debug for Ufs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ufs").field("mount_point", &self.display).finish()
+    }
+}
+
+impl Ufs {
+    pub fn from_mount(m: &MountPlan) -> Result<Ufs, UfsError> {
+        install_tls_provider();
+        let built = config::build(m).map_err(|e| scrub_with(e, &m.secrets.values().cloned().collect::<Vec<_>>()))?;
+        Ok(Ufs {
+            op: built.op,
+            single_file: built.single_file,
+            display: m.mount_point.clone(),
+            secrets: m.secrets.values().cloned().collect(),
+            counters: Arc::default(),
+        })
+    }
+
+    pub fn from_operator(op: Operator, display: &str) -> Ufs {
+        Ufs { op, single_file: None, display: display.to_string(), secrets: vec![], counters: Arc::default() }
+    }
+
+    /// Checks that the UFS answers, within `timeout`; the error says what to fix.
+    pub async fn probe(&self, timeout: Duration) -> Result<UfsEntry, UfsError> {
+        match tokio::time::timeout(timeout, self.stat("")).await {
+            Ok(Ok(e)) => Ok(e),
+            Ok(Err(e)) => Err(UfsError { message: format!("cannot reach {}: {}", self.display, e.message), ..e }),
+            Err(_) => Err(UfsError {
+                kind: UfsErrorKind::Unavailable,
+                message: format!("cannot reach {}: no answer within {}s; check the endpoint option", self.display, timeout.as_secs()),
+            }),
+        }
+    }
+
+    pub async fn stat(&self, path: &str) -> Result<UfsEntry, UfsError> {
+        if path.is_empty() && self.single_file.is_none() {
+            let meta = self.op.stat("/").await.map_err(|e| self.error(e, ""))?;
+            if !meta.is_dir() {
+                return Err(UfsError { kind: UfsErrorKind::Config, message: format!("{} is not a directory", self.display) });
+            }
+            return Ok(UfsEntry { name: String::new(), is_dir: true, size: 0, mtime: meta.last_modified().map(Into::into), etag: None });
+        }
+        if path.is_empty() {
+            let file = self.single_file.clone().unwrap_or_default();
+            self.op.stat(&file).await.map_err(|e| self.error(e, &file))?;
+            return Ok(UfsEntry { name: String::new(), is_dir: true, size: 0, mtime: None, etag: None });
+        }
+        let meta = match self.op.stat(path).await {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::NotFound => self.op.stat(&format!("{path}/")).await.map_err(|e| self.error(e, path))?,
+            Err(e) => return Err(self.error(e, path)),
+        };
+        Ok(to_entry(path, &meta))
+    }
+
+    /// The entries of a directory (not recursive), in no particular order.
+    pub async fn list(&self, dir: &str) -> Result<Vec<UfsEntry>, UfsError> {
+        if let Some(file) = &self.single_file {
+            return if dir.is_empty() { Ok(vec![self.stat(file).await?]) } else { Ok(vec![]) };
+        }
+        self.counters.list_requests.fetch_add(1, Ordering::Relaxed);
+        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+        let list_path = if dir.is_empty() { "/".to_string() } else { prefix.clone() };
+        let mut lister = self.op.lister(&list_path).await.map_err(|e| self.error(e, dir))?;
+        let mut out = Vec::new();
+        while let Some(entry) = lister.try_next().await.map_err(|e| self.error(e, dir))? {
+            let rel = entry.path().trim_start_matches('/');
+            let rel = rel.strip_prefix(prefix.as_str()).unwrap_or(rel).trim_end_matches('/');
+            if rel.is_empty() || rel.contains('/') {
+                continue; // the directory itself, or a deeper key some services return
+            }
+            let meta = entry.metadata();
+            let mut e = to_entry(rel, meta);
+            if !meta.is_dir() && (meta.last_modified().is_none() || !meta.is_file()) {
+                // Some listings (local fs) carry no mtime; symlinks come back of unknown mode.
+                e = self.stat(&format!("{prefix}{rel}")).await?;
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    /// Reads `len` bytes at `offset` (fewer at the end of the file).
+    pub async fn read(&self, path: &str, offset: u64, len: u64) -> Result<Bytes, UfsError> {
+        self.counters.read_requests.fetch_add(1, Ordering::Relaxed);
+        let buf = self.op.read_with(path).range(offset..offset + len).await.map_err(|e| self.error(e, path))?;
+        let bytes = buf.to_bytes();
+        self.counters.read_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(bytes)
+    }
+
+    /// The operator, for callers that write (tests filling a bucket, the bench harness).
+    pub fn operator(&self) -> &Operator {
+        &self.op
+    }
+
+    fn error(&self, e: opendal::Error, path: &str) -> UfsError {
+        let kind = match e.kind() {
+            ErrorKind::NotFound => UfsErrorKind::NotFound,
+            ErrorKind::PermissionDenied => UfsErrorKind::PermissionDenied,
+            _ => UfsErrorKind::Unavailable,
+        };
+        let what = match kind {
+            UfsErrorKind::PermissionDenied => "permission denied; check the access key options".to_string(),
+            UfsErrorKind::NotFound => "not found".to_string(),
+            _ => e.to_string(),
+        };
+        scrub_with(UfsError { kind, message: format!("{}/{path}: {what}", self.display.trim_end_matches('/')) }, &self.secrets)
+    }
+}
+
+/// Replaces any secret value that slipped into an error message.
+fn scrub_with(mut e: UfsError, secrets: &[SecretValue]) -> UfsError {
+    for s in secrets {
+        if !s.expose().is_empty() {
+            e.message = e.message.replace(s.expose(), "<redacted>");
+        }
+    }
+    e
+}
+
+fn to_entry(path: &str, meta: &opendal::Metadata) -> UfsEntry {
+    let name = path.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_string();
+    UfsEntry {
+        name,
+        is_dir: meta.is_dir(),
+        size: if meta.is_dir() { 0 } else { meta.content_length() },
+        mtime: meta.last_modified().map(Into::into),
+        etag: meta.etag().map(str::to_string),
+    }
+}

@@ -1,0 +1,92 @@
+//! The run directory: how `cistern get` (and scripts, and tests) find what `cistern up` serves.
+//!
+//! `<run-root>/<namespace>-<name>/` holds `lock` (held with flock while `up` runs, so a second
+//! `up` of the same Dataset is refused and a crashed one is told apart from a live one),
+//! `up.pid`, and `status.json`, rewritten atomically every second.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_RUN_ROOT: &str = "/run/cistern";
+
+/// What `up` publishes about one Dataset.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusFile {
+    pub pid: u32,
+    pub mountpoint: PathBuf,
+    pub dataset: serde_json::Value,
+    pub runtime: serde_json::Value,
+}
+
+pub struct RunDir {
+    pub path: PathBuf,
+    _lock: File,
+}
+
+impl RunDir {
+    /// Creates and locks the run directory of a Dataset, or says who holds it.
+    pub fn acquire(root: &Path, namespace: &str, name: &str) -> Result<RunDir> {
+        let path = root.join(format!("{namespace}-{name}"));
+        std::fs::create_dir_all(&path).with_context(|| format!("cannot create run directory {}", path.display()))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path.join("lock"))
+            .with_context(|| format!("cannot open {}", path.join("lock").display()))?;
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let pid = std::fs::read_to_string(path.join("up.pid")).unwrap_or_default();
+            bail!(
+                "Dataset {namespace}/{name} is already served by `cistern up` (pid {}); stop it first (Ctrl-C or kill {})",
+                pid.trim(),
+                pid.trim()
+            );
+        }
+        std::fs::write(path.join("up.pid"), format!("{}\n", std::process::id()))?;
+        let _ = std::fs::remove_file(path.join("status.json"));
+        Ok(RunDir { path, _lock: lock })
+    }
+
+    pub fn write_status(&self, status: &StatusFile) -> Result<()> {
+        let tmp = self.path.join("status.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(status)?)?;
+        std::fs::rename(&tmp, self.path.join("status.json"))?;
+        Ok(())
+    }
+
+    /// Removes what `up` published; the lock goes with the process.
+    pub fn clear(&self) {
+        for f in ["status.json", "up.pid"] {
+            let _ = std::fs::remove_file(self.path.join(f));
+        }
+    }
+}
+
+/// The statuses of every live `up` under `root`.
+pub fn discover(root: &Path) -> Vec<StatusFile> {
+    let Ok(dirs) = std::fs::read_dir(root) else { return vec![] };
+    let mut out = Vec::new();
+    for d in dirs.flatten() {
+        let dir = d.path();
+        if !is_locked(&dir.join("lock")) {
+            continue; // nobody serves it (a crashed `up` leaves its files behind)
+        }
+        let Ok(text) = std::fs::read(dir.join("status.json")) else { continue };
+        if let Ok(s) = serde_json::from_slice::<StatusFile>(&text) {
+            out.push(s);
+        }
+    }
+    out.sort_by(|a, b| a.mountpoint.cmp(&b.mountpoint));
+    out
+}
+
+fn is_locked(lock: &Path) -> bool {
+    let Ok(f) = File::open(lock) else { return false };
+    // SAFETY: flock on an fd we own; a shared try-lock fails only while `up` holds it.
+    let free = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
+    !free
+}

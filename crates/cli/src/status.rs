@@ -1,0 +1,182 @@
+//! Fluid-shaped statuses of a running Dataset and runtime, and the tables `get` prints.
+
+use cistern_api::quantity::format_bytes;
+use cistern_client::CacheStats;
+use cistern_master::Summary;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+pub fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "0.0%".into();
+    }
+    format!("{:.1}%", part as f64 * 100.0 / whole as f64)
+}
+
+/// `status` of the Dataset, as Fluid's dataset controller fills it.
+pub fn dataset_status(phase: &str, summary: &Summary, stats: &CacheStats, runtime: (&str, &str, &str)) -> Value {
+    let (ufs_total, file_num, total) = match summary {
+        Summary::Done(s) => (format_bytes(s.total_bytes), s.files.to_string(), Some(s.total_bytes)),
+        Summary::Calculating => ("[Calculating]".into(), "[Calculating]".into(), None),
+        Summary::Failed(_) => ("[Unknown]".into(), "[Unknown]".into(), None),
+    };
+    let served = stats.local_bytes + stats.remote_bytes + stats.ufs_bytes;
+    let mut cache = BTreeMap::new();
+    cache.insert("cacheCapacity", format_bytes(stats.capacity));
+    cache.insert("cached", format_bytes(stats.cached));
+    cache.insert("cachedPercentage", total.map(|t| percent(stats.cached.min(t), t)).unwrap_or_else(|| "0.0%".into()));
+    cache.insert("cacheHitRatio", percent(stats.local_bytes + stats.remote_bytes, served));
+    cache.insert("localHitRatio", percent(stats.local_bytes, served));
+    cache.insert("remoteHitRatio", percent(stats.remote_bytes, served));
+    json!({
+        "phase": phase,
+        "ufsTotal": ufs_total,
+        "fileNum": file_num,
+        "cacheStates": cache,
+        "runtimes": [{"name": runtime.0, "namespace": runtime.1, "category": "Accelerate", "type": runtime.2}],
+    })
+}
+
+pub fn runtime_status(replicas: u32, ready: bool, stats: &CacheStats) -> Value {
+    let phase = if ready { "Ready" } else { "NotReady" };
+    let n = if ready { replicas } else { 0 };
+    json!({
+        "masterPhase": phase,
+        "workerPhase": phase,
+        "fusePhase": phase,
+        "desiredMasterNumberScheduled": 1,
+        "masterNumberReady": if ready { 1 } else { 0 },
+        "desiredWorkerNumberScheduled": replicas,
+        "workerNumberReady": n,
+        "workerNumberAvailable": n,
+        "desiredFuseNumberScheduled": 1,
+        "fuseNumberReady": if ready { 1 } else { 0 },
+        "cacheStates": {"cacheCapacity": format_bytes(stats.capacity), "cached": format_bytes(stats.cached)},
+    })
+}
+
+/// `kubectl`-style age: `45s`, `5m35s`, `3h12m`, `2d4h`.
+pub fn age(created: &str) -> String {
+    let Ok(t) = created.parse::<jiff::Timestamp>() else { return "<unknown>".into() };
+    let now = jiff::Timestamp::try_from(SystemTime::now()).unwrap_or(t);
+    let s = (now.as_second() - t.as_second()).max(0);
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=599 => format!("{}m{}s", s / 60, s % 60),
+        600..=3599 => format!("{}m", s / 60),
+        3600..=86399 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+/// Prints rows under headers, columns separated by three spaces like kubectl.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let last = cells.len() - 1;
+        for (i, c) in cells.iter().enumerate() {
+            out.push_str(c);
+            if i < last {
+                out.push_str(&" ".repeat(widths[i] - c.chars().count() + 3));
+            }
+        }
+        out.push('\n');
+    };
+    line(headers.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+fn s(v: &Value, path: &[&str]) -> String {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    match cur {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+pub fn dataset_table(objs: &[Value], wide: bool) -> String {
+    let mut headers = vec!["NAME", "UFS TOTAL SIZE", "CACHED", "CACHE CAPACITY", "CACHED PERCENTAGE", "PHASE"];
+    if wide {
+        headers.extend(["FILE NUM", "CACHE HIT RATIO"]);
+    }
+    headers.push("AGE");
+    let rows: Vec<Vec<String>> = objs
+        .iter()
+        .map(|o| {
+            let mut r = vec![
+                s(o, &["metadata", "name"]),
+                s(o, &["status", "ufsTotal"]),
+                s(o, &["status", "cacheStates", "cached"]),
+                s(o, &["status", "cacheStates", "cacheCapacity"]),
+                s(o, &["status", "cacheStates", "cachedPercentage"]),
+                s(o, &["status", "phase"]),
+            ];
+            if wide {
+                r.push(s(o, &["status", "fileNum"]));
+                r.push(s(o, &["status", "cacheStates", "cacheHitRatio"]));
+            }
+            r.push(age(&s(o, &["metadata", "creationTimestamp"])));
+            r
+        })
+        .collect();
+    table(&headers, &rows)
+}
+
+pub fn runtime_table(objs: &[Value], wide: bool) -> String {
+    let mut headers = vec!["NAME", "MASTER PHASE", "WORKER PHASE", "FUSE PHASE"];
+    if wide {
+        headers.extend(["KIND", "READY WORKERS", "DESIRED WORKERS"]);
+    }
+    headers.push("AGE");
+    let rows: Vec<Vec<String>> = objs
+        .iter()
+        .map(|o| {
+            let mut r = vec![
+                s(o, &["metadata", "name"]),
+                s(o, &["status", "masterPhase"]),
+                s(o, &["status", "workerPhase"]),
+                s(o, &["status", "fusePhase"]),
+            ];
+            if wide {
+                r.push(s(o, &["kind"]));
+                r.push(s(o, &["status", "workerNumberReady"]));
+                r.push(s(o, &["status", "desiredWorkerNumberScheduled"]));
+            }
+            r.push(age(&s(o, &["metadata", "creationTimestamp"])));
+            r
+        })
+        .collect();
+    table(&headers, &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_like_kubectl() {
+        let t = table(&["NAME", "PHASE"], &[vec!["demo".into(), "Bound".into()], vec!["a-longer-name".into(), "NotBound".into()]]);
+        assert_eq!(t, "NAME            PHASE\ndemo            Bound\na-longer-name   NotBound\n");
+    }
+
+    #[test]
+    fn percentages() {
+        assert_eq!(percent(0, 0), "0.0%");
+        assert_eq!(percent(1, 3), "33.3%");
+        assert_eq!(percent(5, 5), "100.0%");
+    }
+}

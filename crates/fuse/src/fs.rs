@@ -1,0 +1,252 @@
+//! The Dataset as a read-only FUSE file system.
+//!
+//! Node IDs are the master's inode numbers and file handles carry no state, so a new daemon
+//! serving the same connection (see the FUSE issue) understands every ID the kernel holds.
+//! Directory handles index a snapshot taken at `opendir`, so a re-listing in the middle of an
+//! `ls` never skips or repeats an entry; a handle a daemon does not know is re-snapshotted.
+
+use cistern_client::{CacheStats, Client, ClientError};
+use cistern_master::{Inode, Kind};
+use fuse_backend_rs::abi::fuse_abi::stat64;
+use fuse_backend_rs::api::filesystem::{
+    Context, DirEntry, Entry, FileSystem, FsOptions, GetxattrReply, ListxattrReply, OpenOptions, ZeroCopyWriter,
+};
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::runtime::Handle;
+
+/// Block size reported by `stat` and `statfs`: large, so tools read in large chunks.
+const IO_BLOCK: u64 = 128 * 1024;
+
+pub struct CisternFs {
+    client: Arc<Client>,
+    rt: Handle,
+    /// How long the kernel may trust an entry or attribute; follows the metadata sync policy.
+    ttl: Duration,
+    dirs: Mutex<HashMap<u64, Arc<Vec<Inode>>>>,
+    next_dir: AtomicU64,
+    /// Files in the UFS, for `statfs`; 0 until counted.
+    pub file_count: Arc<AtomicU64>,
+}
+
+impl CisternFs {
+    pub fn new(client: Arc<Client>, rt: Handle, ttl: Duration) -> CisternFs {
+        CisternFs {
+            client,
+            rt,
+            ttl,
+            dirs: Mutex::default(),
+            next_dir: AtomicU64::new(1),
+            file_count: Arc::default(),
+        }
+    }
+
+    fn entry(&self, node: &Inode) -> Entry {
+        Entry {
+            inode: node.ino,
+            generation: 0,
+            attr: to_stat(node),
+            attr_flags: 0,
+            attr_timeout: self.ttl,
+            entry_timeout: self.ttl,
+        }
+    }
+
+    fn snapshot(&self, ino: u64) -> io::Result<Arc<Vec<Inode>>> {
+        Ok(Arc::new(self.rt.block_on(self.client.readdir(ino)).map_err(errno)?))
+    }
+
+    fn dir_snapshot(&self, ino: u64, handle: u64) -> io::Result<Arc<Vec<Inode>>> {
+        if let Some(s) = self.dirs.lock().expect("dirs lock").get(&handle) {
+            return Ok(s.clone());
+        }
+        let s = self.snapshot(ino)?;
+        self.dirs.lock().expect("dirs lock").insert(handle, s.clone());
+        Ok(s)
+    }
+
+    fn stats(&self) -> CacheStats {
+        self.client.stats()
+    }
+}
+
+fn errno(e: ClientError) -> io::Error {
+    tracing::debug!(errno = e.errno, "{}", e.message);
+    io::Error::from_raw_os_error(e.errno)
+}
+
+fn to_stat(node: &Inode) -> stat64 {
+    // SAFETY: stat64 is a plain C struct of integers; all-zero is a valid value.
+    let mut st: stat64 = unsafe { std::mem::zeroed() };
+    st.st_ino = node.ino;
+    let (kind, perm, nlink) = match node.kind {
+        Kind::Dir => (libc::S_IFDIR, 0o755, 2),
+        Kind::File => (libc::S_IFREG, 0o644, 1),
+    };
+    st.st_mode = kind | perm;
+    st.st_nlink = nlink;
+    st.st_size = node.size as i64;
+    st.st_blksize = IO_BLOCK as i64;
+    st.st_blocks = node.size.div_ceil(512) as i64;
+    st.st_mtime = node.mtime.0;
+    st.st_mtime_nsec = node.mtime.1 as i64;
+    st.st_atime = node.mtime.0;
+    st.st_atime_nsec = node.mtime.1 as i64;
+    st.st_ctime = node.mtime.0;
+    st.st_ctime_nsec = node.mtime.1 as i64;
+    st
+}
+
+fn dtype(node: &Inode) -> u32 {
+    match node.kind {
+        Kind::Dir => libc::DT_DIR as u32,
+        Kind::File => libc::DT_REG as u32,
+    }
+}
+
+fn name_of(name: &CStr) -> io::Result<&str> {
+    name.to_str().map_err(|_| io::Error::from_raw_os_error(libc::ENOENT))
+}
+
+impl FileSystem for CisternFs {
+    type Inode = u64;
+    type Handle = u64;
+
+    fn init(&self, capable: FsOptions) -> io::Result<FsOptions> {
+        let want = FsOptions::ASYNC_READ
+            | FsOptions::PARALLEL_DIROPS
+            | FsOptions::DO_READDIRPLUS
+            | FsOptions::READDIRPLUS_AUTO
+            | FsOptions::MAX_PAGES;
+        Ok(want & capable)
+    }
+
+    fn lookup(&self, _ctx: &Context, parent: u64, name: &CStr) -> io::Result<Entry> {
+        let name = name_of(name)?;
+        let node = self.rt.block_on(self.client.lookup(parent, name)).map_err(errno)?;
+        Ok(self.entry(&node))
+    }
+
+    fn getattr(&self, _ctx: &Context, ino: u64, _h: Option<u64>) -> io::Result<(stat64, Duration)> {
+        let node = self.client.getattr(ino).map_err(errno)?;
+        Ok((to_stat(&node), self.ttl))
+    }
+
+    fn open(&self, _ctx: &Context, ino: u64, flags: u32, _fuse_flags: u32) -> io::Result<(Option<u64>, OpenOptions, Option<u32>)> {
+        if (flags as i32 & libc::O_ACCMODE) != libc::O_RDONLY {
+            return Err(io::Error::from_raw_os_error(libc::EROFS));
+        }
+        let node = self.client.getattr(ino).map_err(errno)?;
+        if node.is_dir() {
+            return Err(io::Error::from_raw_os_error(libc::EISDIR));
+        }
+        // Content is immutable for a given version; keep the page cache across opens.
+        Ok((None, OpenOptions::KEEP_CACHE, None))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn read(
+        &self,
+        _ctx: &Context,
+        ino: u64,
+        _handle: u64,
+        w: &mut dyn ZeroCopyWriter,
+        size: u32,
+        offset: u64,
+        _lock_owner: Option<u64>,
+        _flags: u32,
+    ) -> io::Result<usize> {
+        let data = self.rt.block_on(self.client.read(ino, offset, size as u64)).map_err(errno)?;
+        w.write_all(&data)?;
+        Ok(data.len())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn release(&self, _ctx: &Context, _ino: u64, _flags: u32, _h: u64, _flush: bool, _flock: bool, _owner: Option<u64>) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn opendir(&self, _ctx: &Context, ino: u64, _flags: u32) -> io::Result<(Option<u64>, OpenOptions)> {
+        let snapshot = self.snapshot(ino)?;
+        let handle = self.next_dir.fetch_add(1, Ordering::Relaxed) | (std::process::id() as u64) << 40;
+        self.dirs.lock().expect("dirs lock").insert(handle, snapshot);
+        Ok((Some(handle), OpenOptions::empty()))
+    }
+
+    fn readdir(
+        &self,
+        _ctx: &Context,
+        ino: u64,
+        handle: u64,
+        _size: u32,
+        offset: u64,
+        add_entry: &mut dyn FnMut(DirEntry) -> io::Result<usize>,
+    ) -> io::Result<()> {
+        let entries = self.dir_snapshot(ino, handle)?;
+        for (i, node) in entries.iter().enumerate().skip(offset as usize) {
+            let de = DirEntry { ino: node.ino, offset: i as u64 + 1, type_: dtype(node), name: node.name.as_bytes() };
+            if add_entry(de)? == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn readdirplus(
+        &self,
+        _ctx: &Context,
+        ino: u64,
+        handle: u64,
+        _size: u32,
+        offset: u64,
+        add_entry: &mut dyn FnMut(DirEntry, Entry) -> io::Result<usize>,
+    ) -> io::Result<()> {
+        let entries = self.dir_snapshot(ino, handle)?;
+        for (i, node) in entries.iter().enumerate().skip(offset as usize) {
+            let de = DirEntry { ino: node.ino, offset: i as u64 + 1, type_: dtype(node), name: node.name.as_bytes() };
+            if add_entry(de, self.entry(node))? == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn releasedir(&self, _ctx: &Context, _ino: u64, _flags: u32, handle: u64) -> io::Result<()> {
+        self.dirs.lock().expect("dirs lock").remove(&handle);
+        Ok(())
+    }
+
+    fn statfs(&self, _ctx: &Context, _ino: u64) -> io::Result<libc::statvfs64> {
+        let s = self.stats();
+        // SAFETY: statvfs64 is a plain C struct of integers; all-zero is a valid value.
+        let mut st: libc::statvfs64 = unsafe { std::mem::zeroed() };
+        st.f_bsize = IO_BLOCK;
+        st.f_frsize = IO_BLOCK;
+        st.f_blocks = s.capacity / IO_BLOCK;
+        st.f_bfree = s.capacity.saturating_sub(s.cached) / IO_BLOCK;
+        st.f_bavail = st.f_bfree;
+        st.f_files = self.file_count.load(Ordering::Relaxed);
+        st.f_namemax = 255;
+        st.f_flag = libc::ST_RDONLY;
+        Ok(st)
+    }
+
+    fn getxattr(&self, _ctx: &Context, _ino: u64, _name: &CStr, _size: u32) -> io::Result<GetxattrReply> {
+        Err(io::Error::from_raw_os_error(libc::ENODATA))
+    }
+
+    fn listxattr(&self, _ctx: &Context, _ino: u64, size: u32) -> io::Result<ListxattrReply> {
+        Ok(if size == 0 { ListxattrReply::Count(0) } else { ListxattrReply::Names(Vec::new()) })
+    }
+
+    fn access(&self, _ctx: &Context, _ino: u64, mask: u32) -> io::Result<()> {
+        if mask & libc::W_OK as u32 != 0 {
+            return Err(io::Error::from_raw_os_error(libc::EROFS));
+        }
+        Ok(())
+    }
+}

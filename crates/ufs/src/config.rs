@@ -1,0 +1,130 @@
+//! From a Fluid mount (scheme, `options`, `encryptOptions`) to an OpenDAL operator.
+//!
+//! Option names are the ones Fluid users already write for each runtime: JindoRuntime's
+//! `fs.oss.*` / `fs.s3.*`, AlluxioRuntime's `alluxio.underfs.s3.*` and `aws.*`. The first name
+//! set wins. Credentials never come from the environment or `~/.aws`: only from the Dataset,
+//! so what a Dataset can read is what it declares.
+
+use crate::UfsError;
+use cistern_api::{MountPlan, Scheme};
+use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::{services, Operator};
+use std::time::Duration;
+
+const S3_ENDPOINT: &[&str] = &["fs.s3.endpoint", "alluxio.underfs.s3.endpoint", "s3.endpoint", "endpoint"];
+const S3_REGION: &[&str] = &["fs.s3.region", "alluxio.underfs.s3.endpoint.region", "s3.region", "region"];
+const S3_KEY_ID: &[&str] = &["fs.s3.accessKeyId", "aws.accessKeyId", "s3.accessKeyId", "access-key"];
+const S3_SECRET: &[&str] =
+    &["fs.s3.accessKeySecret", "aws.secretKey", "s3.accessKeySecret", "secret-key"];
+const OSS_ENDPOINT: &[&str] = &["fs.oss.endpoint", "alluxio.underfs.oss.endpoint", "endpoint"];
+const OSS_KEY_ID: &[&str] = &["fs.oss.accessKeyId", "fs.oss.accessKeyID", "aliyun.accessKeyId"];
+const OSS_SECRET: &[&str] = &["fs.oss.accessKeySecret", "aliyun.accessKeySecret"];
+
+/// What an operator serves: a tree under a root, or exactly one file (an http URL to a file).
+pub(crate) struct Built {
+    pub op: Operator,
+    pub single_file: Option<String>,
+}
+
+pub(crate) fn build(m: &MountPlan) -> Result<Built, UfsError> {
+    let (_, rest) = Scheme::parse(&m.mount_point).map_err(|e| err(m, e))?;
+    let (authority, path) = match rest.split_once('/') {
+        Some((a, p)) => (a, format!("/{p}")),
+        None => (rest, "/".to_string()),
+    };
+    let mut single_file = None;
+    let op = match m.scheme {
+        Scheme::Local => {
+            if !authority.is_empty() {
+                return Err(err(m, format!("`{}` must be local:///absolute/path (three slashes)", m.mount_point)));
+            }
+            Operator::new(services::Fs::default().root(&path))
+        }
+        Scheme::S3 => {
+            let mut b = services::S3::default().bucket(need_bucket(m, authority)?).root(&path).disable_config_load();
+            b = b.disable_ec2_metadata();
+            if let Some(e) = m.option(S3_ENDPOINT) {
+                b = b.endpoint(&with_http(&e));
+            }
+            b = b.region(&m.option(S3_REGION).unwrap_or_else(|| "us-east-1".into()));
+            match (m.option(S3_KEY_ID), m.option(S3_SECRET)) {
+                (Some(id), Some(secret)) => b = b.access_key_id(&id).secret_access_key(&secret),
+                (None, None) => b = b.skip_signature(),
+                (Some(_), None) => return Err(err(m, "fs.s3.accessKeyId is set but fs.s3.accessKeySecret is not; set both or neither".into())),
+                (None, Some(_)) => return Err(err(m, "fs.s3.accessKeySecret is set but fs.s3.accessKeyId is not; set both or neither".into())),
+            }
+            Operator::new(b)
+        }
+        Scheme::Oss => {
+            let endpoint = m
+                .option(OSS_ENDPOINT)
+                .ok_or_else(|| err(m, "options.fs.oss.endpoint is missing; set it, e.g. oss-cn-hangzhou.aliyuncs.com".into()))?;
+            let mut b = services::Oss::default().bucket(need_bucket(m, authority)?).root(&path).endpoint(&with_http_s(&endpoint));
+            match (m.option(OSS_KEY_ID), m.option(OSS_SECRET)) {
+                (Some(id), Some(secret)) => b = b.access_key_id(&id).access_key_secret(&secret),
+                _ => b = b.skip_signature(),
+            }
+            Operator::new(b)
+        }
+        Scheme::Http | Scheme::Https => {
+            let scheme = if m.scheme == Scheme::Http { "http" } else { "https" };
+            let (dir, file) = match path.rsplit_once('/') {
+                Some((d, f)) if !f.is_empty() => (format!("{d}/"), Some(f.to_string())),
+                _ => (path.clone(), None),
+            };
+            single_file = file;
+            Operator::new(services::Http::default().endpoint(&format!("{scheme}://{authority}")).root(&dir))
+                
+        }
+        Scheme::Hdfs | Scheme::WebHdfs => {
+            // HDFS is reached through its WebHDFS REST endpoint (the namenode's HTTP port).
+            let endpoint = m.option(&["fs.hdfs.webhdfs.endpoint"]).unwrap_or_else(|| format!("http://{authority}"));
+            Operator::new(services::Webhdfs::default().endpoint(&endpoint).root(&path))
+        }
+        Scheme::Pvc => {
+            return Err(err(
+                m,
+                "pvc:// names a PersistentVolumeClaim, which exists only on a Kubernetes cluster; in embedded mode use local:///path/to/the/data".into(),
+            ))
+        }
+        Scheme::JuiceFs => {
+            return Err(err(
+                m,
+                "juicefs:// is served by the JuiceFS engine, which embedded mode does not run yet; use local://, s3://, oss://, http(s):// or hdfs://".into(),
+            ))
+        }
+    }
+    .map_err(|e| err(m, e.to_string()))?;
+    let op = op
+        .layer(TimeoutLayer::new().with_timeout(Duration::from_secs(30)).with_io_timeout(Duration::from_secs(20)))
+        .layer(RetryLayer::new().with_max_times(3).with_jitter().with_max_delay(Duration::from_secs(2)));
+    Ok(Built { op, single_file })
+}
+
+fn need_bucket<'a>(m: &MountPlan, authority: &'a str) -> Result<&'a str, UfsError> {
+    if authority.is_empty() {
+        return Err(err(m, format!("`{}` has no bucket; write s3://bucket/dir", m.mount_point)));
+    }
+    Ok(authority)
+}
+
+fn with_http(endpoint: &str) -> String {
+    if endpoint.contains("://") {
+        endpoint.to_string()
+    } else {
+        format!("http://{endpoint}")
+    }
+}
+
+/// OSS endpoints are usually written bare (`oss-cn-hangzhou.aliyuncs.com`) and served over https.
+fn with_http_s(endpoint: &str) -> String {
+    if endpoint.contains("://") {
+        endpoint.to_string()
+    } else {
+        format!("https://{endpoint}")
+    }
+}
+
+fn err(m: &MountPlan, message: String) -> UfsError {
+    UfsError::config(m, message)
+}
