@@ -1,0 +1,175 @@
+//! Harness for the end-to-end tests: runs the real `cistern` binary, waits for its real FUSE
+//! mount, and runs a real S3 server (SeaweedFS, `weed mini`) on 127.0.0.1.
+#![allow(dead_code)]
+
+pub mod s3;
+pub mod tree;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+pub fn cistern_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cistern")
+}
+
+/// A scratch area for one test: a mount root, a run root and room for data and cache.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch { dir: tempfile::Builder::new().prefix("cistern-e2e-").tempdir().unwrap() }
+    }
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+    pub fn mount_root(&self) -> PathBuf {
+        self.path("mnt")
+    }
+    pub fn run_root(&self) -> PathBuf {
+        self.path("run")
+    }
+    /// `cistern <args>` with this scratch's run root, to completion.
+    pub fn cistern(&self, args: &[&str]) -> Output {
+        Command::new(cistern_bin()).args(args).env("CISTERN_RUN_ROOT", self.run_root()).output().unwrap()
+    }
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+/// A running `cistern up`. Dropping it stops it (SIGTERM) and removes any mount left over.
+pub struct Up {
+    pub child: Option<Child>,
+    pub mountpoint: PathBuf,
+    pub stdout_path: PathBuf,
+    pub stderr_path: PathBuf,
+}
+
+impl Up {
+    /// Starts `cistern up -f file` and waits until the dataset is mounted.
+    pub fn start(scratch: &Scratch, file: &Path, extra: &[&str], namespace: &str, name: &str) -> Up {
+        let mountpoint = scratch.mount_root().join(namespace).join(name);
+        let stdout_path = scratch.path(&format!("up-{name}.out"));
+        let stderr_path = scratch.path(&format!("up-{name}.err"));
+        let child = Command::new(cistern_bin())
+            .arg("up")
+            .arg("-f")
+            .arg(file)
+            .arg("--mount-root")
+            .arg(scratch.mount_root())
+            .args(extra)
+            .env("CISTERN_RUN_ROOT", scratch.run_root())
+            .env("CISTERN_LOG", "info")
+            .stdout(std::fs::File::create(&stdout_path).unwrap())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap();
+        let mut up = Up { child: Some(child), mountpoint, stdout_path, stderr_path };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !is_mounted(&up.mountpoint) {
+            if let Some(status) = up.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("cistern up exited ({status}) before mounting:\n{}", up.stderr());
+            }
+            assert!(Instant::now() < deadline, "not mounted after 60s:\n{}", up.stderr());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        up
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("already stopped");
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("cistern up did not exit within 30s of SIGTERM:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.terminate();
+        }
+        if is_mounted(&self.mountpoint) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mountpoint).status();
+        }
+    }
+}
+
+pub fn is_mounted(path: &Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let want = path.to_string_lossy().replace(' ', "\\040");
+    info.lines().any(|l| l.split(' ').nth(4) == Some(&want))
+}
+
+/// Polls `f` until it returns Some, for at most `secs` seconds.
+pub fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn stdout_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+pub fn stderr_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A YAML Dataset + runtime pair around one mount.
+pub fn dataset_yaml(name: &str, mount_point: &str, mount_extra: &str, tier_path: &Path, quota: &str, replicas: u32) -> String {
+    format!(
+        "apiVersion: data.fluid.io/v1alpha1
+kind: Dataset
+metadata:
+  name: {name}
+spec:
+  mounts:
+    - mountPoint: {mount_point}
+      name: data
+      path: /
+{mount_extra}---
+apiVersion: data.fluid.io/v1alpha1
+kind: JindoRuntime
+metadata:
+  name: {name}
+spec:
+  replicas: {replicas}
+  tieredstore:
+    levels:
+      - mediumtype: MEM
+        path: {tier}
+        quota: {quota}
+        high: \"0.99\"
+        low: \"0.95\"
+",
+        tier = tier_path.display()
+    )
+}

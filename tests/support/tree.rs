@@ -1,0 +1,79 @@
+//! Test data trees, and the byte-for-byte comparison of a mount against its source.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+/// A deterministic pseudo-random byte stream (xorshift), so data is incompressible and
+/// every file differs.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// The files of a test dataset: relative path → content. Nested directories, `files` small
+/// files, an empty file, names with spaces and non-ASCII, and one large file of `big` bytes.
+pub fn layout(files: usize, big: usize) -> BTreeMap<String, Vec<u8>> {
+    let mut t = BTreeMap::new();
+    for i in 0..files {
+        let dir = format!("d{}/sub{}", i % 10, i % 3);
+        t.insert(format!("{dir}/file-{i:05}.bin"), bytes(i as u64 + 1, 100 + (i * 37) % 5000));
+    }
+    t.insert("empty".into(), vec![]);
+    t.insert("name with spaces.txt".into(), b"spaces are fine\n".to_vec());
+    t.insert("données/日本語 ファイル.txt".into(), "non-ASCII names\n".as_bytes().to_vec());
+    t.insert("deep/a/b/c/d/e/leaf.txt".into(), b"deep\n".to_vec());
+    if big > 0 {
+        t.insert("big/large.bin".into(), bytes(424242, big));
+    }
+    t
+}
+
+pub fn write_local(root: &Path, files: &BTreeMap<String, Vec<u8>>) {
+    for (rel, data) in files {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+}
+
+/// Every regular file under `root`, as relative path → size.
+pub fn walk(root: &Path) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let e = e.unwrap();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else {
+                let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, e.metadata().unwrap().len());
+            }
+        }
+    }
+    out
+}
+
+/// Reads every expected file through the mount and compares names, sizes and bytes.
+pub fn assert_mount_matches(mount: &Path, expected: &BTreeMap<String, Vec<u8>>) {
+    let seen = walk(mount);
+    let want: BTreeMap<String, u64> = expected.iter().map(|(k, v)| (k.clone(), v.len() as u64)).collect();
+    assert_eq!(seen.len(), want.len(), "file count differs");
+    assert_eq!(seen, want, "names or sizes differ");
+    for (rel, data) in expected {
+        let mut f = std::fs::File::open(mount.join(rel)).unwrap();
+        let mut got = Vec::with_capacity(data.len());
+        f.read_to_end(&mut got).unwrap();
+        assert!(got == *data, "{rel}: content differs ({} vs {} bytes)", got.len(), data.len());
+    }
+}
