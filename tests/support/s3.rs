@@ -4,7 +4,7 @@
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -66,8 +66,8 @@ pub fn server() -> &'static S3Server {
                 .arg(format!("-bucket={BUCKET}"))
                 .args(["-admin.ui=false", "-webdav=false"])
                 .env_remove("AWS_CA_BUNDLE")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(dir.path().join("weed.log")).unwrap());
+                .stdout(std::fs::File::create(dir.path().join("weed.log")).unwrap())
+                .stderr(std::fs::File::create(dir.path().join("weed.err")).unwrap());
             // SAFETY: prctl in the child before exec; no allocation.
             unsafe {
                 cmd.pre_exec(|| {
@@ -98,14 +98,12 @@ fn wait_ready(s: &S3Server) {
     let deadline = Instant::now() + Duration::from_secs(90);
     let rt = tokio::runtime::Runtime::new().unwrap();
     loop {
-        let ok = rt.block_on(async {
+        let result = rt.block_on(async {
             let op = operator(s);
-            op.write("ready-probe", b"ok".to_vec()).await.is_ok()
+            op.write("ready-probe", b"ok".to_vec()).await
         });
-        if ok {
-            return;
-        }
-        assert!(Instant::now() < deadline, "S3 server at {} not ready after 90s", s.endpoint);
+        let Err(e) = result else { return };
+        assert!(Instant::now() < deadline, "S3 server at {} not ready after 90s: {e}", s.endpoint);
         std::thread::sleep(Duration::from_millis(500));
     }
 }

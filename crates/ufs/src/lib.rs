@@ -18,9 +18,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// Installs the one TLS provider of the process (ring, as kube uses). Idempotent.
+/// Installs the process-wide TLS provider (ring, the one kube uses: one provider per process)
+/// and OpenDAL's HTTP transport on top of it. Idempotent.
 pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    opendal_http_transport_reqwest::install_default();
 }
 
 /// A UFS failure. Its message never contains a secret value (see [`UfsError::scrub`]).
@@ -113,7 +115,17 @@ impl Ufs {
 
     /// Checks that the UFS answers, within `timeout`; the error says what to fix.
     pub async fn probe(&self, timeout: Duration) -> Result<UfsEntry, UfsError> {
-        match tokio::time::timeout(timeout, self.stat("")).await {
+        let check = async {
+            let root = self.stat("").await?;
+            // A stat of an object store's root needs no request; one page of a listing does, and
+            // so it tests the endpoint, the bucket and the credentials.
+            if self.single_file.is_none() {
+                let mut lister = self.op.lister_with("/").limit(1).await.map_err(|e| self.error(e, ""))?;
+                lister.try_next().await.map_err(|e| self.error(e, ""))?;
+            }
+            Ok::<UfsEntry, UfsError>(root)
+        };
+        match tokio::time::timeout(timeout, check).await {
             Ok(Ok(e)) => Ok(e),
             Ok(Err(e)) => Err(UfsError { message: format!("cannot reach {}: {}", self.display, e.message), ..e }),
             Err(_) => Err(UfsError {
