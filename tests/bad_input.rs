@@ -7,7 +7,8 @@ use support::*;
 
 /// Runs `cistern up` expecting failure; returns its one-line error.
 fn up_fails(s: &Scratch, file: &std::path::Path, extra: &[&str]) -> String {
-    let mut args = vec!["up", "-f", file.to_str().unwrap(), "--mount-root", s.mount_root().to_str().unwrap()];
+    let root = s.mount_root();
+    let mut args = vec!["up", "-f", file.to_str().unwrap(), "--mount-root", root.to_str().unwrap()];
     args.extend_from_slice(extra);
     let o = s.cistern(&args);
     let err = stderr_of(&o);

@@ -40,7 +40,8 @@ pub struct RunRootArg {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level));
+        // OpenDAL logs every retry with a backtrace; its final error is what we report.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{},opendal=error", cli.log_level)));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
     let result = match cli.command {
         Command::Up(a) => up::run(a),

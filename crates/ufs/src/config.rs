@@ -27,7 +27,7 @@ pub(crate) struct Built {
 }
 
 pub(crate) fn build(m: &MountPlan) -> Result<Built, UfsError> {
-    let (_, rest) = Scheme::parse(&m.mount_point).map_err(|e| err(m, e))?;
+    let (_, rest) = Scheme::parse(&m.mount_point).map_err(|e| err(m, format!("mountPoint: {e}")))?;
     let (authority, path) = match rest.split_once('/') {
         Some((a, p)) => (a, format!("/{p}")),
         None => (rest, "/".to_string()),
@@ -36,7 +36,13 @@ pub(crate) fn build(m: &MountPlan) -> Result<Built, UfsError> {
     let op = match m.scheme {
         Scheme::Local => {
             if !authority.is_empty() {
-                return Err(err(m, format!("`{}` must be local:///absolute/path (three slashes)", m.mount_point)));
+                return Err(err(m, format!("mountPoint: `{}` must be local:///absolute/path (three slashes)", m.mount_point)));
+            }
+            // OpenDAL would create a missing root; a Dataset must point at data that exists.
+            match std::fs::metadata(&path) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => return Err(err(m, format!("mountPoint: cannot reach {}: {path} is not a directory", m.mount_point))),
+                Err(e) => return Err(err(m, format!("mountPoint: cannot reach {}: {path}: {e}", m.mount_point))),
             }
             Operator::new(services::Fs::default().root(&path))
         }
@@ -50,15 +56,15 @@ pub(crate) fn build(m: &MountPlan) -> Result<Built, UfsError> {
             match (m.option(S3_KEY_ID), m.option(S3_SECRET)) {
                 (Some(id), Some(secret)) => b = b.access_key_id(&id).secret_access_key(&secret),
                 (None, None) => b = b.skip_signature(),
-                (Some(_), None) => return Err(err(m, "fs.s3.accessKeyId is set but fs.s3.accessKeySecret is not; set both or neither".into())),
-                (None, Some(_)) => return Err(err(m, "fs.s3.accessKeySecret is set but fs.s3.accessKeyId is not; set both or neither".into())),
+                (Some(_), None) => return Err(err(m, "encryptOptions: fs.s3.accessKeyId is set but fs.s3.accessKeySecret is not; set both or neither".into())),
+                (None, Some(_)) => return Err(err(m, "encryptOptions: fs.s3.accessKeySecret is set but fs.s3.accessKeyId is not; set both or neither".into())),
             }
             Operator::new(b)
         }
         Scheme::Oss => {
             let endpoint = m
                 .option(OSS_ENDPOINT)
-                .ok_or_else(|| err(m, "options.fs.oss.endpoint is missing; set it, e.g. oss-cn-hangzhou.aliyuncs.com".into()))?;
+                .ok_or_else(|| err(m, "options: fs.oss.endpoint is missing; set it, e.g. oss-cn-hangzhou.aliyuncs.com".into()))?;
             let mut b = services::Oss::default().bucket(need_bucket(m, authority)?).root(&path).endpoint(&with_http_s(&endpoint));
             match (m.option(OSS_KEY_ID), m.option(OSS_SECRET)) {
                 (Some(id), Some(secret)) => b = b.access_key_id(&id).access_key_secret(&secret),
@@ -84,17 +90,17 @@ pub(crate) fn build(m: &MountPlan) -> Result<Built, UfsError> {
         Scheme::Pvc => {
             return Err(err(
                 m,
-                "pvc:// names a PersistentVolumeClaim, which exists only on a Kubernetes cluster; in embedded mode use local:///path/to/the/data".into(),
+                "mountPoint: pvc:// names a PersistentVolumeClaim, which exists only on a Kubernetes cluster; in embedded mode use local:///path/to/the/data".into(),
             ))
         }
         Scheme::JuiceFs => {
             return Err(err(
                 m,
-                "juicefs:// is served by the JuiceFS engine, which embedded mode does not run yet; use local://, s3://, oss://, http(s):// or hdfs://".into(),
+                "mountPoint: juicefs:// is served by the JuiceFS engine, which embedded mode does not run yet; use local://, s3://, oss://, http(s):// or hdfs://".into(),
             ))
         }
     }
-    .map_err(|e| err(m, e.to_string()))?;
+    .map_err(|e| err(m, format!("mountPoint: {e}")))?;
     let op = op
         .layer(TimeoutLayer::new().with_timeout(Duration::from_secs(30)).with_io_timeout(Duration::from_secs(20)))
         .layer(RetryLayer::new().with_max_times(3).with_jitter().with_max_delay(Duration::from_secs(2)));
@@ -103,7 +109,7 @@ pub(crate) fn build(m: &MountPlan) -> Result<Built, UfsError> {
 
 fn need_bucket<'a>(m: &MountPlan, authority: &'a str) -> Result<&'a str, UfsError> {
     if authority.is_empty() {
-        return Err(err(m, format!("`{}` has no bucket; write s3://bucket/dir", m.mount_point)));
+        return Err(err(m, format!("mountPoint: `{}` has no bucket; write s3://bucket/dir", m.mount_point)));
     }
     Ok(authority)
 }

@@ -43,7 +43,7 @@ pub enum UfsErrorKind {
 
 impl UfsError {
     fn config(m: &MountPlan, message: String) -> UfsError {
-        UfsError { kind: UfsErrorKind::Config, message: format!("{}.mountPoint {}: {message}", m.field, m.mount_point) }
+        UfsError { kind: UfsErrorKind::Config, message: format!("{}.{message}", m.field) }
     }
 
     /// The errno a file system should answer with.
