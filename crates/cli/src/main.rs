@@ -2,6 +2,7 @@
 //! shows what runs; `crd` prints the CustomResourceDefinitions.
 
 mod get;
+mod load;
 mod rundir;
 mod status;
 mod up;
@@ -26,6 +27,8 @@ enum Command {
     Up(up::UpArgs),
     /// Show the Datasets or runtimes that `cistern up` serves on this machine.
     Get(get::GetArgs),
+    /// Prefetch a Dataset (or some paths, or a DataLoad's targets) into the cache.
+    Load(load::LoadArgs),
     /// Print the CustomResourceDefinitions (data.fluid.io/v1alpha1) as YAML.
     Crd,
 }
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Up(a) => up::run(a),
         Command::Get(a) => get::run(a),
+        Command::Load(a) => load::run(a),
         Command::Crd => crd(),
     };
     match result {

@@ -1,0 +1,92 @@
+//! `cistern load` (and `kind: DataLoad`): prefetch through the running `up`, then the data stays
+//! readable with the UFS gone.
+
+mod support;
+
+use support::*;
+
+#[test]
+fn load_whole_dataset_then_read_with_the_ufs_gone() {
+    let s = Scratch::new();
+    let ufs = s.path("ufs");
+    let files = tree::layout(200, 24 << 20);
+    tree::write_local(&ufs, &files);
+    let total: u64 = files.values().map(|v| v.len() as u64).sum();
+    let yaml = dataset_yaml("demo", &format!("local://{}", ufs.display()), "", &s.path("cache"), "256Mi", 2)
+        + "  management:\n    metadataSyncPolicy:\n      autoSync: false\n";
+    let ds = s.write("demo.yaml", &yaml);
+
+    // Not served yet: a clear error.
+    let o = s.cistern(&["load", "-f", ds.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr_of(&o).contains("Dataset default/demo is not served on this machine"), "{}", stderr_of(&o));
+
+    let up = Up::start(&s, &ds, &[], "default", "demo");
+
+    // A DataLoad with one target that does not exist fails with the reason.
+    let bad = s.write(
+        "bad-load.yaml",
+        "apiVersion: data.fluid.io/v1alpha1\nkind: DataLoad\nmetadata:\n  name: bad\nspec:\n  dataset:\n    name: demo\n    namespace: default\n  target:\n    - path: /nope\n",
+    );
+    let o = s.cistern(&["load", "-f", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = stderr_of(&o);
+    assert!(err.contains("DataLoad default/bad: Failed") && err.contains("target path `/nope`: not found"), "{err}");
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.run_root().join("default-demo/dataload-bad.json")).unwrap()).unwrap();
+    assert_eq!(st["status"]["phase"], "Failed");
+
+    // A DataLoad of two targets: only those get cached.
+    let part = s.write(
+        "load.yaml",
+        "apiVersion: data.fluid.io/v1alpha1\nkind: DataLoad\nmetadata:\n  name: part\nspec:\n  dataset:\n    name: demo\n    namespace: default\n  loadMetadata: true\n  target:\n    - path: /d1\n    - path: /big/large.bin\n",
+    );
+    let o = s.cistern(&["load", "-f", part.to_str().unwrap()]);
+    let err = stderr_of(&o);
+    assert!(o.status.success(), "{err}");
+    for phase in ["Pending", "Executing", "Complete"] {
+        assert!(err.contains(&format!("DataLoad default/part: {phase}")), "{err}");
+    }
+    assert!(err.contains("loading: "), "plain progress lines when not a terminal: {err}");
+    let part_bytes: u64 =
+        files.iter().filter(|(k, _)| k.starts_with("d1/") || k.starts_with("big/")).map(|(_, v)| v.len() as u64).sum();
+    let cached = cached_bytes(&s);
+    // The status prints two decimals of MiB: allow that rounding (about 5 KiB).
+    let slack = 6 << 10;
+    assert!(cached + slack >= part_bytes && cached + slack < total, "cached {cached}, part {part_bytes}, total {total}");
+
+    // The whole Dataset: CACHED equals UFS TOTAL SIZE.
+    let o = s.cistern(&["load", "-f", ds.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert!(stdout_of(&o).contains(&format!("loaded {} files", files.len())), "{}", stdout_of(&o));
+    let v = eventually(30, "100% cached", || {
+        let v: serde_json::Value = serde_json::from_slice(&s.cistern(&["get", "dataset", "-o", "json"]).stdout).ok()?;
+        (v["status"]["cacheStates"]["cachedPercentage"] == "100.0%").then_some(v)
+    });
+    assert_eq!(v["status"]["cacheStates"]["cached"], v["status"]["ufsTotal"]);
+
+    // The UFS goes away; every byte is still served from the cache.
+    std::fs::rename(&ufs, s.path("ufs-gone")).unwrap();
+    tree::assert_mount_matches(&up.mountpoint, &files);
+}
+
+fn cached_bytes(s: &Scratch) -> u64 {
+    // The status is rewritten every second; wait for one written after the load.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let v: serde_json::Value = serde_json::from_slice(&s.cistern(&["get", "dataset", "-o", "json"]).stdout).unwrap();
+    parse_size(v["status"]["cacheStates"]["cached"].as_str().unwrap())
+}
+
+/// Parses `12.34MiB` back into (approximate) bytes.
+fn parse_size(s: &str) -> u64 {
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap();
+    let (n, unit) = s.split_at(split);
+    let mult = match unit {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1048576.0,
+        "GiB" => 1073741824.0,
+        other => panic!("unit {other}"),
+    };
+    (n.parse::<f64>().unwrap() * mult) as u64
+}
