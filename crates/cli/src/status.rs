@@ -108,54 +108,49 @@ fn s(v: &Value, path: &[&str]) -> String {
     }
 }
 
+/// A column: its header and where its value sits in the object.
+type Column = (&'static str, &'static [&'static str]);
+
+const DATASET_COLUMNS: &[Column] = &[
+    ("NAME", &["metadata", "name"]),
+    ("UFS TOTAL SIZE", &["status", "ufsTotal"]),
+    ("CACHED", &["status", "cacheStates", "cached"]),
+    ("CACHE CAPACITY", &["status", "cacheStates", "cacheCapacity"]),
+    ("CACHED PERCENTAGE", &["status", "cacheStates", "cachedPercentage"]),
+    ("PHASE", &["status", "phase"]),
+];
+const DATASET_WIDE: &[Column] =
+    &[("FILE NUM", &["status", "fileNum"]), ("CACHE HIT RATIO", &["status", "cacheStates", "cacheHitRatio"])];
+
+const RUNTIME_COLUMNS: &[Column] = &[
+    ("NAME", &["metadata", "name"]),
+    ("MASTER PHASE", &["status", "masterPhase"]),
+    ("WORKER PHASE", &["status", "workerPhase"]),
+    ("FUSE PHASE", &["status", "fusePhase"]),
+];
+const RUNTIME_WIDE: &[Column] = &[
+    ("KIND", &["kind"]),
+    ("READY WORKERS", &["status", "workerNumberReady"]),
+    ("DESIRED WORKERS", &["status", "desiredWorkerNumberScheduled"]),
+];
+
 pub fn dataset_table(objs: &[Value], wide: bool) -> String {
-    let mut headers = vec!["NAME", "UFS TOTAL SIZE", "CACHED", "CACHE CAPACITY", "CACHED PERCENTAGE", "PHASE"];
-    if wide {
-        headers.extend(["FILE NUM", "CACHE HIT RATIO"]);
-    }
-    headers.push("AGE");
-    let rows: Vec<Vec<String>> = objs
-        .iter()
-        .map(|o| {
-            let mut r = vec![
-                s(o, &["metadata", "name"]),
-                s(o, &["status", "ufsTotal"]),
-                s(o, &["status", "cacheStates", "cached"]),
-                s(o, &["status", "cacheStates", "cacheCapacity"]),
-                s(o, &["status", "cacheStates", "cachedPercentage"]),
-                s(o, &["status", "phase"]),
-            ];
-            if wide {
-                r.push(s(o, &["status", "fileNum"]));
-                r.push(s(o, &["status", "cacheStates", "cacheHitRatio"]));
-            }
-            r.push(age(&s(o, &["metadata", "creationTimestamp"])));
-            r
-        })
-        .collect();
-    table(&headers, &rows)
+    object_table(objs, DATASET_COLUMNS, if wide { DATASET_WIDE } else { &[] })
 }
 
 pub fn runtime_table(objs: &[Value], wide: bool) -> String {
-    let mut headers = vec!["NAME", "MASTER PHASE", "WORKER PHASE", "FUSE PHASE"];
-    if wide {
-        headers.extend(["KIND", "READY WORKERS", "DESIRED WORKERS"]);
-    }
+    object_table(objs, RUNTIME_COLUMNS, if wide { RUNTIME_WIDE } else { &[] })
+}
+
+/// The columns, then the wide ones, then AGE, as kubectl orders them.
+fn object_table(objs: &[Value], columns: &[Column], wide: &[Column]) -> String {
+    let cols: Vec<&Column> = columns.iter().chain(wide).collect();
+    let mut headers: Vec<&str> = cols.iter().map(|c| c.0).collect();
     headers.push("AGE");
     let rows: Vec<Vec<String>> = objs
         .iter()
         .map(|o| {
-            let mut r = vec![
-                s(o, &["metadata", "name"]),
-                s(o, &["status", "masterPhase"]),
-                s(o, &["status", "workerPhase"]),
-                s(o, &["status", "fusePhase"]),
-            ];
-            if wide {
-                r.push(s(o, &["kind"]));
-                r.push(s(o, &["status", "workerNumberReady"]));
-                r.push(s(o, &["status", "desiredWorkerNumberScheduled"]));
-            }
+            let mut r: Vec<String> = cols.iter().map(|c| s(o, c.1)).collect();
             r.push(age(&s(o, &["metadata", "creationTimestamp"])));
             r
         })

@@ -69,6 +69,24 @@ impl CisternFs {
         Ok(s)
     }
 
+    /// Feeds the entries after `offset` to `add` until it reports a full buffer (0 bytes).
+    fn each_entry(
+        &self,
+        ino: u64,
+        handle: u64,
+        offset: u64,
+        mut add: impl FnMut(DirEntry, &Inode) -> io::Result<usize>,
+    ) -> io::Result<()> {
+        let entries = self.dir_snapshot(ino, handle)?;
+        for (i, node) in entries.iter().enumerate().skip(offset as usize) {
+            let de = DirEntry { ino: node.ino, offset: i as u64 + 1, type_: dtype(node), name: node.name.as_bytes() };
+            if add(de, node)? == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn stats(&self) -> CacheStats {
         self.client.stats()
     }
@@ -186,14 +204,7 @@ impl FileSystem for CisternFs {
         offset: u64,
         add_entry: &mut dyn FnMut(DirEntry) -> io::Result<usize>,
     ) -> io::Result<()> {
-        let entries = self.dir_snapshot(ino, handle)?;
-        for (i, node) in entries.iter().enumerate().skip(offset as usize) {
-            let de = DirEntry { ino: node.ino, offset: i as u64 + 1, type_: dtype(node), name: node.name.as_bytes() };
-            if add_entry(de)? == 0 {
-                break;
-            }
-        }
-        Ok(())
+        self.each_entry(ino, handle, offset, |de, _| add_entry(de))
     }
 
     fn readdirplus(
@@ -205,14 +216,7 @@ impl FileSystem for CisternFs {
         offset: u64,
         add_entry: &mut dyn FnMut(DirEntry, Entry) -> io::Result<usize>,
     ) -> io::Result<()> {
-        let entries = self.dir_snapshot(ino, handle)?;
-        for (i, node) in entries.iter().enumerate().skip(offset as usize) {
-            let de = DirEntry { ino: node.ino, offset: i as u64 + 1, type_: dtype(node), name: node.name.as_bytes() };
-            if add_entry(de, self.entry(node))? == 0 {
-                break;
-            }
-        }
-        Ok(())
+        self.each_entry(ino, handle, offset, |de, node| add_entry(de, self.entry(node)))
     }
 
     fn releasedir(&self, _ctx: &Context, _ino: u64, _flags: u32, handle: u64) -> io::Result<()> {
