@@ -71,10 +71,12 @@ fn serve(args: &UpArgs, plan: &DatasetPlan, run_dir: &RunDir, mountpoint: &Path,
     let ttl = plan.auto_sync.then_some(SYNC_TTL);
     let ns = Arc::new(Namespace::new(mounts, ttl));
     let tier = &plan.tiers[0];
+    // SSD/HDD caches survive a restart (re-indexed on start); MEM is RAM and starts empty.
+    let persistent = tier.medium != cistern_api::Medium::Mem;
     let mut workers = Vec::new();
     for i in 0..plan.replicas as usize {
         let dir = worker_dir(&tier.paths[i % tier.paths.len()], plan, i);
-        let w = Worker::open(i, &dir, tier.quotas[i % tier.quotas.len()], tier.high, tier.low)
+        let w = Worker::open(i, &dir, tier.quotas[i % tier.quotas.len()], tier.high, tier.low, persistent)
             .with_context(|| format!("spec.tieredstore.levels[0].path: cannot use {} for the cache", dir.display()))?;
         workers.push(w);
     }
@@ -128,8 +130,8 @@ fn serve(args: &UpArgs, plan: &DatasetPlan, run_dir: &RunDir, mountpoint: &Path,
     })?;
     tracing::info!("unmounting {}", mountpoint.display());
     mount.unmount().with_context(|| format!("cannot unmount {}", mountpoint.display()))?;
-    for d in worker_dirs {
-        // The embedded cache does not outlive `up` (MEM tiers hold RAM; see the README).
+    for d in worker_dirs.into_iter().filter(|_| !persistent) {
+        // A MEM cache does not outlive `up`: it holds RAM (see the README).
         let _ = std::fs::remove_dir_all(&d);
         if let Some(parent) = d.parent() {
             let _ = std::fs::remove_dir(parent); // only if no other worker left files there

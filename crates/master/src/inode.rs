@@ -38,24 +38,36 @@ impl Inode {
     /// A number that changes whenever the UFS object changes (size, mtime or etag), so that a
     /// cache keyed by it never serves the old content.
     pub fn version(&self) -> u64 {
-        // FNV-1a: stable across processes and releases, unlike std's randomized hasher.
-        let mut h: u64 = 0xcbf29ce484222325;
-        let mut feed = |bytes: &[u8]| {
-            for b in bytes {
-                h ^= *b as u64;
-                h = h.wrapping_mul(0x100000001b3);
-            }
-        };
-        feed(&self.size.to_le_bytes());
-        feed(&self.mtime.0.to_le_bytes());
-        feed(&self.mtime.1.to_le_bytes());
-        feed(self.etag.as_deref().unwrap_or("").as_bytes());
-        h
+        let mut h = Fnv::new();
+        h.feed(&self.size.to_le_bytes());
+        h.feed(&self.mtime.0.to_le_bytes());
+        h.feed(&self.mtime.1.to_le_bytes());
+        h.feed(self.etag.as_deref().unwrap_or("").as_bytes());
+        h.0
     }
 
-    /// The cache key of this file's content.
+    /// The cache key of this file's content: its mount and UFS path (stable across restarts,
+    /// unlike inode numbers handed out in listing order) and its version.
     pub fn cache_key(&self) -> String {
-        format!("{:016x}-{:016x}", self.ino, self.version())
+        let mut h = Fnv::new();
+        h.feed(&(self.mount.unwrap_or(usize::MAX) as u64).to_le_bytes());
+        h.feed(self.ufs_path.as_bytes());
+        format!("{:016x}-{:016x}", h.0, self.version())
+    }
+}
+
+/// FNV-1a: stable across processes and releases, unlike std's randomized hasher.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf29ce484222325)
+    }
+    fn feed(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= *b as u64;
+            self.0 = self.0.wrapping_mul(0x100000001b3);
+        }
     }
 }
 

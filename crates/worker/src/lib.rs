@@ -71,10 +71,12 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn open(id: usize, dir: &Path, quota: u64, high: f64, low: f64) -> std::io::Result<Arc<Worker>> {
+    /// Opens a worker whose cache lives in `dir`; a `persistent` (SSD/HDD) cache is re-indexed,
+    /// a MEM one starts empty.
+    pub fn open(id: usize, dir: &Path, quota: u64, high: f64, low: f64, persistent: bool) -> std::io::Result<Arc<Worker>> {
         Ok(Arc::new(Worker {
             id,
-            store: TierStore::open(dir, quota, high, low)?,
+            store: TierStore::open(dir, quota, high, low, persistent)?,
             inflight: Mutex::default(),
             counters: WorkerCounters::default(),
         }))
@@ -88,6 +90,10 @@ impl Worker {
     }
     pub fn cache_dir(&self) -> &Path {
         self.store.dir()
+    }
+    /// Cached blocks that failed their checksum (and were refetched).
+    pub fn corrupt_blocks(&self) -> u64 {
+        self.store.corrupt_blocks.load(Ordering::Relaxed)
     }
 
     /// Reads up to `len` bytes at `offset`; fewer only at the end of the file.
@@ -119,11 +125,14 @@ impl Worker {
             self.counters.local_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
             return Ok(Bytes::from(data));
         }
-        let sequential = b == 0 || self.store.read_cached(&f.key, b - 1, 0, 0)?.is_some();
+        let sequential = b == 0 || self.store.contains(&f.key, b - 1);
         let block = self.fetch(f, b).await?;
         if sequential {
             let blocks = f.size.div_ceil(BLOCK_SIZE);
             for ahead in b + 1..(b + 1 + READAHEAD_BLOCKS).min(blocks) {
+                if self.store.contains(&f.key, ahead) {
+                    continue;
+                }
                 let fut = self.fetch(f, ahead);
                 tokio::spawn(async move {
                     let _ = fut.await;
@@ -159,6 +168,11 @@ impl Worker {
     async fn fetch_and_store(&self, f: &FileRef, b: u64) -> Result<Bytes, WorkerError> {
         let base = b * BLOCK_SIZE;
         let len = BLOCK_SIZE.min(f.size - base);
+        // A fetch that finished between our cache miss and this call stored the block before
+        // leaving `inflight`: serve that rather than fetch again.
+        if let Some(data) = self.store.read_cached(&f.key, b, 0, len)? {
+            return Ok(Bytes::from(data));
+        }
         self.counters.ufs_fetches.fetch_add(1, Ordering::Relaxed);
         let data = f.ufs.read(&f.path, base, len).await?;
         if data.len() as u64 == len {

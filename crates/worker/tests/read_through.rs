@@ -1,0 +1,119 @@
+//! The worker's read-through against an in-memory UFS whose requests are counted.
+
+use cistern_ufs::Ufs;
+use cistern_worker::{FileRef, Worker, BLOCK_SIZE};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+fn data(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 253) as u8).collect()
+}
+
+async fn ufs_with(path: &str, content: &[u8]) -> Ufs {
+    let op = opendal::Operator::new(opendal::services::Memory::default()).unwrap();
+    op.write(path, content.to_vec()).await.unwrap();
+    Ufs::from_operator(op, "memory://test")
+}
+
+fn file(ufs: &Ufs, path: &str, size: usize) -> FileRef {
+    FileRef { ufs: ufs.clone(), path: path.into(), size: size as u64, key: format!("key-{path}") }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_readers_of_a_missing_block_cause_one_fetch() {
+    let content = data(BLOCK_SIZE as usize);
+    let ufs = ufs_with("one.bin", &content).await;
+    let dir = tempfile::tempdir().unwrap();
+    let w = Worker::open(0, dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, false).unwrap();
+    let f = file(&ufs, "one.bin", content.len());
+    let readers: Vec<_> = (0..16u64)
+        .map(|i| {
+            let (w, f) = (w.clone(), f.clone());
+            tokio::spawn(async move { w.read(&f, i * 4096, 4096).await.unwrap() })
+        })
+        .collect();
+    for (i, r) in readers.into_iter().enumerate() {
+        let got = r.await.unwrap();
+        assert_eq!(&got[..], &content[i * 4096..(i + 1) * 4096]);
+    }
+    assert_eq!(ufs.counters.read_requests.load(Ordering::Relaxed), 1, "one UFS request for 16 readers");
+    assert_eq!(w.counters.ufs_fetches.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_worker_serves_its_ssd_cache_without_the_ufs() {
+    let content = data(3 * BLOCK_SIZE as usize + 12345);
+    let ufs = ufs_with("big.bin", &content).await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = file(&ufs, "big.bin", content.len());
+    {
+        let w = Worker::open(0, dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, true).unwrap();
+        assert_eq!(&w.read(&f, 0, content.len() as u64).await.unwrap()[..], &content[..]);
+    }
+    let before = ufs.counters.read_bytes.load(Ordering::Relaxed);
+    let w = Worker::open(0, dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, true).unwrap();
+    assert_eq!(w.cached_bytes(), content.len() as u64);
+    assert_eq!(&w.read(&f, 0, content.len() as u64).await.unwrap()[..], &content[..]);
+    assert_eq!(ufs.counters.read_bytes.load(Ordering::Relaxed), before, "no UFS bytes after the restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_cached_block_is_refetched_and_never_served() {
+    let content = data(BLOCK_SIZE as usize);
+    let ufs = ufs_with("c.bin", &content).await;
+    let dir = tempfile::tempdir().unwrap();
+    let w = Worker::open(0, dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, false).unwrap();
+    let f = file(&ufs, "c.bin", content.len());
+    w.read(&f, 0, 10).await.unwrap();
+    // Corrupt the cache file behind the worker's back.
+    let cache_file = dir.path().join(&f.key);
+    let mut bytes = std::fs::read(&cache_file).unwrap();
+    bytes[5000] ^= 0x55;
+    std::fs::write(&cache_file, &bytes).unwrap();
+    let got = w.read(&f, 4096, 4096).await.unwrap();
+    assert_eq!(&got[..], &content[4096..8192], "served corrupt bytes");
+    assert_eq!(w.corrupt_blocks(), 1);
+    assert_eq!(w.counters.ufs_fetches.load(Ordering::Relaxed), 2, "refetched once");
+    let again = w.read(&f, 4096, 4096).await.unwrap();
+    assert_eq!(&again[..], &content[4096..8192]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_quota_holds_under_concurrent_readers_of_more_than_fits() {
+    let content = data(4 * BLOCK_SIZE as usize);
+    let op = opendal::Operator::new(opendal::services::Memory::default()).unwrap();
+    for i in 0..6 {
+        op.write(&format!("f{i}"), content.clone()).await.unwrap();
+    }
+    let ufs = Ufs::from_operator(op, "memory://test");
+    let dir = tempfile::tempdir().unwrap();
+    let quota = 5 * BLOCK_SIZE; // 24 blocks wanted, 5 fit
+    let w = Worker::open(0, dir.path(), quota, 0.9, 0.6, false).unwrap();
+    let max_seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let (w, f, max_seen) = (w.clone(), file(&ufs, &format!("f{i}"), content.len()), max_seen.clone());
+            let expected = content.clone();
+            tokio::spawn(async move {
+                for off in (0..expected.len() as u64).step_by(1 << 20) {
+                    let got = w.read(&f, off, 1 << 20).await.unwrap();
+                    assert_eq!(&got[..], &expected[off as usize..off as usize + (1 << 20)]);
+                    max_seen.fetch_max(w.cached_bytes(), Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(max_seen.load(Ordering::Relaxed) <= quota, "quota exceeded: {}", max_seen.load(Ordering::Relaxed));
+    assert!(w.cached_bytes() <= quota);
+    let on_disk: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| {
+            use std::os::unix::fs::MetadataExt;
+            e.unwrap().metadata().unwrap().blocks() * 512
+        })
+        .sum();
+    assert!(on_disk <= quota + (1 << 20), "{on_disk} bytes allocated on disk for a {quota} quota");
+}
