@@ -24,7 +24,8 @@ fn fill(text: &str) -> String {
 
 fn load(file: &str) -> Manifest {
     let path = examples().join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (the tests expect ../shared beside the checkout)", path.display()));
     let mut m = Manifest::default();
     m.add_yaml(&fill(&text), file).unwrap();
     m
