@@ -119,7 +119,8 @@ pub fn operator(s: &S3Server) -> opendal::Operator {
         .secret_access_key(SECRET_KEY)
         .disable_config_load()
         .disable_ec2_metadata();
-    opendal::Operator::new(b).unwrap()
+    // The server can drop a connection under a burst of uploads: retry like the product does.
+    opendal::Operator::new(b).unwrap().layer(opendal::layers::RetryLayer::new().with_max_times(5).with_jitter())
 }
 
 /// Uploads `files` under `prefix/`.
@@ -127,15 +128,16 @@ pub fn upload(prefix: &str, files: &std::collections::BTreeMap<String, Vec<u8>>)
     let s = server();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
+        use futures::StreamExt;
         let op = operator(s);
-        let mut tasks = Vec::new();
-        for (rel, data) in files {
-            let op = op.clone();
-            let (path, data) = (format!("{prefix}/{rel}"), data.clone());
-            tasks.push(tokio::spawn(async move { op.write(&path, data).await.unwrap() }));
-        }
-        for t in tasks {
-            t.await.unwrap();
+        // A bounded number of uploads at a time.
+        let uploads = files.iter().map(|(rel, data)| {
+            let (op, path, data) = (op.clone(), format!("{prefix}/{rel}"), data.clone());
+            async move { op.write(&path, data).await.map(|_| ()).map_err(|e| format!("{path}: {e}")) }
+        });
+        let results: Vec<Result<(), String>> = futures::stream::iter(uploads).buffer_unordered(16).collect().await;
+        for r in results {
+            r.unwrap();
         }
     });
 }
