@@ -117,9 +117,6 @@ impl DatasetPlan {
     pub fn cache_capacity(&self) -> u64 {
         self.tiers.iter().map(TierPlan::quota).sum::<u64>() * self.replicas as u64
     }
-    pub fn read_only(&self) -> bool {
-        true
-    }
 }
 
 fn ns_of(meta: &kube::core::ObjectMeta) -> &str {

@@ -123,11 +123,6 @@ impl Namespace {
         &self.mounts[mount].ufs
     }
 
-    /// Number of inodes known so far (listed directories only).
-    pub fn known_inodes(&self) -> usize {
-        self.state.read().expect("namespace lock").inodes.len()
-    }
-
     async fn ensure_listed(&self, ino: Ino) -> Result<(), MetaError> {
         let node = self.getattr(ino)?;
         if !node.is_dir() {
