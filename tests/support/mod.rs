@@ -65,6 +65,7 @@ impl Up {
             .args(extra)
             .env("CISTERN_RUN_ROOT", scratch.run_root())
             .env("CISTERN_LOG", "info")
+            .env("CISTERN_WEB_ADDR", "127.0.0.1:0")
             .stdout(std::fs::File::create(&stdout_path).unwrap())
             .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()
@@ -79,6 +80,15 @@ impl Up {
             std::thread::sleep(Duration::from_millis(50));
         }
         up
+    }
+
+    /// The web port's base URL, from the status file `up` publishes.
+    pub fn web_url(scratch: &Scratch, namespace: &str, name: &str) -> String {
+        let status = scratch.run_root().join(format!("{namespace}-{name}")).join("status.json");
+        eventually(20, "the web URL in status.json", || {
+            let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&status).ok()?).ok()?;
+            json["web"].as_str().map(str::to_string)
+        })
     }
 
     pub fn stderr(&self) -> String {
@@ -172,4 +182,38 @@ spec:
 ",
         tier = tier_path.display()
     )
+}
+
+/// One HTTP/1.1 request to 127.0.0.1 (`url` like `http://127.0.0.1:PORT/path`): status and body.
+pub fn http(method: &str, url: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut conn = std::net::TcpStream::connect(host).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(conn, "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    conn.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let code = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    (code, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+    out
+}
+
+/// The value of one Prometheus sample whose line starts with `prefix` (name and labels).
+pub fn metric(text: &str, prefix: &str) -> Option<u64> {
+    text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
 }

@@ -77,3 +77,18 @@ pub fn assert_mount_matches(mount: &Path, expected: &BTreeMap<String, Vec<u8>>) 
         assert!(got == *data, "{rel}: content differs ({} vs {} bytes)", got.len(), data.len());
     }
 }
+
+/// Drops the kernel's page cache of every file under `root`, so the next read reaches the
+/// FUSE daemon instead of being served by the kernel.
+pub fn drop_page_cache(root: &Path) {
+    use std::os::unix::io::AsRawFd;
+    for entry in std::fs::read_dir(root).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            drop_page_cache(&path);
+        } else if let Ok(f) = std::fs::File::open(&path) {
+            // SAFETY: fadvise on an open descriptor; no memory is passed.
+            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        }
+    }
+}

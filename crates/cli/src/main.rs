@@ -3,7 +3,9 @@
 
 mod get;
 mod load;
+mod logging;
 mod rundir;
+mod served;
 mod status;
 mod up;
 
@@ -42,10 +44,7 @@ pub struct RunRootArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        // OpenDAL logs every retry with a backtrace; its final error is what we report.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{},opendal=error", cli.log_level)));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    logging::init(&cli.log_level);
     let result = match cli.command {
         Command::Up(a) => up::run(a),
         Command::Get(a) => get::run(a),

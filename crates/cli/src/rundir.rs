@@ -17,6 +17,9 @@ pub const DEFAULT_RUN_ROOT: &str = "/run/cistern";
 pub struct StatusFile {
     pub pid: u32,
     pub mountpoint: PathBuf,
+    /// The web port (metrics, status, log level), `http://HOST:PORT`.
+    #[serde(default)]
+    pub web: Option<String>,
     pub dataset: serde_json::Value,
     pub runtime: serde_json::Value,
 }

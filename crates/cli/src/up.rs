@@ -3,17 +3,17 @@
 //! status in the run directory, and unmounts cleanly on Ctrl-C or SIGTERM.
 
 use crate::rundir::{RunDir, StatusFile};
+use crate::served::Served;
 use crate::status;
 use anyhow::{anyhow, bail, Context, Result};
-use cistern_api::{DatasetPlan, Manifest};
+use cistern_api::{DatasetPlan, Manifest, Medium};
 use cistern_client::Client;
 use cistern_fuse::{CisternFs, FuseMount};
-use cistern_master::{spawn_summary, Namespace, NsMount, Summary};
+use cistern_master::{spawn_summary, Namespace, NsMount};
 use cistern_ufs::Ufs;
-use cistern_worker::Worker;
+use cistern_worker::{LevelSpec, ReadOptions, Worker};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 #[derive(clap::Args, Debug)]
@@ -32,10 +32,16 @@ pub struct UpArgs {
     pub secret_dir: Option<PathBuf>,
     #[command(flatten)]
     pub run: crate::RunRootArg,
+    /// The web port: metrics, status and log level (`HOST:PORT`; port 0 picks a free one).
+    #[arg(long, default_value = DEFAULT_WEB_ADDR, env = "CISTERN_WEB_ADDR")]
+    pub web_addr: String,
     /// Threads answering FUSE requests.
     #[arg(long, default_value_t = 8)]
     pub fuse_threads: usize,
 }
+
+/// Alluxio's master web port, on loopback only.
+const DEFAULT_WEB_ADDR: &str = "127.0.0.1:19999";
 
 /// How long a directory listing is trusted when `metadataSyncPolicy.autoSync` is on.
 const SYNC_TTL: Duration = Duration::from_secs(30);
@@ -70,17 +76,20 @@ fn serve(args: &UpArgs, plan: &DatasetPlan, run_dir: &RunDir, mountpoint: &Path,
     }
     let ttl = plan.auto_sync.then_some(SYNC_TTL);
     let ns = Arc::new(Namespace::new(mounts, ttl));
-    let tier = &plan.tiers[0];
-    // SSD/HDD caches survive a restart (re-indexed on start); MEM is RAM and starts empty.
-    let persistent = tier.medium != cistern_api::Medium::Mem;
     let mut workers = Vec::new();
     for i in 0..plan.replicas as usize {
-        let dir = worker_dir(&tier.paths[i % tier.paths.len()], plan, i);
-        let w = Worker::open(i, &dir, tier.quotas[i % tier.quotas.len()], tier.high, tier.low, persistent)
-            .with_context(|| format!("spec.tieredstore.levels[0].path: cannot use {} for the cache", dir.display()))?;
+        let levels = worker_levels(plan, i);
+        let w = Worker::open(i, &levels, ReadOptions::default()).with_context(|| {
+            let dirs: Vec<String> = levels.iter().flat_map(|l| l.dirs.iter().map(|d| d.0.display().to_string())).collect();
+            format!("spec.tieredstore.levels: cannot use {} for the cache", dirs.join(", "))
+        })?;
         workers.push(w);
     }
-    let worker_dirs: Vec<PathBuf> = workers.iter().map(|w| w.cache_dir().to_path_buf()).collect();
+    // MEM levels do not outlive `up`: they hold RAM (see the README).
+    let mem_dirs: Vec<PathBuf> = workers
+        .iter()
+        .flat_map(|w| w.tiers().levels().iter().filter(|l| l.medium == "MEM").flat_map(|l| l.stores().iter().map(|s| s.dir().to_path_buf())).collect::<Vec<_>>())
+        .collect();
     let client = Arc::new(Client::new(ns.clone(), workers));
     let fs = CisternFs::new(client.clone(), rt.handle().clone(), ttl.unwrap_or(Duration::from_secs(3600)));
     let file_count = fs.file_count.clone();
@@ -92,26 +101,27 @@ fn serve(args: &UpArgs, plan: &DatasetPlan, run_dir: &RunDir, mountpoint: &Path,
         spawn_summary(ns.clone())
     };
     let created = jiff::Timestamp::try_from(SystemTime::now()).map(|t| t.to_string()).unwrap_or_default();
+    let served = Arc::new(Served {
+        plan: plan.clone(),
+        client: client.clone(),
+        summary,
+        file_count,
+        created,
+        mountpoint: mountpoint.to_path_buf(),
+        web: OnceLock::new(),
+    });
+    let listener = rt.block_on(bind_web(&args.web_addr))?;
+    let web_url = format!("http://{}", listener.local_addr()?);
+    let _ = served.web.set(web_url.clone());
+    rt.spawn(cistern_master::web::serve(listener, served.clone()));
     let publish = || -> Result<StatusFile> {
-        let sum = summary.lock().expect("summary lock").clone();
-        if let Summary::Done(s) = &sum {
-            file_count.store(s.files, Ordering::Relaxed);
-        }
-        let stats = client.stats();
-        let mut ds = serde_json::to_value(&plan.dataset)?;
-        ds["metadata"]["namespace"] = plan.namespace.clone().into();
-        ds["metadata"]["creationTimestamp"] = created.clone().into();
-        ds["status"] = status::dataset_status("Bound", &sum, &stats, (&plan.name, &plan.namespace, plan.runtime_kind));
-        let mut rtv = runtime_json(plan)?;
-        rtv["metadata"]["namespace"] = plan.namespace.clone().into();
-        rtv["metadata"]["creationTimestamp"] = created.clone().into();
-        rtv["status"] = status::runtime_status(plan.replicas, true, &stats);
-        let sf = StatusFile { pid: std::process::id(), mountpoint: mountpoint.to_path_buf(), dataset: ds, runtime: rtv };
+        let sf = served.status_file()?;
         run_dir.write_status(&sf)?;
         Ok(sf)
     };
     let first = publish()?;
     println!("Dataset {}/{} ({}) is mounted at {}", plan.namespace, plan.name, plan.runtime_kind, mountpoint.display());
+    println!("Web UI, metrics and log level: {web_url}/ (/metrics, /api/v1/status, /api/v1/loglevel)");
     print!("{}", status::dataset_table(&[first.dataset], false));
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -130,8 +140,7 @@ fn serve(args: &UpArgs, plan: &DatasetPlan, run_dir: &RunDir, mountpoint: &Path,
     })?;
     tracing::info!("unmounting {}", mountpoint.display());
     mount.unmount().with_context(|| format!("cannot unmount {}", mountpoint.display()))?;
-    for d in worker_dirs.into_iter().filter(|_| !persistent) {
-        // A MEM cache does not outlive `up`: it holds RAM (see the README).
+    for d in mem_dirs {
         let _ = std::fs::remove_dir_all(&d);
         if let Some(parent) = d.parent() {
             let _ = std::fs::remove_dir(parent); // only if no other worker left files there
@@ -141,16 +150,39 @@ fn serve(args: &UpArgs, plan: &DatasetPlan, run_dir: &RunDir, mountpoint: &Path,
     Ok(())
 }
 
-fn runtime_json(plan: &DatasetPlan) -> Result<serde_json::Value> {
-    Ok(match &plan.runtime {
-        cistern_api::Runtime::Jindo(r) => serde_json::to_value(r)?,
-        cistern_api::Runtime::Alluxio(r) => serde_json::to_value(r)?,
-        cistern_api::Runtime::JuiceFS(r) => serde_json::to_value(r)?,
-    })
+/// Binds the web port; when the default port is taken (another `up` on this machine), falls
+/// back to a free one and says so, since the URL is printed and written to the status file.
+async fn bind_web(addr: &str) -> Result<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && addr == DEFAULT_WEB_ADDR => {
+            tracing::warn!("{addr} is in use; serving the web port on a free port instead");
+            Ok(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        }
+        Err(e) => Err(e).with_context(|| format!("--web-addr {addr}: cannot listen; choose another address or port")),
+    }
 }
 
-fn worker_dir(tier_path: &Path, plan: &DatasetPlan, i: usize) -> PathBuf {
-    tier_path.join("cistern").join(format!("{}-{}", plan.namespace, plan.name)).join(format!("worker-{i}"))
+/// Worker `i`'s cache levels: every level of `spec.tieredstore`, each path with its quota,
+/// under `<path>/cistern/<namespace>-<name>/worker-<i>`.
+fn worker_levels(plan: &DatasetPlan, i: usize) -> Vec<LevelSpec> {
+    plan.tiers
+        .iter()
+        .map(|t| {
+            let medium = match t.medium {
+                Medium::Mem => "MEM",
+                Medium::Ssd => "SSD",
+                Medium::Hdd => "HDD",
+            };
+            let dirs = t
+                .paths
+                .iter()
+                .zip(&t.quotas)
+                .map(|(p, q)| (p.join("cistern").join(format!("{}-{}", plan.namespace, plan.name)).join(format!("worker-{i}")), *q))
+                .collect();
+            LevelSpec { medium: medium.to_string(), dirs, high: t.high, low: t.low, persistent: t.medium != Medium::Mem }
+        })
+        .collect()
 }
 
 /// Makes sure the mount point is an empty directory that nothing is mounted on; returns

@@ -48,6 +48,10 @@ impl Client {
         Client { ns, workers }
     }
 
+    pub fn workers(&self) -> &[Arc<Worker>] {
+        &self.workers
+    }
+
     pub fn namespace(&self) -> &Arc<Namespace> {
         &self.ns
     }

@@ -3,11 +3,14 @@
 //! the UFS total size and file number that statuses report.
 
 pub mod inode;
+pub mod metrics;
 pub mod namespace;
 pub mod summary;
+pub mod web;
 
 pub use inode::{Ino, Inode, Kind, ROOT_INO};
 pub use namespace::{Namespace, NsMount};
+pub use metrics::{Figures, LevelFigures};
 pub use summary::{spawn_summary, Summary, UfsSummary};
 
 /// A metadata failure with the errno the file system answers.

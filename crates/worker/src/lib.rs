@@ -1,10 +1,16 @@
 //! A worker: the cache of a Dataset's data on one node, read through from the UFS.
 //!
-//! Reads are served block by block ([`store::BLOCK_SIZE`]): a cached block is read from its tier
-//! file; a missing one is fetched from the UFS once, however many readers want it at the same
-//! time (request coalescing through a shared future per block), stored, then served. A miss
-//! on a block that follows a cached one looks like a sequential reader, so the next blocks are
-//! fetched ahead in the background; random readers do not trigger that.
+//! Reads are served block by block ([`store::BLOCK_SIZE`]) from the tiered store
+//! ([`store::level::Tiers`]). A miss is fetched from the UFS once, however many readers want it
+//! at the same time (request coalescing through a shared future per range), stored in the top
+//! level, then served.
+//!
+//! How much a miss fetches depends on how the file is being read:
+//! - a *sequential* reader (the miss starts a file, or follows cached data) gets the whole
+//!   block; once it has gone through a whole block, the next [`ReadOptions::readahead_blocks`]
+//!   blocks are fetched in parallel in the background, so several ranges are in flight at once;
+//! - a *random* reader gets only the [`ReadOptions::random_unit`]-aligned range around its
+//!   read (256 KiB by default), so a 4 KiB read of a large object does not pull 4 MiB.
 
 pub mod store;
 
@@ -12,13 +18,26 @@ use bytes::{Bytes, BytesMut};
 use cistern_ufs::{Ufs, UfsError};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+pub use store::level::{LevelSpec, LevelStats, Tiers};
 pub use store::{TierStore, BLOCK_SIZE};
 
-/// How many blocks a sequential reader keeps in flight ahead of itself.
-const READAHEAD_BLOCKS: u64 = 3;
+/// How the worker reads ahead and how much a random miss fetches.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions {
+    /// Blocks a sequential reader keeps in flight ahead of itself.
+    pub readahead_blocks: u64,
+    /// Fetch unit of a random miss (a multiple of the 64 KiB checksum chunk).
+    pub random_unit: u64,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions { readahead_blocks: 4, random_unit: 256 * 1024 }
+    }
+}
 
 /// What a worker needs to know of a file to read it.
 #[derive(Debug, Clone)]
@@ -59,41 +78,51 @@ pub struct WorkerCounters {
     pub local_bytes: AtomicU64,
     pub ufs_bytes: AtomicU64,
     pub ufs_fetches: AtomicU64,
+    /// Bytes fetched from the UFS (whole fetch units, including readahead).
+    pub ufs_fetched_bytes: AtomicU64,
 }
 
 type Fetch = Shared<BoxFuture<'static, Result<Bytes, WorkerError>>>;
+/// A range being fetched: cache key, block, start and end inside the block.
+type RangeId = (String, u64, u64, u64);
 
 pub struct Worker {
     pub id: usize,
-    store: TierStore,
-    inflight: Mutex<HashMap<(String, u64), Fetch>>,
+    tiers: Tiers,
+    options: ReadOptions,
+    inflight: Mutex<HashMap<RangeId, Fetch>>,
     pub counters: WorkerCounters,
 }
 
 impl Worker {
-    /// Opens a worker whose cache lives in `dir`; a `persistent` (SSD/HDD) cache is re-indexed,
-    /// a MEM one starts empty.
-    pub fn open(id: usize, dir: &Path, quota: u64, high: f64, low: f64, persistent: bool) -> std::io::Result<Arc<Worker>> {
+    /// Opens a worker whose cache has these levels (top first); persistent (SSD/HDD) levels are
+    /// re-indexed, MEM ones start empty.
+    pub fn open(id: usize, levels: &[LevelSpec], options: ReadOptions) -> std::io::Result<Arc<Worker>> {
         Ok(Arc::new(Worker {
             id,
-            store: TierStore::open(dir, quota, high, low, persistent)?,
+            tiers: Tiers::open(levels)?,
+            options,
             inflight: Mutex::default(),
             counters: WorkerCounters::default(),
         }))
     }
 
     pub fn cached_bytes(&self) -> u64 {
-        self.store.used()
+        self.tiers.used()
     }
     pub fn capacity(&self) -> u64 {
-        self.store.quota()
+        self.tiers.quota()
     }
-    pub fn cache_dir(&self) -> &Path {
-        self.store.dir()
+    pub fn tiers(&self) -> &Tiers {
+        &self.tiers
+    }
+    /// Every cache directory of this worker.
+    pub fn cache_dirs(&self) -> Vec<PathBuf> {
+        self.tiers.levels().iter().flat_map(|l| l.stores().iter().map(|s| s.dir().to_path_buf())).collect()
     }
     /// Cached blocks that failed their checksum (and were refetched).
     pub fn corrupt_blocks(&self) -> u64 {
-        self.store.corrupt_blocks.load(Ordering::Relaxed)
+        self.tiers.corrupt_blocks()
     }
 
     /// Reads up to `len` bytes at `offset`; fewer only at the end of the file.
@@ -119,35 +148,66 @@ impl Worker {
         Ok(out.freeze())
     }
 
+    /// Reads `[start, end)` (file offsets) inside block `b`.
     async fn read_in_block(self: &Arc<Self>, f: &FileRef, b: u64, start: u64, end: u64) -> Result<Bytes, WorkerError> {
         let base = b * BLOCK_SIZE;
-        if let Some(data) = self.store.read_cached(&f.key, b, start - base, end - base)? {
+        let (s, e) = (start - base, end - base);
+        if let Some(data) = self.tiers.read_cached(&f.key, b, s, e)? {
             self.counters.local_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
             return Ok(Bytes::from(data));
         }
-        let sequential = b == 0 || self.store.contains(&f.key, b - 1);
-        let block = self.fetch(f, b).await?;
-        if sequential {
-            let blocks = f.size.div_ceil(BLOCK_SIZE);
-            for ahead in b + 1..(b + 1 + READAHEAD_BLOCKS).min(blocks) {
-                if self.store.contains(&f.key, ahead) {
-                    continue;
-                }
-                let fut = self.fetch(f, ahead);
-                tokio::spawn(async move {
-                    let _ = fut.await;
-                });
+        let block_len = BLOCK_SIZE.min(f.size - base);
+        let whole = (f.key.clone(), b, 0, block_len);
+        let joined = self.inflight.lock().expect("inflight lock").get(&whole).cloned();
+        let (unit_start, data) = if let Some(fut) = joined {
+            (0, fut.await?)
+        } else if let Some(read_ahead) = self.sequential(f, b, s) {
+            let data = self.fetch(f, b, 0, block_len).await?;
+            if read_ahead {
+                self.read_ahead(f, b);
             }
-        }
-        let s = ((start - base) as usize).min(block.len());
-        let e = ((end - base) as usize).min(block.len());
-        self.counters.ufs_bytes.fetch_add((e - s) as u64, Ordering::Relaxed);
-        Ok(block.slice(s..e))
+            (0, data)
+        } else {
+            let unit = self.options.random_unit.max(store::checksum::CHUNK);
+            let (us, ue) = (s / unit * unit, e.div_ceil(unit).saturating_mul(unit).min(block_len));
+            (us, self.fetch(f, b, us, ue).await?)
+        };
+        let from = ((s - unit_start) as usize).min(data.len());
+        let to = ((e - unit_start) as usize).min(data.len());
+        self.counters.ufs_bytes.fetch_add((to - from) as u64, Ordering::Relaxed);
+        Ok(data.slice(from..to))
     }
 
-    /// The whole block `b`, fetched once for all concurrent callers.
-    fn fetch(self: &Arc<Self>, f: &FileRef, b: u64) -> Fetch {
-        let id = (f.key.clone(), b);
+    /// A miss that starts a file or follows cached data looks like a sequential reader
+    /// (`Some`); the flag says whether to read ahead: only once a reader has gone through a
+    /// whole block, so a peek at a file's header does not pull the next 16 MiB.
+    fn sequential(&self, f: &FileRef, b: u64, s: u64) -> Option<bool> {
+        let chunk = store::checksum::CHUNK;
+        let follows = match (b, s / chunk * chunk) {
+            (0, 0) => return Some(false),
+            (b, 0) => return self.tiers.contains(&f.key, b - 1).then_some(true),
+            (b, at) => self.tiers.covers(&f.key, b, at - chunk, at),
+        };
+        follows.then_some(false)
+    }
+
+    fn read_ahead(self: &Arc<Self>, f: &FileRef, b: u64) {
+        let blocks = f.size.div_ceil(BLOCK_SIZE);
+        for ahead in b + 1..(b + 1 + self.options.readahead_blocks).min(blocks) {
+            if self.tiers.contains(&f.key, ahead) {
+                continue;
+            }
+            let len = BLOCK_SIZE.min(f.size - ahead * BLOCK_SIZE);
+            let fut = self.fetch(f, ahead, 0, len);
+            tokio::spawn(async move {
+                let _ = fut.await;
+            });
+        }
+    }
+
+    /// `[s, e)` of block `b`, fetched once for all concurrent callers.
+    fn fetch(self: &Arc<Self>, f: &FileRef, b: u64, s: u64, e: u64) -> Fetch {
+        let id = (f.key.clone(), b, s, e);
         let mut inflight = self.inflight.lock().expect("inflight lock");
         if let Some(fut) = inflight.get(&id) {
             return fut.clone();
@@ -155,8 +215,8 @@ impl Worker {
         let me = self.clone();
         let f = f.clone();
         let fut = async move {
-            let result = me.fetch_and_store(&f, b).await;
-            me.inflight.lock().expect("inflight lock").remove(&(f.key.clone(), b));
+            let result = me.fetch_and_store(&f, b, s, e).await;
+            me.inflight.lock().expect("inflight lock").remove(&(f.key.clone(), b, s, e));
             result
         }
         .boxed()
@@ -165,19 +225,19 @@ impl Worker {
         fut
     }
 
-    async fn fetch_and_store(&self, f: &FileRef, b: u64) -> Result<Bytes, WorkerError> {
-        let base = b * BLOCK_SIZE;
-        let len = BLOCK_SIZE.min(f.size - base);
-        // A fetch that finished between our cache miss and this call stored the block before
+    async fn fetch_and_store(&self, f: &FileRef, b: u64, s: u64, e: u64) -> Result<Bytes, WorkerError> {
+        // A fetch that finished between our cache miss and this call stored the range before
         // leaving `inflight`: serve that rather than fetch again.
-        if let Some(data) = self.store.read_cached(&f.key, b, 0, len)? {
+        if let Some(data) = self.tiers.read_cached(&f.key, b, s, e)? {
             return Ok(Bytes::from(data));
         }
         self.counters.ufs_fetches.fetch_add(1, Ordering::Relaxed);
-        let data = f.ufs.read(&f.path, base, len).await?;
-        if data.len() as u64 == len {
-            if let Err(e) = self.store.insert(&f.key, b, f.size, &data) {
-                tracing::warn!(worker = self.id, error = %e, "could not cache a block; serving it uncached");
+        let base = b * BLOCK_SIZE;
+        let data = f.ufs.read(&f.path, base + s, e - s).await?;
+        self.counters.ufs_fetched_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        if data.len() as u64 == e - s {
+            if let Err(err) = self.tiers.insert(&f.key, b, f.size, s, &data) {
+                tracing::warn!(worker = self.id, error = %err, "could not cache a block; serving it uncached");
             }
         }
         Ok(data)

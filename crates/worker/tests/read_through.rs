@@ -1,7 +1,8 @@
 //! The worker's read-through against an in-memory UFS whose requests are counted.
 
 use cistern_ufs::Ufs;
-use cistern_worker::{FileRef, Worker, BLOCK_SIZE};
+use cistern_worker::{FileRef, LevelSpec, ReadOptions, Worker, BLOCK_SIZE};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -15,6 +16,12 @@ async fn ufs_with(path: &str, content: &[u8]) -> Ufs {
     Ufs::from_operator(op, "memory://test")
 }
 
+/// A worker with one level on `dir`: SSD when `persistent`, else MEM.
+fn worker(dir: &Path, quota: u64, high: f64, low: f64, persistent: bool) -> std::io::Result<Arc<Worker>> {
+    let medium = if persistent { "SSD" } else { "MEM" };
+    Worker::open(0, &[LevelSpec::single(medium, dir, quota, high, low)], ReadOptions::default())
+}
+
 fn file(ufs: &Ufs, path: &str, size: usize) -> FileRef {
     FileRef { ufs: ufs.clone(), path: path.into(), size: size as u64, key: format!("key-{path}") }
 }
@@ -24,7 +31,7 @@ async fn concurrent_readers_of_a_missing_block_cause_one_fetch() {
     let content = data(BLOCK_SIZE as usize);
     let ufs = ufs_with("one.bin", &content).await;
     let dir = tempfile::tempdir().unwrap();
-    let w = Worker::open(0, dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, false).unwrap();
+    let w = worker(dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, false).unwrap();
     let f = file(&ufs, "one.bin", content.len());
     let readers: Vec<_> = (0..16u64)
         .map(|i| {
@@ -47,11 +54,11 @@ async fn a_restarted_worker_serves_its_ssd_cache_without_the_ufs() {
     let dir = tempfile::tempdir().unwrap();
     let f = file(&ufs, "big.bin", content.len());
     {
-        let w = Worker::open(0, dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, true).unwrap();
+        let w = worker(dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, true).unwrap();
         assert_eq!(&w.read(&f, 0, content.len() as u64).await.unwrap()[..], &content[..]);
     }
     let before = ufs.counters.read_bytes.load(Ordering::Relaxed);
-    let w = Worker::open(0, dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, true).unwrap();
+    let w = worker(dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, true).unwrap();
     assert_eq!(w.cached_bytes(), content.len() as u64);
     assert_eq!(&w.read(&f, 0, content.len() as u64).await.unwrap()[..], &content[..]);
     assert_eq!(ufs.counters.read_bytes.load(Ordering::Relaxed), before, "no UFS bytes after the restart");
@@ -62,7 +69,7 @@ async fn a_corrupt_cached_block_is_refetched_and_never_served() {
     let content = data(BLOCK_SIZE as usize);
     let ufs = ufs_with("c.bin", &content).await;
     let dir = tempfile::tempdir().unwrap();
-    let w = Worker::open(0, dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, false).unwrap();
+    let w = worker(dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, false).unwrap();
     let f = file(&ufs, "c.bin", content.len());
     w.read(&f, 0, 10).await.unwrap();
     // Corrupt the cache file behind the worker's back.
@@ -88,7 +95,7 @@ async fn the_quota_holds_under_concurrent_readers_of_more_than_fits() {
     let ufs = Ufs::from_operator(op, "memory://test");
     let dir = tempfile::tempdir().unwrap();
     let quota = 5 * BLOCK_SIZE; // 24 blocks wanted, 5 fit
-    let w = Worker::open(0, dir.path(), quota, 0.9, 0.6, false).unwrap();
+    let w = worker(dir.path(), quota, 0.9, 0.6, false).unwrap();
     let max_seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let tasks: Vec<_> = (0..6)
         .map(|i| {
@@ -116,4 +123,63 @@ async fn the_quota_holds_under_concurrent_readers_of_more_than_fits() {
         })
         .sum();
     assert!(on_disk <= quota + (1 << 20), "{on_disk} bytes allocated on disk for a {quota} quota");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn random_small_reads_fetch_small_units_and_concurrent_ones_coalesce() {
+    let content = data(8 * BLOCK_SIZE as usize);
+    let ufs = ufs_with("r.bin", &content).await;
+    let dir = tempfile::tempdir().unwrap();
+    let w = worker(dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, false).unwrap();
+    let f = file(&ufs, "r.bin", content.len());
+    let unit = ReadOptions::default().random_unit;
+    // Eight readers of the same 4 KiB in the middle of block 5: one request of one unit.
+    let at = 5 * BLOCK_SIZE + (1 << 20) + 100;
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let (w, f) = (w.clone(), f.clone());
+            tokio::spawn(async move { w.read(&f, at, 4096).await.unwrap() })
+        })
+        .collect();
+    for r in readers {
+        assert_eq!(&r.await.unwrap()[..], &content[at as usize..at as usize + 4096]);
+    }
+    assert_eq!(ufs.counters.read_requests.load(Ordering::Relaxed), 1);
+    assert_eq!(w.counters.ufs_fetched_bytes.load(Ordering::Relaxed), unit, "fetched more than one unit");
+    // Scattered reads (none following cached data, none crossing a block, none at the head of
+    // the file, which all look sequential): each pulls one unit, not a 4 MiB block; a repeat is
+    // served locally.
+    let offsets: Vec<u64> = (0..20u64).map(|i| (1 + i % 7) * BLOCK_SIZE + (i * 3 % 8) * (512 << 10) + 1000).collect();
+    for &off in &offsets {
+        assert_eq!(&w.read(&f, off, 4096).await.unwrap()[..], &content[off as usize..off as usize + 4096]);
+    }
+    let fetched = w.counters.ufs_fetched_bytes.load(Ordering::Relaxed);
+    assert!(fetched <= 21 * unit, "{fetched} bytes fetched for 21 random 4 KiB reads");
+    let before = ufs.counters.read_bytes.load(Ordering::Relaxed);
+    for &off in &offsets {
+        assert_eq!(&w.read(&f, off, 4096).await.unwrap()[..], &content[off as usize..off as usize + 4096]);
+    }
+    assert_eq!(ufs.counters.read_bytes.load(Ordering::Relaxed), before, "repeated random reads went to the UFS");
+    // Reading the whole file afterwards fills the gaps and returns the right bytes.
+    assert_eq!(&w.read(&f, 0, content.len() as u64).await.unwrap()[..], &content[..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_evicted_from_mem_are_served_from_ssd_without_the_ufs() {
+    let content = data(6 * BLOCK_SIZE as usize);
+    let ufs = ufs_with("d.bin", &content).await;
+    let dir = tempfile::tempdir().unwrap();
+    let levels = [
+        LevelSpec::single("MEM", &dir.path().join("mem"), 2 * BLOCK_SIZE, 1.0, 0.5),
+        LevelSpec::single("SSD", &dir.path().join("ssd"), 16 * BLOCK_SIZE, 0.95, 0.7),
+    ];
+    let w = Worker::open(0, &levels, ReadOptions::default()).unwrap();
+    let f = file(&ufs, "d.bin", content.len());
+    assert_eq!(&w.read(&f, 0, content.len() as u64).await.unwrap()[..], &content[..]);
+    let stats = w.tiers().stats();
+    assert!(stats[0].used <= 2 * BLOCK_SIZE, "{stats:?}");
+    assert!(stats[1].used >= 4 * BLOCK_SIZE, "evicted blocks were not demoted: {stats:?}");
+    let before = ufs.counters.read_bytes.load(Ordering::Relaxed);
+    assert_eq!(&w.read(&f, 0, content.len() as u64).await.unwrap()[..], &content[..]);
+    assert_eq!(ufs.counters.read_bytes.load(Ordering::Relaxed), before, "a second pass went to the UFS");
 }

@@ -1,25 +1,29 @@
 //! A cache tier on one directory: sparse per-file cache files with a block map, a quota, and
-//! LRU eviction between watermarks.
+//! LRU eviction between watermarks, optionally demoting what it evicts to a lower level.
 //!
 //! Each cached file is one ordinary file under the tier's directory, named by its cache key
 //! (path and content version). Blocks of [`BLOCK_SIZE`] are written at their own offset, so a
 //! fully cached file is a plain copy of the object that the kernel can later read directly
-//! (passthrough, short-circuit). Evicting a block punches a hole in its file. Every block
-//! carries chunk checksums ([`checksum`]) verified on each read: a corrupt block is dropped and
-//! the caller refetches it, so bad bytes are never served.
+//! (passthrough, short-circuit). A block may be present in part (a random reader fetches only
+//! the chunks it needs; see [`checksum`]). Evicting a block punches a hole in its file. Every
+//! chunk carries a checksum verified on each read: a corrupt block is dropped and the caller
+//! refetches it, so bad bytes are never served.
 //!
-//! Space: `used` counts the bytes of present blocks plus those being written (reserved before
+//! Space: `used` counts the bytes of present chunks plus those being written (reserved before
 //! the write), so it never passes the quota. Once `used` passes `high × quota`, least recently
-//! used blocks are punched until it is under `low × quota`.
+//! used blocks are evicted until it is under `low × quota`; with a [`Lower`] level set, an
+//! evicted block's verified chunks are handed to it (demotion) instead of being lost.
 //!
 //! Persistence: a MEM tier starts empty (its directory is wiped: RAM does not survive a
 //! restart anyway). An SSD/HDD tier re-indexes what its checksum records say is on disk, so a
 //! restarted worker serves it without going back to the UFS.
 //!
-//! Consistency: reads of present blocks and writes of new ones hold `io_gate` shared; punching
-//! holds it exclusively, so a block is never punched under a reader's pread.
+//! Consistency: reads of present chunks and writes of new ones (with their marking as present)
+//! hold `io_gate` shared; punching holds it exclusively, so a block is never punched under a
+//! reader's pread nor between a writer's pwrite and its record.
 
 pub mod checksum;
+pub mod level;
 
 use checksum::{BlockSums, CHUNK};
 use std::collections::{BTreeMap, HashMap};
@@ -29,27 +33,44 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 pub const BLOCK_SIZE: u64 = 4 << 20;
 const SIDECAR: &str = ".crc";
 
 type BlockId = (Arc<str>, u64);
 
+/// Where a tier sends the blocks it evicts: the next level down.
+pub trait Lower: Send + Sync {
+    /// Takes `data`, at `offset` inside block `b` of `key` (a file of `file_size` bytes).
+    fn demote(&self, key: &str, b: u64, file_size: u64, offset: u64, data: &[u8]);
+}
+
 struct CachedFile {
     file: Arc<File>,
     sidecar: Arc<File>,
+    size: u64,
     blocks: Vec<Option<BlockSums>>,
 }
 
 #[derive(Default)]
 struct Index {
     files: HashMap<Arc<str>, CachedFile>,
-    /// LRU order: tick → block; and block → (tick, length).
+    /// LRU order: tick → block; and block → (tick, bytes present).
     lru: BTreeMap<u64, BlockId>,
     blocks: HashMap<BlockId, (u64, u64)>,
     tick: u64,
     used: u64,
+}
+
+/// Figures of one tier.
+#[derive(Debug, Default)]
+pub struct TierCounters {
+    /// Blocks found corrupt on read (dropped and refetched).
+    pub corrupt_blocks: AtomicU64,
+    pub evicted_bytes: AtomicU64,
+    /// Bytes this tier handed to the level below.
+    pub demoted_bytes: AtomicU64,
 }
 
 pub struct TierStore {
@@ -59,8 +80,8 @@ pub struct TierStore {
     low: u64,
     index: Mutex<Index>,
     io_gate: RwLock<()>,
-    /// Blocks found corrupt on read (dropped and refetched).
-    pub corrupt_blocks: AtomicU64,
+    lower: OnceLock<Arc<dyn Lower>>,
+    pub counters: TierCounters,
 }
 
 impl TierStore {
@@ -77,12 +98,18 @@ impl TierStore {
             low: ((quota as f64) * low) as u64,
             index: Mutex::default(),
             io_gate: RwLock::new(()),
-            corrupt_blocks: AtomicU64::new(0),
+            lower: OnceLock::new(),
+            counters: TierCounters::default(),
         };
         if persistent {
             store.reindex()?;
         }
         Ok(store)
+    }
+
+    /// Sends evicted blocks to `lower` from now on.
+    pub fn set_lower(&self, lower: Arc<dyn Lower>) {
+        let _ = self.lower.set(lower);
     }
 
     pub fn dir(&self) -> &Path {
@@ -95,23 +122,29 @@ impl TierStore {
         self.index.lock().expect("index lock").used
     }
 
-    /// Reads `[start, end)` of block `b` of `key` if the block is cached and its checksums
-    /// hold; `None` otherwise (a corrupt block is dropped on the way).
+    /// The cache file of `key` when every block of it is present: a plain copy of the object.
+    pub fn complete_file(&self, key: &str) -> Option<PathBuf> {
+        let ix = self.index.lock().expect("index lock");
+        let cf = ix.files.get(key)?;
+        cf.blocks.iter().all(|b| b.as_ref().is_some_and(BlockSums::is_complete)).then(|| self.dir.join(key))
+    }
+
+    /// Reads `[start, end)` of block `b` of `key` if those chunks are cached and their
+    /// checksums hold; `None` otherwise (a corrupt block is dropped on the way).
     pub fn read_cached(&self, key: &str, b: u64, start: u64, end: u64) -> io::Result<Option<Vec<u8>>> {
+        if start >= end {
+            return Ok(self.covers(key, b, 0, 1).then(Vec::new));
+        }
         let gate = self.io_gate.read().expect("io gate");
         let (file, sums) = {
             let mut ix = self.index.lock().expect("index lock");
-            let Some(sums) = ix.files.get(key).and_then(|cf| cf.blocks.get(b as usize)).and_then(Option::as_ref) else {
+            let Some(sums) = ix.sums(key, b).filter(|s| s.covers(start, end)).cloned() else {
                 return Ok(None);
             };
-            let sums = sums.clone();
             let file = ix.files[key].file.clone();
             ix.touch(&(Arc::from(key), b));
             (file, sums)
         };
-        if start >= end {
-            return Ok(Some(Vec::new()));
-        }
         // Read whole chunks so each can be verified.
         let from = start / CHUNK * CHUNK;
         let to = end.div_ceil(CHUNK).saturating_mul(CHUNK).min(sums.len);
@@ -120,7 +153,7 @@ impl TierStore {
         if !sums.verify(from, &buf) {
             drop(gate);
             tracing::warn!(key, block = b, "cached block failed its checksum; dropping it and refetching");
-            self.corrupt_blocks.fetch_add(1, Ordering::Relaxed);
+            self.counters.corrupt_blocks.fetch_add(1, Ordering::Relaxed);
             self.drop_block(key, b)?;
             return Ok(None);
         }
@@ -129,15 +162,20 @@ impl TierStore {
         Ok(Some(buf))
     }
 
-    /// True when block `b` of `key` is cached (no I/O).
+    /// True when block `b` of `key` is wholly cached (no I/O).
     pub fn contains(&self, key: &str, b: u64) -> bool {
-        let ix = self.index.lock().expect("index lock");
-        ix.files.get(key).and_then(|cf| cf.blocks.get(b as usize)).is_some_and(Option::is_some)
+        self.index.lock().expect("index lock").sums(key, b).is_some_and(BlockSums::is_complete)
     }
 
-    /// Stores block `b` of `key` (a file of `file_size` bytes). Returns false when the block
-    /// cannot fit in the quota at all (it is then simply not cached).
-    pub fn insert(&self, key: &str, b: u64, file_size: u64, data: &[u8]) -> io::Result<bool> {
+    /// True when the chunks of `[start, end)` of block `b` of `key` are cached (no I/O).
+    pub fn covers(&self, key: &str, b: u64, start: u64, end: u64) -> bool {
+        self.index.lock().expect("index lock").sums(key, b).is_some_and(|s| s.covers(start, end))
+    }
+
+    /// Stores `data` at `offset` (a multiple of [`CHUNK`]) in block `b` of `key` (a file of
+    /// `file_size` bytes). Returns false when it cannot fit in the quota at all (it is then
+    /// simply not cached).
+    pub fn insert(&self, key: &str, b: u64, file_size: u64, offset: u64, data: &[u8]) -> io::Result<bool> {
         let len = data.len() as u64;
         if len > self.quota {
             return Ok(false);
@@ -146,7 +184,7 @@ impl TierStore {
         // Reserve the space first, evicting if needed, so `used` never passes the quota.
         loop {
             let mut ix = self.index.lock().expect("index lock");
-            if ix.files.get(&key).is_some_and(|cf| cf.blocks.get(b as usize).is_some_and(Option::is_some)) {
+            if ix.sums(&key, b).is_some_and(|s| s.covers(offset, offset + len)) {
                 return Ok(true); // someone else stored it meanwhile
             }
             if ix.used + len <= self.quota {
@@ -158,25 +196,45 @@ impl TierStore {
                 return Ok(false); // everything left is being written right now
             }
         }
-        let sums = BlockSums::of(data);
-        let written = self.file_for(&key, file_size).and_then(|(file, sidecar)| {
-            let _gate = self.io_gate.read().expect("io gate");
-            file.write_all_at(data, b * BLOCK_SIZE)?;
-            sums.write_record(&sidecar, b)
-        });
-        let mut ix = self.index.lock().expect("index lock");
-        if let Err(e) = written {
-            ix.used -= len;
-            return Err(e);
+        let stored = self.write_and_mark(&key, b, file_size, offset, data);
+        if !matches!(stored, Ok(true)) {
+            self.index.lock().expect("index lock").used -= len;
         }
-        if let Some(cf) = ix.files.get_mut(&key) {
-            cf.blocks[b as usize] = Some(sums);
+        if !stored? {
+            return Ok(false);
         }
-        ix.push_lru((key, b), len);
-        let over = ix.used > self.high;
-        drop(ix);
+        let over = self.used() > self.high;
         if over {
             self.evict_to(self.low)?;
+        }
+        Ok(true)
+    }
+
+    /// Writes reserved data and marks it present; false when the file was evicted meanwhile.
+    fn write_and_mark(&self, key: &Arc<str>, b: u64, file_size: u64, offset: u64, data: &[u8]) -> io::Result<bool> {
+        let len = data.len() as u64;
+        let (file, sidecar) = self.file_for(key, file_size)?;
+        let _gate = self.io_gate.read().expect("io gate");
+        file.write_all_at(data, b * BLOCK_SIZE + offset)?;
+        let mut ix = self.index.lock().expect("index lock");
+        let Some(cf) = ix.files.get_mut(key).filter(|cf| Arc::ptr_eq(&cf.file, &file)) else {
+            return Ok(false); // its last block was evicted and the file removed meanwhile
+        };
+        let Some(slot) = cf.blocks.get_mut(b as usize) else { return Ok(false) };
+        let block_len = BLOCK_SIZE.min(cf.size - b * BLOCK_SIZE);
+        let sums = slot.get_or_insert_with(|| BlockSums::empty(block_len));
+        let added = sums.add(offset, data);
+        if let Err(e) = sums.write_record(&sidecar, b) {
+            // Served from memory's view all the same; after a restart these chunks count as absent.
+            tracing::warn!(key = &**key, block = b, error = %e, "cannot write a checksum record");
+        }
+        ix.used -= len - added; // chunks another writer stored first were reserved twice
+        let id: BlockId = (key.clone(), b);
+        if let Some(entry) = ix.blocks.get_mut(&id) {
+            entry.1 += added;
+            ix.touch(&id);
+        } else {
+            ix.push_lru(id, added);
         }
         Ok(true)
     }
@@ -192,7 +250,8 @@ impl TierStore {
         let sidecar = open(self.dir.join(format!("{key}{SIDECAR}")))?;
         let blocks = file_size.div_ceil(BLOCK_SIZE).max(1) as usize;
         let (file, sidecar) = (Arc::new(file), Arc::new(sidecar));
-        ix.files.insert(key.clone(), CachedFile { file: file.clone(), sidecar: sidecar.clone(), blocks: vec![None; blocks] });
+        let cf = CachedFile { file: file.clone(), sidecar: sidecar.clone(), size: file_size, blocks: vec![None; blocks] };
+        ix.files.insert(key.clone(), cf);
         Ok((file, sidecar))
     }
 
@@ -208,26 +267,59 @@ impl TierStore {
         Ok(())
     }
 
-    /// Punches least recently used blocks until `used <= target`. False when nothing is left
-    /// to evict.
+    /// Evicts least recently used blocks, one at a time, until `used <= target`, demoting
+    /// each to the lower level when there is one. False when nothing is left to evict.
     fn evict_to(&self, target: u64) -> io::Result<bool> {
-        let _gate = self.io_gate.write().expect("io gate");
-        let mut ix = self.index.lock().expect("index lock");
-        while ix.used > target {
-            let Some((_, id)) = ix.lru.pop_first() else { return Ok(false) };
-            let Some((_, len)) = ix.blocks.remove(&id) else { continue };
-            self.forget_block(&mut ix, &id, len)?;
+        loop {
+            let demoted = {
+                let _gate = self.io_gate.write().expect("io gate");
+                let mut ix = self.index.lock().expect("index lock");
+                if ix.used <= target {
+                    return Ok(true);
+                }
+                let Some((_, id)) = ix.lru.pop_first() else { return Ok(false) };
+                let Some((_, len)) = ix.blocks.remove(&id) else { continue };
+                let demoted = match self.lower.get() {
+                    Some(_) => self.verified_runs(&ix, &id),
+                    None => Vec::new(),
+                };
+                let size = ix.files.get(&id.0).map_or(0, |cf| cf.size);
+                self.forget_block(&mut ix, &id, len)?;
+                self.counters.evicted_bytes.fetch_add(len, Ordering::Relaxed);
+                (id, size, demoted)
+            };
+            let ((key, b), size, runs) = demoted;
+            if let Some(lower) = self.lower.get() {
+                for (off, data) in runs {
+                    self.counters.demoted_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    lower.demote(&key, b, size, off, &data);
+                }
+            }
         }
-        Ok(true)
+    }
+
+    /// The present chunks of a block, read and verified (corrupt runs are left out).
+    fn verified_runs(&self, ix: &Index, id: &BlockId) -> Vec<(u64, Vec<u8>)> {
+        let Some(cf) = ix.files.get(&id.0) else { return Vec::new() };
+        let Some(sums) = cf.blocks.get(id.1 as usize).and_then(Option::as_ref) else { return Vec::new() };
+        let mut out = Vec::new();
+        for (off, len) in sums.runs() {
+            let mut buf = vec![0u8; len as usize];
+            if cf.file.read_exact_at(&mut buf, id.1 * BLOCK_SIZE + off).is_ok() && sums.verify(off, &buf) {
+                out.push((off, buf));
+            }
+        }
+        out
     }
 
     /// Removes a block from the file map and the disk; the caller holds the write gate.
     fn forget_block(&self, ix: &mut Index, id: &BlockId, len: u64) -> io::Result<()> {
         ix.used -= len;
         let Some(cf) = ix.files.get_mut(&id.0) else { return Ok(()) };
+        let block_len = cf.blocks[id.1 as usize].as_ref().map_or(BLOCK_SIZE, |s| s.len);
         cf.blocks[id.1 as usize] = None;
         BlockSums::clear_record(&cf.sidecar, id.1)?;
-        punch_hole(&cf.file, id.1 * BLOCK_SIZE, len)?;
+        punch_hole(&cf.file, id.1 * BLOCK_SIZE, block_len)?;
         if cf.blocks.iter().all(Option::is_none) {
             ix.files.remove(&id.0);
             let _ = std::fs::remove_file(self.dir.join(&*id.0));
@@ -260,12 +352,14 @@ impl TierStore {
             for (b, sums) in BlockSums::read_records(&sidecar)? {
                 let fits = b * BLOCK_SIZE + sums.len <= size && (b as usize) < blocks.len();
                 if fits {
-                    ix.used += sums.len;
-                    ix.push_lru((key.clone(), b), sums.len);
+                    let bytes = sums.present_bytes();
+                    ix.used += bytes;
+                    ix.push_lru((key.clone(), b), bytes);
                     blocks[b as usize] = Some(sums);
                 }
             }
-            ix.files.insert(key, CachedFile { file: Arc::new(file), sidecar: Arc::new(sidecar), blocks });
+            let cf = CachedFile { file: Arc::new(file), sidecar: Arc::new(sidecar), size, blocks };
+            ix.files.insert(key, cf);
         }
         let over = ix.used > self.quota;
         drop(ix);
@@ -277,6 +371,10 @@ impl TierStore {
 }
 
 impl Index {
+    fn sums(&self, key: &str, b: u64) -> Option<&BlockSums> {
+        self.files.get(key).and_then(|cf| cf.blocks.get(b as usize)).and_then(Option::as_ref)
+    }
+
     fn touch(&mut self, id: &BlockId) {
         self.tick += 1;
         let t = self.tick;
@@ -322,11 +420,11 @@ mod tests {
         let store = TierStore::open(&dir.path().join("t"), 3 * BLOCK_SIZE, 1.0, 1.0, false).unwrap();
         let block = vec![7u8; BLOCK_SIZE as usize];
         for b in 0..3 {
-            assert!(store.insert("f", b, 10 * BLOCK_SIZE, &block).unwrap());
+            assert!(store.insert("f", b, 10 * BLOCK_SIZE, 0, &block).unwrap());
         }
         // Touch block 0 so block 1 is the coldest.
         assert!(store.read_cached("f", 0, 0, 10).unwrap().is_some());
-        assert!(store.insert("f", 3, 10 * BLOCK_SIZE, &block).unwrap());
+        assert!(store.insert("f", 3, 10 * BLOCK_SIZE, 0, &block).unwrap());
         assert_eq!(store.used(), 3 * BLOCK_SIZE);
         assert!(store.read_cached("f", 1, 0, 10).unwrap().is_none(), "coldest block evicted");
         assert_eq!(store.read_cached("f", 0, 0, 4).unwrap().unwrap(), vec![7u8; 4]);
@@ -342,10 +440,10 @@ mod tests {
         let store = TierStore::open(&dir.path().join("t"), 10 * BLOCK_SIZE, 0.8, 0.5, false).unwrap();
         let block = vec![1u8; BLOCK_SIZE as usize];
         for b in 0..8 {
-            store.insert("g", b, 20 * BLOCK_SIZE, &block).unwrap();
+            store.insert("g", b, 20 * BLOCK_SIZE, 0, &block).unwrap();
         }
         assert_eq!(store.used(), 8 * BLOCK_SIZE, "at high, not above: no eviction yet");
-        store.insert("g", 8, 20 * BLOCK_SIZE, &block).unwrap();
+        store.insert("g", 8, 20 * BLOCK_SIZE, 0, &block).unwrap();
         assert_eq!(store.used(), 5 * BLOCK_SIZE, "above high: evicted down to low");
     }
 
@@ -353,7 +451,7 @@ mod tests {
     fn a_block_larger_than_the_quota_is_not_cached() {
         let dir = tempfile::tempdir().unwrap();
         let store = TierStore::open(&dir.path().join("t"), 1024, 1.0, 1.0, false).unwrap();
-        assert!(!store.insert("h", 0, 4096, &[0u8; 4096]).unwrap());
+        assert!(!store.insert("h", 0, 4096, 0, &[0u8; 4096]).unwrap());
         assert_eq!(store.used(), 0);
     }
 
@@ -362,13 +460,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = TierStore::open(&dir.path().join("t"), 8 * BLOCK_SIZE, 1.0, 1.0, false).unwrap();
         let data: Vec<u8> = (0..BLOCK_SIZE as u32).map(|i| (i % 251) as u8).collect();
-        store.insert("k", 0, BLOCK_SIZE, &data).unwrap();
+        store.insert("k", 0, BLOCK_SIZE, 0, &data).unwrap();
         assert_eq!(store.read_cached("k", 0, 100, 200).unwrap().unwrap(), data[100..200]);
         // Flip one byte on disk, as bit rot would.
         let f = OpenOptions::new().write(true).open(store.dir().join("k")).unwrap();
         f.write_all_at(&[data[150] ^ 0xff], 150).unwrap();
         assert!(store.read_cached("k", 0, 100, 200).unwrap().is_none(), "corrupt bytes served");
-        assert_eq!(store.corrupt_blocks.load(Ordering::Relaxed), 1);
+        assert_eq!(store.counters.corrupt_blocks.load(Ordering::Relaxed), 1);
         assert_eq!(store.used(), 0);
         assert!(!store.contains("k", 0));
     }
@@ -380,8 +478,8 @@ mod tests {
         let data = vec![9u8; 3 * BLOCK_SIZE as usize / 2];
         {
             let store = TierStore::open(&path, 8 * BLOCK_SIZE, 1.0, 1.0, true).unwrap();
-            store.insert("f", 0, data.len() as u64, &data[..BLOCK_SIZE as usize]).unwrap();
-            store.insert("f", 1, data.len() as u64, &data[BLOCK_SIZE as usize..]).unwrap();
+            store.insert("f", 0, data.len() as u64, 0, &data[..BLOCK_SIZE as usize]).unwrap();
+            store.insert("f", 1, data.len() as u64, 0, &data[BLOCK_SIZE as usize..]).unwrap();
         }
         let store = TierStore::open(&path, 8 * BLOCK_SIZE, 1.0, 1.0, true).unwrap();
         assert_eq!(store.used(), data.len() as u64);

@@ -1,0 +1,114 @@
+//! What `up` serves, seen from outside: the status file in the run directory and the web port
+//! (metrics, status, log level) both read it from here.
+
+use crate::rundir::StatusFile;
+use crate::{logging, status};
+use anyhow::Result;
+use cistern_api::DatasetPlan;
+use cistern_client::Client;
+use cistern_master::web::WebSource;
+use cistern_master::{Figures, LevelFigures, Summary};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+pub struct Served {
+    pub plan: DatasetPlan,
+    pub client: Arc<Client>,
+    pub summary: Arc<Mutex<Summary>>,
+    /// The FUSE layer's file count for statfs, filled once the count is done.
+    pub file_count: Arc<AtomicU64>,
+    pub created: String,
+    pub mountpoint: PathBuf,
+    pub web: OnceLock<String>,
+}
+
+impl Served {
+    fn summary(&self) -> Summary {
+        let sum = self.summary.lock().expect("summary lock").clone();
+        if let Summary::Done(s) = &sum {
+            self.file_count.store(s.files, Ordering::Relaxed);
+        }
+        sum
+    }
+
+    pub fn status_file(&self) -> Result<StatusFile> {
+        let (plan, sum, stats) = (&self.plan, self.summary(), self.client.stats());
+        let mut ds = serde_json::to_value(&plan.dataset)?;
+        ds["metadata"]["namespace"] = plan.namespace.clone().into();
+        ds["metadata"]["creationTimestamp"] = self.created.clone().into();
+        ds["status"] = status::dataset_status("Bound", &sum, &stats, (&plan.name, &plan.namespace, plan.runtime_kind));
+        let mut rtv = match &plan.runtime {
+            cistern_api::Runtime::Jindo(r) => serde_json::to_value(r)?,
+            cistern_api::Runtime::Alluxio(r) => serde_json::to_value(r)?,
+            cistern_api::Runtime::JuiceFS(r) => serde_json::to_value(r)?,
+        };
+        rtv["metadata"]["namespace"] = plan.namespace.clone().into();
+        rtv["metadata"]["creationTimestamp"] = self.created.clone().into();
+        rtv["status"] = status::runtime_status(plan.replicas, true, &stats);
+        Ok(StatusFile {
+            pid: std::process::id(),
+            mountpoint: self.mountpoint.clone(),
+            web: self.web.get().cloned(),
+            dataset: ds,
+            runtime: rtv,
+        })
+    }
+}
+
+impl WebSource for Served {
+    fn figures(&self) -> Figures {
+        let (total, files) = match self.summary() {
+            Summary::Done(s) => (Some(s.total_bytes), Some(s.files)),
+            _ => (None, None),
+        };
+        let stats = self.client.stats();
+        let mut levels = Vec::new();
+        let (mut fetches, mut fetched, mut corrupt) = (0, 0, 0);
+        for w in self.client.workers() {
+            fetches += w.counters.ufs_fetches.load(Ordering::Relaxed);
+            fetched += w.counters.ufs_fetched_bytes.load(Ordering::Relaxed);
+            corrupt += w.corrupt_blocks();
+            for l in w.tiers().stats() {
+                levels.push(LevelFigures {
+                    worker: w.id,
+                    medium: l.medium,
+                    used_bytes: l.used,
+                    quota_bytes: l.quota,
+                    evicted_bytes: l.evicted_bytes,
+                    demoted_bytes: l.demoted_bytes,
+                });
+            }
+        }
+        Figures {
+            namespace: self.plan.namespace.clone(),
+            dataset: self.plan.name.clone(),
+            ufs_total_bytes: total,
+            ufs_files: files,
+            cached_bytes: stats.cached,
+            capacity_bytes: stats.capacity,
+            local_bytes: stats.local_bytes,
+            remote_bytes: stats.remote_bytes,
+            ufs_bytes: stats.ufs_bytes,
+            ufs_fetches: fetches,
+            ufs_fetched_bytes: fetched,
+            corrupt_blocks: corrupt,
+            levels,
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        match self.status_file() {
+            Ok(sf) => serde_json::json!({"dataset": sf.dataset, "runtime": sf.runtime, "mountpoint": sf.mountpoint}),
+            Err(e) => serde_json::json!({"error": e.to_string()}),
+        }
+    }
+
+    fn log_level(&self) -> String {
+        logging::current()
+    }
+
+    fn set_log_level(&self, filter: &str) -> Result<(), String> {
+        logging::set(filter)
+    }
+}

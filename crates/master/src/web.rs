@@ -1,0 +1,99 @@
+//! The master's HTTP port: Prometheus metrics, the status as JSON, a small web page, and the
+//! log level changed at runtime (Alluxio's `logLevel`), on one axum router.
+//!
+//! - `GET /metrics`: [`Figures`] in Prometheus text format
+//! - `GET /api/v1/status`: the Dataset and runtime statuses as JSON
+//! - `GET /api/v1/loglevel`, `PUT /api/v1/loglevel?level=FILTER`: read or set the log filter
+//! - `GET /`: a page with the same figures for a browser
+
+use crate::metrics::Figures;
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use std::sync::Arc;
+
+/// What the web port shows; implemented by whoever runs the master.
+pub trait WebSource: Send + Sync + 'static {
+    fn figures(&self) -> Figures;
+    fn status(&self) -> serde_json::Value;
+    /// The current log filter.
+    fn log_level(&self) -> String;
+    /// Sets the log filter (`info`, `debug`, `warn,cistern_worker=trace`, ...).
+    fn set_log_level(&self, filter: &str) -> Result<(), String>;
+}
+
+type Source = Arc<dyn WebSource>;
+
+pub fn router(source: Source) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/loglevel", get(log_level).put(set_log_level).post(set_log_level))
+        .with_state(source)
+}
+
+/// Serves until the listener fails or the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, source: Source) -> std::io::Result<()> {
+    axum::serve(listener, router(source)).await
+}
+
+async fn metrics(State(s): State<Source>) -> Response {
+    let body = s.figures().encode();
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+}
+
+async fn status(State(s): State<Source>) -> Json<serde_json::Value> {
+    Json(s.status())
+}
+
+async fn log_level(State(s): State<Source>) -> String {
+    s.log_level() + "\n"
+}
+
+#[derive(serde::Deserialize)]
+struct LevelQuery {
+    level: Option<String>,
+}
+
+async fn set_log_level(State(s): State<Source>, Query(q): Query<LevelQuery>) -> (StatusCode, String) {
+    let Some(level) = q.level.filter(|l| !l.trim().is_empty()) else {
+        return (StatusCode::BAD_REQUEST, "missing ?level=; give a filter such as info or debug\n".into());
+    };
+    match s.set_log_level(&level) {
+        Ok(()) => (StatusCode::OK, format!("log level set to {level}\n")),
+        Err(e) => (StatusCode::BAD_REQUEST, format!("level `{level}`: {e}\n")),
+    }
+}
+
+async fn index(State(s): State<Source>) -> Html<String> {
+    let f = s.figures();
+    let or_calc = |v: Option<u64>| v.map_or("[Calculating]".to_string(), |v| v.to_string());
+    let mut rows = vec![
+        ("UFS total bytes", or_calc(f.ufs_total_bytes)),
+        ("Files", or_calc(f.ufs_files)),
+        ("Cached bytes", f.cached_bytes.to_string()),
+        ("Capacity bytes", f.capacity_bytes.to_string()),
+        ("Served from local cache", f.local_bytes.to_string()),
+        ("Served from the UFS", f.ufs_bytes.to_string()),
+        ("UFS requests", f.ufs_fetches.to_string()),
+        ("Corrupt blocks refetched", f.corrupt_blocks.to_string()),
+    ];
+    for l in &f.levels {
+        rows.push(("Level", format!("worker {} {}: {} of {} bytes", l.worker, l.medium, l.used_bytes, l.quota_bytes)));
+    }
+    let body: String = rows.iter().map(|(k, v)| format!("<tr><th>{k}</th><td>{}</td></tr>", escape(v))).collect();
+    Html(format!(
+        "<!doctype html><html><head><title>cistern {ns}/{name}</title><meta http-equiv=refresh content=2></head>\
+         <body><h1>Dataset {ns}/{name}</h1><table>{body}</table>\
+         <p><a href=/metrics>metrics</a> · <a href=/api/v1/status>status</a> · <a href=/api/v1/loglevel>log level</a></p></body></html>",
+        ns = escape(&f.namespace),
+        name = escape(&f.dataset),
+    ))
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}

@@ -1,0 +1,116 @@
+//! Two cache levels through a real mount: MEM evicts into SSD, the SSD level survives a restart
+//! of `up`, and the figures are on the web port in Prometheus format; the log level changes at
+//! runtime.
+
+mod support;
+
+use support::*;
+
+const MIB: u64 = 1 << 20;
+
+fn two_level_yaml(name: &str, ufs: &std::path::Path, mem: &std::path::Path, ssd: &std::path::Path) -> String {
+    format!(
+        "apiVersion: data.fluid.io/v1alpha1
+kind: Dataset
+metadata:
+  name: {name}
+spec:
+  mounts:
+    - mountPoint: local://{ufs}
+      name: data
+      path: /
+---
+apiVersion: data.fluid.io/v1alpha1
+kind: AlluxioRuntime
+metadata:
+  name: {name}
+spec:
+  replicas: 1
+  tieredstore:
+    levels:
+      - mediumtype: MEM
+        path: {mem}
+        quota: 16Mi
+        high: \"0.9\"
+        low: \"0.5\"
+      - mediumtype: SSD
+        path: {ssd}
+        quota: 256Mi
+        high: \"0.95\"
+        low: \"0.8\"
+",
+        ufs = ufs.display(),
+        mem = mem.display(),
+        ssd = ssd.display()
+    )
+}
+
+fn metrics(base: &str) -> String {
+    let (code, body) = http("GET", &format!("{base}/metrics"));
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+fn level(text: &str, name: &str, medium: &str) -> u64 {
+    let prefix = format!("{name}{{namespace=\"default\",dataset=\"tiers\",worker=\"0\",medium=\"{medium}\"}}");
+    metric(text, &prefix).unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+}
+
+#[test]
+fn mem_evicts_into_ssd_which_survives_a_restart_and_metrics_show_it() {
+    let s = Scratch::new();
+    let ufs = s.path("ufs");
+    std::fs::create_dir_all(&ufs).unwrap();
+    let mut files = std::collections::BTreeMap::new();
+    for i in 0..8 {
+        files.insert(format!("part-{i}.bin"), tree::bytes(100 + i, 6 * MIB as usize + 777 * i as usize));
+    }
+    tree::write_local(&ufs, &files);
+    let total: u64 = files.values().map(|v| v.len() as u64).sum();
+    let file = s.write("tiers.yaml", &two_level_yaml("tiers", &ufs, &s.path("mem"), &s.path("ssd")));
+
+    let mut up = Up::start(&s, &file, &[], "default", "tiers");
+    let base = Up::web_url(&s, "default", "tiers");
+    assert!(up.stdout().contains(&base) || eventually(10, "the web URL printed", || Some(up.stdout()).filter(|o| o.contains(&base))).contains(&base));
+    tree::assert_mount_matches(&up.mountpoint, &files);
+
+    let m = metrics(&base);
+    let (mem_used, ssd_used) = (level(&m, "cistern_level_used_bytes", "MEM"), level(&m, "cistern_level_used_bytes", "SSD"));
+    assert!(mem_used <= 16 * MIB, "MEM over its quota: {mem_used}");
+    assert!(level(&m, "cistern_level_demoted_bytes_total", "MEM") > 0, "nothing demoted:\n{m}");
+    assert_eq!(mem_used + ssd_used, total, "every byte is cached on one level or the other:\n{m}");
+    assert_eq!(level(&m, "cistern_level_quota_bytes", "SSD"), 256 * MIB);
+    let fetched = metric(&m, "cistern_ufs_fetched_bytes_total{").unwrap();
+    assert_eq!(fetched, total, "each byte fetched once:\n{m}");
+
+    // A second pass is served from both levels, nothing from the UFS.
+    tree::drop_page_cache(&up.mountpoint);
+    tree::assert_mount_matches(&up.mountpoint, &files);
+    let m2 = metrics(&base);
+    assert_eq!(metric(&m2, "cistern_ufs_fetched_bytes_total{").unwrap(), fetched, "second pass went to the UFS");
+    assert!(metric(&m2, "cistern_read_bytes_total{namespace=\"default\",dataset=\"tiers\",source=\"local\"}").unwrap() >= total);
+
+    // The log level changes at runtime; a bad filter is refused with the reason.
+    let (code, body) = http("PUT", &format!("{base}/api/v1/loglevel?level=debug"));
+    assert_eq!(code, 200, "{body}");
+    assert!(http("GET", &format!("{base}/api/v1/loglevel")).1.starts_with("debug"));
+    let (code, body) = http("PUT", &format!("{base}/api/v1/loglevel?level=verbose%3D%3D"));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("level"), "{body}");
+    let (code, status) = http("GET", &format!("{base}/api/v1/status"));
+    assert_eq!(code, 200);
+    assert!(status.contains("\"cacheStates\""), "{status}");
+    assert!(up.terminate().success(), "{}", up.stderr());
+
+    // After a restart the SSD level is re-indexed and serves without the UFS; MEM starts empty.
+    let mut up = Up::start(&s, &file, &[], "default", "tiers");
+    let base = Up::web_url(&s, "default", "tiers");
+    let m = metrics(&base);
+    assert_eq!(level(&m, "cistern_level_used_bytes", "SSD"), ssd_used, "SSD level lost data over a restart");
+    assert_eq!(level(&m, "cistern_level_used_bytes", "MEM"), 0);
+    tree::assert_mount_matches(&up.mountpoint, &files);
+    let refetched = metric(&metrics(&base), "cistern_ufs_fetched_bytes_total{").unwrap();
+    assert!(refetched <= mem_used, "refetched {refetched} bytes; only MEM's {mem_used} were lost");
+    assert!(up.terminate().success());
+    assert!(!s.path("mem").join("cistern/default-tiers/worker-0").exists(), "MEM level left behind");
+}
