@@ -72,7 +72,8 @@ impl Up {
             .unwrap();
         let mut up = Up { child: Some(child), mountpoint, stdout_path, stderr_path };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !is_mounted(&up.mountpoint) {
+        // A live mount: a dead one left by a killed run is mounted too, but cannot be read.
+        while !(is_mounted(&up.mountpoint) && std::fs::read_dir(&up.mountpoint).is_ok()) {
             if let Some(status) = up.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("cistern up exited ({status}) before mounting:\n{}", up.stderr());
             }
@@ -96,6 +97,13 @@ impl Up {
     }
     pub fn stdout(&self) -> String {
         std::fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+
+    /// SIGKILL, as the OOM killer or a node failure would; the FUSE mount is left dead.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("already stopped");
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     /// Sends SIGTERM and waits for the exit status.

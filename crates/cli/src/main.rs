@@ -1,6 +1,7 @@
 //! `cistern`: the one binary. `up` runs a Dataset on this machine (the embedded mode); `get`
 //! shows what runs; `crd` prints the CustomResourceDefinitions.
 
+mod format;
 mod get;
 mod load;
 mod logging;
@@ -33,6 +34,8 @@ enum Command {
     Load(load::LoadArgs),
     /// Print the CustomResourceDefinitions (data.fluid.io/v1alpha1) as YAML.
     Crd,
+    /// Wipe a master's metadata store (Alluxio's formatJournal); it is reloaded from the UFS.
+    Format(format::FormatArgs),
 }
 
 /// Where `up` publishes what it serves (shared by `up` and `get`).
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Get(a) => get::run(a),
         Command::Load(a) => load::run(a),
         Command::Crd => crd(),
+        Command::Format(a) => format::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

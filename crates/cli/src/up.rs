@@ -54,7 +54,7 @@ pub fn run(args: UpArgs) -> Result<()> {
     let plan = manifest.plan(args.name.as_deref()).map_err(|e| anyhow!("{}: {e}", args.file.display()))?;
     let run_dir = RunDir::acquire(&args.run.run_root, &plan.namespace, &plan.name)?;
     let mountpoint = args.mount_root.join(&plan.namespace).join(&plan.name);
-    let created = prepare_mountpoint(&mountpoint)?;
+    let created = prepare_mountpoint(&mountpoint, &fsname(&plan))?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(4).build()?;
     let result = serve(&args, &plan, &run_dir, &mountpoint, &rt);
     run_dir.clear();
@@ -66,16 +66,28 @@ pub fn run(args: UpArgs) -> Result<()> {
 }
 
 fn serve(args: &UpArgs, plan: &DatasetPlan, run_dir: &RunDir, mountpoint: &Path, rt: &tokio::runtime::Runtime) -> Result<()> {
-    // Reach every mount before mounting anything, so a bad endpoint fails fast and cleanly.
+    // Reach every mount before mounting anything, so a bad endpoint fails fast and cleanly;
+    // unless this dataset's namespace is already stored, which is served without the UFS.
+    let stored = plan.meta_dir.join(cistern_master::store::STORE_FILE).exists();
     let mut mounts = Vec::new();
     for m in &plan.mounts {
-        let ufs = Ufs::from_mount(m).map_err(|e| anyhow!(e.message))?;
-        rt.block_on(ufs.probe(Duration::from_secs(15)))
-            .map_err(|e| anyhow!("{}.mountPoint: {}", m.field, e.message))?;
+        let ufs = match Ufs::from_mount(m) {
+            Ok(ufs) => ufs,
+            Err(e) if stored => Ufs::unavailable(&m.mount_point, &e.message),
+            Err(e) => bail!(e.message),
+        };
+        if let Err(e) = rt.block_on(ufs.probe(Duration::from_secs(15))) {
+            if !stored {
+                bail!("{}.mountPoint: {}", m.field, e.message);
+            }
+            tracing::warn!("{}.mountPoint: {}; serving the stored namespace and cache until it is back", m.field, e.message);
+            eprintln!("warning: {}.mountPoint unreachable ({}); serving the stored namespace and cache", m.field, e.message);
+        }
         mounts.push(NsMount { ufs, path: m.path.clone() });
     }
     let ttl = plan.auto_sync.then_some(SYNC_TTL);
-    let ns = Arc::new(Namespace::new(mounts, ttl));
+    // The namespace and mount table persist in namespace.meta-dir (seeds 000 and 002).
+    let ns = Arc::new(Namespace::open(&plan.meta_dir, mounts, ttl).map_err(|e| anyhow!(e.message))?);
     let mut workers = Vec::new();
     for i in 0..plan.replicas as usize {
         let levels = worker_levels(plan, i);
@@ -93,8 +105,7 @@ fn serve(args: &UpArgs, plan: &DatasetPlan, run_dir: &RunDir, mountpoint: &Path,
     let client = Arc::new(Client::new(ns.clone(), workers));
     let fs = CisternFs::new(client.clone(), rt.handle().clone(), ttl.unwrap_or(Duration::from_secs(3600)));
     let file_count = fs.file_count.clone();
-    let fsname = format!("cistern:{}/{}", plan.namespace, plan.name);
-    let mount = FuseMount::mount(mountpoint, &fsname, fs, args.fuse_threads)
+    let mount = FuseMount::mount(mountpoint, &fsname(plan), fs, args.fuse_threads)
         .with_context(|| format!("cannot mount {}", mountpoint.display()))?;
     let summary = {
         let _g = rt.enter();
@@ -185,9 +196,20 @@ fn worker_levels(plan: &DatasetPlan, i: usize) -> Vec<LevelSpec> {
         .collect()
 }
 
+fn fsname(plan: &DatasetPlan) -> String {
+    format!("cistern:{}/{}", plan.namespace, plan.name)
+}
+
 /// Makes sure the mount point is an empty directory that nothing is mounted on; returns
 /// whether it was created here (and should be removed on exit).
-fn prepare_mountpoint(path: &Path) -> Result<bool> {
+fn prepare_mountpoint(path: &Path, fsname: &str) -> Result<bool> {
+    // Our own mount left dead by a killed `up` (its daemon gone): take it down and go on.
+    let dead = |p: &Path| std::fs::read_dir(p).err().and_then(|e| e.raw_os_error()) == Some(libc::ENOTCONN);
+    if mount_source(path).as_deref() == Some(fsname) && dead(path) {
+        tracing::warn!("{} is a dead mount of this dataset from a killed run; unmounting it", path.display());
+        nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH)
+            .with_context(|| format!("cannot unmount the dead mount {}; run `umount -l {}`", path.display(), path.display()))?;
+    }
     if is_mountpoint(path) {
         bail!(
             "{} is already a mount point (a stale mount from a crashed run?); unmount it with `umount -l {}` or choose another --mount-root",
@@ -220,9 +242,21 @@ fn prepare_mountpoint(path: &Path) -> Result<bool> {
 
 /// True when something is mounted exactly at `path` (read from /proc/self/mountinfo).
 pub fn is_mountpoint(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    mountinfo_line(path).is_some()
+}
+
+/// The source (for FUSE, the fsname) of the mount at `path`.
+fn mount_source(path: &Path) -> Option<String> {
+    let line = mountinfo_line(path)?;
+    let (_, after) = line.split_once(" - ")?;
+    after.split(' ').nth(1).map(unescape_mountinfo)
+}
+
+fn mountinfo_line(path: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = path.to_string_lossy();
-    info.lines().any(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(&*want))
+    // The last matching line is the mount on top.
+    info.lines().filter(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(&*want)).last().map(str::to_string)
 }
 
 fn unescape_mountinfo(s: &str) -> String {

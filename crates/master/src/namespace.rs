@@ -1,21 +1,28 @@
-//! The namespace: inodes for every path of the Dataset, loaded lazily from the UFS.
+//! The namespace: inodes for every path of the Dataset, loaded lazily from the UFS and kept in
+//! the master's persistent store ([`crate::store`]).
 //!
-//! Inode numbers are handed out once and kept for as long as the path exists, so a FUSE daemon
-//! that restarts, or the kernel holding a node ID, still means the same file. A directory is
-//! listed from its UFS the first time it is looked into, and again once its listing is older
-//! than the sync TTL (only when `metadataSyncPolicy.autoSync` is on). A re-listing keeps the
-//! inode number of every name still present and updates size, mtime and etag, so a changed
-//! object gets a new cache key (see [`Inode::version`]).
+//! Inode numbers are handed out once and kept for as long as the path exists (across restarts
+//! too, since they are stored), so a FUSE daemon that restarts, or the kernel holding a node
+//! ID, still means the same file. A directory is listed from its UFS the first time it is
+//! looked into, and again once its listing is older than the sync TTL (only when
+//! `metadataSyncPolicy.autoSync` is on). A re-listing keeps the inode number of every name
+//! still present and updates size, mtime and etag, so a changed object gets a new cache key
+//! (see [`Inode::version`]). A re-listing that fails (UFS unreachable) keeps serving the last
+//! listing rather than failing readers.
 //!
 //! Several mounts appear under their `path`; the directories above them are made up here and
-//! never listed.
+//! never listed. The mount table is stored with the namespace: a master started with a
+//! different one drops the stored namespace and lists again.
 
 use crate::inode::*;
+use crate::store::{self, decode, decode_u64, encode, DENTRIES, INODES, LISTED, META};
 use crate::MetaError;
 use cistern_ufs::Ufs;
+use redb::{Database, ReadableDatabase, ReadableTable, Table};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A mount as the namespace needs it: its UFS and where it appears.
 #[derive(Debug, Clone)]
@@ -24,98 +31,67 @@ pub struct NsMount {
     pub path: String,
 }
 
-struct DirState {
-    entries: BTreeMap<String, Ino>,
-    /// When the entries were last listed from the UFS; `None` for made-up directories.
-    listed_at: Option<Instant>,
-}
-
-#[derive(Default)]
-struct State {
-    inodes: HashMap<Ino, Inode>,
-    dirs: HashMap<Ino, DirState>,
-    next_ino: Ino,
-}
-
 pub struct Namespace {
     mounts: Vec<NsMount>,
-    state: RwLock<State>,
+    db: Database,
     /// One listing at a time per directory: concurrent lookups wait for it rather than list too.
     listing: Mutex<HashMap<Ino, Arc<tokio::sync::Mutex<()>>>>,
     /// Re-list a directory older than this; `None` never re-lists.
     sync_ttl: Option<Duration>,
 }
 
+fn db_err(e: impl std::fmt::Display) -> MetaError {
+    MetaError { errno: 5, message: format!("metadata store: {e}") }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn child_path(dir_path: &str, name: &str) -> String {
+    if dir_path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir_path}/{name}")
+    }
+}
+
 impl Namespace {
+    /// A namespace kept in memory only.
     pub fn new(mounts: Vec<NsMount>, sync_ttl: Option<Duration>) -> Namespace {
-        let mut st = State { next_ino: ROOT_INO + 1, ..State::default() };
-        let root = Inode {
-            ino: ROOT_INO,
-            parent: ROOT_INO,
-            name: String::new(),
-            kind: Kind::Dir,
-            size: 0,
-            mtime: to_mtime(Some(std::time::SystemTime::now())),
-            etag: None,
-            mount: None,
-            ufs_path: String::new(),
-        };
-        st.inodes.insert(ROOT_INO, root.clone());
-        st.dirs.insert(ROOT_INO, DirState { entries: BTreeMap::new(), listed_at: None });
-        for (i, m) in mounts.iter().enumerate() {
-            let mut dir = ROOT_INO;
-            let parts: Vec<&str> = m.path.split('/').filter(|p| !p.is_empty()).collect();
-            for (depth, part) in parts.iter().enumerate() {
-                let last = depth + 1 == parts.len();
-                let existing = st.dirs[&dir].entries.get(*part).copied();
-                dir = match existing {
-                    Some(ino) => ino,
-                    None => {
-                        let ino = st.next_ino;
-                        st.next_ino += 1;
-                        let node = Inode {
-                            ino,
-                            parent: dir,
-                            name: part.to_string(),
-                            mount: last.then_some(i),
-                            ..root.clone()
-                        };
-                        st.inodes.insert(ino, node);
-                        st.dirs.insert(ino, DirState { entries: BTreeMap::new(), listed_at: None });
-                        st.dirs.get_mut(&dir).expect("parent dir").entries.insert(part.to_string(), ino);
-                        ino
-                    }
-                };
+        Namespace::with_db(store::in_memory(), mounts, sync_ttl).expect("a fresh in-memory namespace")
+    }
+
+    /// The namespace stored in `meta_dir` (created if new).
+    pub fn open(meta_dir: &Path, mounts: Vec<NsMount>, sync_ttl: Option<Duration>) -> Result<Namespace, MetaError> {
+        Namespace::with_db(store::open(meta_dir)?, mounts, sync_ttl)
+    }
+
+    fn with_db(db: Database, mounts: Vec<NsMount>, sync_ttl: Option<Duration>) -> Result<Namespace, MetaError> {
+        let table: Vec<(&str, &str)> = mounts.iter().map(|m| (m.ufs.display.as_str(), m.path.as_str())).collect();
+        let table = serde_json::to_vec(&table).map_err(db_err)?;
+        let txn = db.begin_write().map_err(db_err)?;
+        let stored = txn.open_table(META).map_err(db_err)?.get("mounts").map_err(db_err)?.map(|v| v.value().to_vec());
+        if stored.as_deref() != Some(table.as_slice()) {
+            if stored.is_some() {
+                tracing::info!("the mount table changed since the last run; the namespace is listed again");
             }
-            if parts.is_empty() {
-                st.inodes.get_mut(&ROOT_INO).expect("root").mount = Some(i);
+            txn.delete_table(INODES).map_err(db_err)?;
+            txn.delete_table(LISTED).map_err(db_err)?;
+            txn.delete_table(DENTRIES).map_err(db_err)?;
+            {
+                let mut meta = txn.open_table(META).map_err(db_err)?;
+                meta.remove("summary").map_err(db_err)?;
+                meta.insert("mounts", table.as_slice()).map_err(db_err)?;
             }
+            build_mount_dirs(&txn, &mounts)?;
         }
-        Namespace { mounts, state: RwLock::new(st), listing: Mutex::default(), sync_ttl }
+        txn.commit().map_err(db_err)?;
+        Ok(Namespace { mounts, db, listing: Mutex::default(), sync_ttl })
     }
 
     pub fn mounts(&self) -> &[NsMount] {
         &self.mounts
-    }
-
-    pub fn getattr(&self, ino: Ino) -> Result<Inode, MetaError> {
-        self.state.read().expect("namespace lock").inodes.get(&ino).cloned().ok_or_else(|| MetaError::stale(ino))
-    }
-
-    pub async fn lookup(&self, parent: Ino, name: &str) -> Result<Inode, MetaError> {
-        self.ensure_listed(parent).await?;
-        let st = self.state.read().expect("namespace lock");
-        let dir = st.dirs.get(&parent).ok_or_else(|| MetaError::not_dir(parent))?;
-        let ino = dir.entries.get(name).ok_or_else(|| MetaError::not_found(name))?;
-        Ok(st.inodes[ino].clone())
-    }
-
-    /// The children of a directory, sorted by name.
-    pub async fn readdir(&self, ino: Ino) -> Result<Vec<Inode>, MetaError> {
-        self.ensure_listed(ino).await?;
-        let st = self.state.read().expect("namespace lock");
-        let dir = st.dirs.get(&ino).ok_or_else(|| MetaError::not_dir(ino))?;
-        Ok(dir.entries.values().map(|i| st.inodes[i].clone()).collect())
     }
 
     /// The UFS of a mount index.
@@ -123,80 +99,227 @@ impl Namespace {
         &self.mounts[mount].ufs
     }
 
-    async fn ensure_listed(&self, ino: Ino) -> Result<(), MetaError> {
+    pub fn getattr(&self, ino: Ino) -> Result<Inode, MetaError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let inodes = txn.open_table(INODES).map_err(db_err)?;
+        let get = |ino: Ino| -> Result<Option<Inode>, MetaError> {
+            Ok(inodes.get(ino).map_err(db_err)?.and_then(|v| decode(ino, v.value())))
+        };
+        let mut node = get(ino)?.ok_or_else(|| MetaError::stale(ino))?;
+        if !node.is_dir() {
+            let dir = get(node.parent)?.ok_or_else(|| MetaError::stale(node.parent))?;
+            node.ufs_path = child_path(&dir.ufs_path, &node.name);
+        }
+        Ok(node)
+    }
+
+    pub async fn lookup(&self, parent: Ino, name: &str) -> Result<Inode, MetaError> {
+        let dir = self.ensure_listed(parent).await?;
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let dentries = txn.open_table(DENTRIES).map_err(db_err)?;
+        let ino = dentries.get((parent, name)).map_err(db_err)?.map(|v| v.value()).ok_or_else(|| MetaError::not_found(name))?;
+        let inodes = txn.open_table(INODES).map_err(db_err)?;
+        let mut node = inodes.get(ino).map_err(db_err)?.and_then(|v| decode(ino, v.value())).ok_or_else(|| MetaError::stale(ino))?;
+        if !node.is_dir() {
+            node.ufs_path = child_path(&dir.ufs_path, &node.name);
+        }
+        Ok(node)
+    }
+
+    /// The children of a directory, sorted by name.
+    pub async fn readdir(&self, ino: Ino) -> Result<Vec<Inode>, MetaError> {
+        let dir = self.ensure_listed(ino).await?;
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let dentries = txn.open_table(DENTRIES).map_err(db_err)?;
+        let inodes = txn.open_table(INODES).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in dentries.range((ino, "")..(ino + 1, "")).map_err(db_err)? {
+            let (_, child) = entry.map_err(db_err)?;
+            let child = child.value();
+            let Some(mut node) = inodes.get(child).map_err(db_err)?.and_then(|v| decode(child, v.value())) else { continue };
+            if !node.is_dir() {
+                node.ufs_path = child_path(&dir.ufs_path, &node.name);
+            }
+            out.push(node);
+        }
+        Ok(out)
+    }
+
+    /// The UFS total size and file count, when a previous count stored them.
+    pub fn stored_summary(&self) -> Option<(u64, u64)> {
+        let txn = self.db.begin_read().ok()?;
+        let meta = txn.open_table(META).ok()?;
+        let v = meta.get("summary").ok()??;
+        let v = v.value();
+        Some((decode_u64(v.get(..8)?)?, decode_u64(v.get(8..16)?)?))
+    }
+
+    pub fn store_summary(&self, total_bytes: u64, files: u64) -> Result<(), MetaError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut v = total_bytes.to_le_bytes().to_vec();
+            v.extend_from_slice(&files.to_le_bytes());
+            txn.open_table(META).map_err(db_err)?.insert("summary", v.as_slice()).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    /// Lists `ino` from its UFS unless its listing is fresh; returns the directory.
+    async fn ensure_listed(&self, ino: Ino) -> Result<Inode, MetaError> {
         let node = self.getattr(ino)?;
         if !node.is_dir() {
             return Err(MetaError::not_dir(ino));
         }
-        let Some(mount) = node.mount else { return Ok(()) }; // made up: nothing to list
-        if self.fresh(ino) {
-            return Ok(());
+        let Some(mount) = node.mount else { return Ok(node) }; // made up: nothing to list
+        let listed = self.listed_at(ino)?;
+        if self.fresh(listed) {
+            return Ok(node);
         }
         let gate = self.listing.lock().expect("listing lock").entry(ino).or_default().clone();
         let _one = gate.lock().await;
-        if self.fresh(ino) {
-            return Ok(()); // listed by whoever held the gate before us
+        let listed = self.listed_at(ino)?;
+        if self.fresh(listed) {
+            return Ok(node); // listed by whoever held the gate before us
         }
-        let entries = self.mounts[mount].ufs.list(&node.ufs_path).await.map_err(MetaError::from)?;
-        self.merge_listing(&node, mount, entries);
-        Ok(())
+        match self.mounts[mount].ufs.list(&node.ufs_path).await {
+            Ok(entries) => self.merge_listing(&node, mount, entries)?,
+            Err(e) if listed.is_some() => {
+                tracing::warn!(dir = %node.ufs_path, error = %e.message, "cannot re-list a directory; serving its last listing");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(node)
     }
 
-    fn fresh(&self, ino: Ino) -> bool {
-        let st = self.state.read().expect("namespace lock");
-        match st.dirs.get(&ino).and_then(|d| d.listed_at) {
+    fn listed_at(&self, ino: Ino) -> Result<Option<u64>, MetaError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let listed = txn.open_table(LISTED).map_err(db_err)?;
+        Ok(listed.get(ino).map_err(db_err)?.map(|v| v.value()))
+    }
+
+    fn fresh(&self, listed_at: Option<u64>) -> bool {
+        match listed_at {
             None => false,
-            Some(at) => self.sync_ttl.is_none_or(|ttl| at.elapsed() < ttl),
+            Some(at) => self.sync_ttl.is_none_or(|ttl| now_secs().saturating_sub(at) < ttl.as_secs()),
         }
     }
 
-    fn merge_listing(&self, dir: &Inode, mount: usize, entries: Vec<cistern_ufs::UfsEntry>) {
-        let mut st = self.state.write().expect("namespace lock");
-        let old = st.dirs.remove(&dir.ino).map(|d| d.entries).unwrap_or_default();
-        let mut new = BTreeMap::new();
-        for e in entries {
-            let kind = if e.is_dir { Kind::Dir } else { Kind::File };
-            let ufs_path = if dir.ufs_path.is_empty() { e.name.clone() } else { format!("{}/{}", dir.ufs_path, e.name) };
-            let ino = match old.get(&e.name) {
-                Some(ino) if st.inodes.get(ino).is_some_and(|n| n.kind == kind) => *ino,
-                _ => {
-                    let ino = st.next_ino;
-                    st.next_ino += 1;
-                    ino
+    /// Replaces a directory's entries with a listing, in one transaction.
+    fn merge_listing(&self, dir: &Inode, mount: usize, entries: Vec<cistern_ufs::UfsEntry>) -> Result<(), MetaError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            let mut inodes = txn.open_table(INODES).map_err(db_err)?;
+            let mut dentries = txn.open_table(DENTRIES).map_err(db_err)?;
+            let mut listed = txn.open_table(LISTED).map_err(db_err)?;
+            let mut next = meta.get("next_ino").map_err(db_err)?.and_then(|v| decode_u64(v.value())).unwrap_or(ROOT_INO + 1);
+            let mut old = BTreeMap::new();
+            for entry in dentries.range((dir.ino, "")..(dir.ino + 1, "")).map_err(db_err)? {
+                let (k, v) = entry.map_err(db_err)?;
+                old.insert(k.value().1.to_string(), v.value());
+            }
+            let mut new = BTreeMap::new();
+            for e in entries {
+                let kind = if e.is_dir { Kind::Dir } else { Kind::File };
+                let same_kind = |ino: Ino| -> Result<bool, MetaError> {
+                    Ok(inodes.get(ino).map_err(db_err)?.and_then(|v| decode(ino, v.value())).is_some_and(|n| n.kind == kind))
+                };
+                let ino = match old.get(&e.name) {
+                    Some(&ino) if same_kind(ino)? => ino,
+                    _ => {
+                        next += 1;
+                        next - 1
+                    }
+                };
+                let node = Inode {
+                    ino,
+                    parent: dir.ino,
+                    name: e.name.clone(),
+                    kind,
+                    size: e.size,
+                    mtime: to_mtime(e.mtime),
+                    etag: e.etag,
+                    mount: Some(mount),
+                    ufs_path: if e.is_dir { child_path(&dir.ufs_path, &e.name) } else { String::new() },
+                };
+                inodes.insert(ino, encode(&node).as_slice()).map_err(db_err)?;
+                dentries.insert((dir.ino, e.name.as_str()), ino).map_err(db_err)?;
+                new.insert(e.name, ino);
+            }
+            // Names gone from the UFS (or now of another kind): forget them and their subtrees.
+            for (name, ino) in &old {
+                if new.get(name) != Some(ino) {
+                    if !new.contains_key(name) {
+                        dentries.remove((dir.ino, name.as_str())).map_err(db_err)?;
+                    }
+                    forget_subtree(&mut inodes, &mut dentries, &mut listed, *ino)?;
                 }
-            };
-            let node = Inode {
-                ino,
-                parent: dir.ino,
-                name: e.name.clone(),
-                kind,
-                size: e.size,
-                mtime: to_mtime(e.mtime),
-                etag: e.etag,
-                mount: Some(mount),
-                ufs_path,
-            };
-            if kind == Kind::Dir {
-                st.dirs.entry(ino).or_insert_with(|| DirState { entries: BTreeMap::new(), listed_at: None });
             }
-            st.inodes.insert(ino, node);
-            new.insert(e.name, ino);
+            listed.insert(dir.ino, now_secs()).map_err(db_err)?;
+            meta.insert("next_ino", next.to_le_bytes().as_slice()).map_err(db_err)?;
         }
-        // Names gone from the UFS: forget them (and their subtrees) unless they come back.
-        for (name, ino) in &old {
-            if new.get(name) != Some(ino) {
-                forget_subtree(&mut st, *ino);
-            }
-        }
-        st.dirs.insert(dir.ino, DirState { entries: new, listed_at: Some(Instant::now()) });
+        txn.commit().map_err(db_err)
     }
 }
 
-fn forget_subtree(st: &mut State, ino: Ino) {
-    st.inodes.remove(&ino);
-    if let Some(d) = st.dirs.remove(&ino) {
-        for child in d.entries.into_values() {
-            forget_subtree(st, child);
-        }
+fn forget_subtree(
+    inodes: &mut Table<u64, &[u8]>,
+    dentries: &mut Table<(u64, &str), u64>,
+    listed: &mut Table<u64, u64>,
+    ino: Ino,
+) -> Result<(), MetaError> {
+    inodes.remove(ino).map_err(db_err)?;
+    listed.remove(ino).map_err(db_err)?;
+    let mut children = Vec::new();
+    for entry in dentries.range((ino, "")..(ino + 1, "")).map_err(db_err)? {
+        let (k, v) = entry.map_err(db_err)?;
+        children.push((k.value().1.to_string(), v.value()));
     }
+    for (name, child) in children {
+        dentries.remove((ino, name.as_str())).map_err(db_err)?;
+        forget_subtree(inodes, dentries, listed, child)?;
+    }
+    Ok(())
+}
+
+/// The root, the made-up directories above mounts, and each mount's root directory.
+fn build_mount_dirs(txn: &redb::WriteTransaction, mounts: &[NsMount]) -> Result<(), MetaError> {
+    let mut inodes = txn.open_table(INODES).map_err(db_err)?;
+    let mut dentries = txn.open_table(DENTRIES).map_err(db_err)?;
+    let mut meta = txn.open_table(META).map_err(db_err)?;
+    txn.open_table(LISTED).map_err(db_err)?; // (re)created empty
+    let root = Inode {
+        ino: ROOT_INO,
+        parent: ROOT_INO,
+        name: String::new(),
+        kind: Kind::Dir,
+        size: 0,
+        mtime: to_mtime(Some(SystemTime::now())),
+        etag: None,
+        mount: None,
+        ufs_path: String::new(),
+    };
+    let mut nodes: BTreeMap<Ino, Inode> = BTreeMap::from([(ROOT_INO, root.clone())]);
+    let mut children: BTreeMap<(Ino, String), Ino> = BTreeMap::new();
+    let mut next = ROOT_INO + 1;
+    for (i, m) in mounts.iter().enumerate() {
+        let mut dir = ROOT_INO;
+        for part in m.path.split('/').filter(|p| !p.is_empty()) {
+            dir = *children.entry((dir, part.to_string())).or_insert_with(|| {
+                let ino = next;
+                next += 1;
+                nodes.insert(ino, Inode { ino, parent: dir, name: part.to_string(), ..root.clone() });
+                ino
+            });
+        }
+        nodes.get_mut(&dir).expect("mount dir").mount = Some(i);
+    }
+    for (ino, node) in &nodes {
+        inodes.insert(*ino, encode(node).as_slice()).map_err(db_err)?;
+    }
+    for ((parent, name), ino) in &children {
+        dentries.insert((*parent, name.as_str()), *ino).map_err(db_err)?;
+    }
+    meta.insert("next_ino", next.to_le_bytes().as_slice()).map_err(db_err)?;
+    Ok(())
 }

@@ -19,12 +19,21 @@ pub enum Summary {
     Failed(String),
 }
 
-/// Starts the count on the current runtime; the returned cell shows its progress.
+/// Starts the count on the current runtime; the returned cell shows its progress. A count
+/// stored by a previous run is used as it is (a restart does not recount).
 pub fn spawn_summary(ns: Arc<Namespace>) -> Arc<Mutex<Summary>> {
+    if let Some((total_bytes, files)) = ns.stored_summary() {
+        return Arc::new(Mutex::new(Summary::Done(UfsSummary { total_bytes, files })));
+    }
     let cell = Arc::new(Mutex::new(Summary::Calculating));
     let out = cell.clone();
     tokio::spawn(async move {
         let result = count(&ns).await;
+        if let Ok(s) = &result {
+            if let Err(e) = ns.store_summary(s.total_bytes, s.files) {
+                tracing::warn!(error = %e, "cannot store the UFS summary; it is counted again on restart");
+            }
+        }
         *out.lock().expect("summary lock") = match result {
             Ok(s) => Summary::Done(s),
             Err(e) => Summary::Failed(e.message),

@@ -88,6 +88,8 @@ pub struct Ufs {
     pub display: String,
     secrets: Vec<SecretValue>,
     pub counters: Arc<UfsCounters>,
+    /// Set for a UFS that could not even be set up: every call fails with this reason.
+    down: Option<String>,
 }
 
 impl std::fmt::Debug for Ufs {
@@ -106,11 +108,26 @@ impl Ufs {
             display: m.mount_point.clone(),
             secrets: m.secrets.values().cloned().collect(),
             counters: Arc::default(),
+            down: None,
         })
     }
 
     pub fn from_operator(op: Operator, display: &str) -> Ufs {
-        Ufs { op, single_file: None, display: display.to_string(), secrets: vec![], counters: Arc::default() }
+        Ufs { op, single_file: None, display: display.to_string(), secrets: vec![], counters: Arc::default(), down: None }
+    }
+
+    /// A UFS that cannot be set up now (say, a local root that is gone), for a master that
+    /// serves its stored namespace and cache meanwhile: every call fails with `reason`.
+    pub fn unavailable(display: &str, reason: &str) -> Ufs {
+        let op = Operator::new(opendal::services::Memory::default()).expect("a memory operator");
+        Ufs { down: Some(reason.to_string()), ..Ufs::from_operator(op, display) }
+    }
+
+    fn check_up(&self) -> Result<(), UfsError> {
+        match &self.down {
+            Some(reason) => Err(UfsError { kind: UfsErrorKind::Unavailable, message: reason.clone() }),
+            None => Ok(()),
+        }
     }
 
     /// Checks that the UFS answers, within `timeout`; the error says what to fix.
@@ -136,6 +153,7 @@ impl Ufs {
     }
 
     pub async fn stat(&self, path: &str) -> Result<UfsEntry, UfsError> {
+        self.check_up()?;
         if path.is_empty() && self.single_file.is_none() {
             let meta = self.op.stat("/").await.map_err(|e| self.error(e, ""))?;
             if !meta.is_dir() {
@@ -158,6 +176,7 @@ impl Ufs {
 
     /// The entries of a directory (not recursive), in no particular order.
     pub async fn list(&self, dir: &str) -> Result<Vec<UfsEntry>, UfsError> {
+        self.check_up()?;
         if let Some(file) = &self.single_file {
             return if dir.is_empty() { Ok(vec![self.stat(file).await?]) } else { Ok(vec![]) };
         }
@@ -185,6 +204,7 @@ impl Ufs {
 
     /// Reads `len` bytes at `offset` (fewer at the end of the file).
     pub async fn read(&self, path: &str, offset: u64, len: u64) -> Result<Bytes, UfsError> {
+        self.check_up()?;
         self.counters.read_requests.fetch_add(1, Ordering::Relaxed);
         let buf = self.op.read_with(path).range(offset..offset + len).await.map_err(|e| self.error(e, path))?;
         let bytes = buf.to_bytes();
