@@ -35,7 +35,7 @@ pub struct ReadOptions {
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        ReadOptions { readahead_blocks: 4, random_unit: 256 * 1024 }
+        ReadOptions { readahead_blocks: 8, random_unit: 256 * 1024 }
     }
 }
 
@@ -91,6 +91,9 @@ pub struct Worker {
     tiers: Tiers,
     options: ReadOptions,
     inflight: Mutex<HashMap<RangeId, Fetch>>,
+    /// The last ranges fetched, kept in memory so that the reader that caused them (and its
+    /// readahead) is served without reading back and re-verifying what was just written.
+    recent: Mutex<std::collections::VecDeque<(RangeId, Bytes)>>,
     pub counters: WorkerCounters,
 }
 
@@ -103,6 +106,7 @@ impl Worker {
             tiers: Tiers::open(levels)?,
             options,
             inflight: Mutex::default(),
+            recent: Mutex::default(),
             counters: WorkerCounters::default(),
         }))
     }
@@ -152,6 +156,10 @@ impl Worker {
     async fn read_in_block(self: &Arc<Self>, f: &FileRef, b: u64, start: u64, end: u64) -> Result<Bytes, WorkerError> {
         let base = b * BLOCK_SIZE;
         let (s, e) = (start - base, end - base);
+        if let Some(data) = self.recent_range(&f.key, b, s, e) {
+            self.counters.local_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+            return Ok(data);
+        }
         if let Some(data) = self.tiers.read_cached(&f.key, b, s, e)? {
             self.counters.local_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
             return Ok(Bytes::from(data));
@@ -176,6 +184,20 @@ impl Worker {
         let to = ((e - unit_start) as usize).min(data.len());
         self.counters.ufs_bytes.fetch_add((to - from) as u64, Ordering::Relaxed);
         Ok(data.slice(from..to))
+    }
+
+    fn recent_range(&self, key: &str, b: u64, s: u64, e: u64) -> Option<Bytes> {
+        let recent = self.recent.lock().expect("recent lock");
+        let ((_, _, rs, _), data) = recent.iter().find(|((k, rb, rs, re), _)| k == key && *rb == b && *rs <= s && e <= *re)?;
+        Some(data.slice((s - rs) as usize..(e - rs) as usize))
+    }
+
+    fn remember(&self, id: RangeId, data: Bytes) {
+        let mut recent = self.recent.lock().expect("recent lock");
+        if recent.len() >= 2 * (self.options.readahead_blocks as usize + 1) {
+            recent.pop_front();
+        }
+        recent.push_back((id, data));
     }
 
     /// A miss that starts a file or follows cached data looks like a sequential reader
@@ -239,6 +261,7 @@ impl Worker {
             if let Err(err) = self.tiers.insert(&f.key, b, f.size, s, &data) {
                 tracing::warn!(worker = self.id, error = %err, "could not cache a block; serving it uncached");
             }
+            self.remember((f.key.clone(), b, s, e), data.clone());
         }
         Ok(data)
     }
