@@ -10,9 +10,11 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_object_is_read_anew_not_from_the_old_cache() {
-    let op = opendal::Operator::new(opendal::services::Memory::default()).unwrap();
+    // A local directory: it reports mtimes (the in-memory service reports none).
+    let root = tempfile::tempdir().unwrap();
+    let op = opendal::Operator::new(opendal::services::Fs::default().root(root.path().to_str().unwrap())).unwrap();
     op.write("model.bin", vec![1u8; 300_000]).await.unwrap();
-    let ufs = Ufs::from_operator(op.clone(), "memory://m");
+    let ufs = Ufs::from_operator(op.clone(), "local://m");
     // A zero sync TTL: every lookup re-lists, as autoSync does once its TTL has passed.
     let ns = Arc::new(Namespace::new(vec![NsMount { ufs: ufs.clone(), path: "/".into() }], Some(Duration::ZERO)));
     let dir = tempfile::tempdir().unwrap();

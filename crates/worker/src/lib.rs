@@ -94,8 +94,14 @@ pub struct Worker {
     /// The last ranges fetched, kept in memory so that the reader that caused them (and its
     /// readahead) is served without reading back and re-verifying what was just written.
     recent: Mutex<std::collections::VecDeque<(RangeId, Bytes)>>,
+    /// Where the last read of each file ended (sequential detection).
+    streams: Mutex<HashMap<String, u64>>,
     pub counters: WorkerCounters,
 }
+
+/// How far from a file's last read a miss still counts as the same sequential reader: the
+/// kernel's readahead window on our mounts (see the FUSE layer).
+const STREAM_WINDOW: u64 = 4 << 20;
 
 impl Worker {
     /// Opens a worker whose cache has these levels (top first); persistent (SSD/HDD) levels are
@@ -107,6 +113,7 @@ impl Worker {
             options,
             inflight: Mutex::default(),
             recent: Mutex::default(),
+            streams: Mutex::default(),
             counters: WorkerCounters::default(),
         }))
     }
@@ -135,14 +142,25 @@ impl Worker {
         if offset >= end {
             return Ok(Bytes::new());
         }
+        // Noted on arrival, so that the requests the kernel sends together see each other.
+        let sequential_hint = self.sequential_hint(&f.key, offset);
+        self.track(&f.key, end);
+        self.read_range(f, offset, end, sequential_hint).await
+    }
+
+    fn sequential_hint(&self, key: &str, at: u64) -> bool {
+        self.streams.lock().expect("streams lock").get(key).is_some_and(|last| last.abs_diff(at) <= STREAM_WINDOW)
+    }
+
+    async fn read_range(self: &Arc<Self>, f: &FileRef, offset: u64, end: u64, near: bool) -> Result<Bytes, WorkerError> {
         let first = offset / BLOCK_SIZE;
         let last = (end - 1) / BLOCK_SIZE;
         if first == last {
-            return self.read_in_block(f, first, offset, end).await;
+            return self.read_in_block(f, first, offset, end, near).await;
         }
         let mut out = BytesMut::with_capacity((end - offset) as usize);
         for b in first..=last {
-            let part = self.read_in_block(f, b, offset.max(b * BLOCK_SIZE), end.min((b + 1) * BLOCK_SIZE)).await?;
+            let part = self.read_in_block(f, b, offset.max(b * BLOCK_SIZE), end.min((b + 1) * BLOCK_SIZE), near).await?;
             let short = (part.len() as u64) < end.min((b + 1) * BLOCK_SIZE) - offset.max(b * BLOCK_SIZE);
             out.extend_from_slice(&part);
             if short {
@@ -153,7 +171,7 @@ impl Worker {
     }
 
     /// Reads `[start, end)` (file offsets) inside block `b`.
-    async fn read_in_block(self: &Arc<Self>, f: &FileRef, b: u64, start: u64, end: u64) -> Result<Bytes, WorkerError> {
+    async fn read_in_block(self: &Arc<Self>, f: &FileRef, b: u64, start: u64, end: u64, near: bool) -> Result<Bytes, WorkerError> {
         let base = b * BLOCK_SIZE;
         let (s, e) = (start - base, end - base);
         if let Some(data) = self.recent_range(&f.key, b, s, e) {
@@ -169,7 +187,7 @@ impl Worker {
         let joined = self.inflight.lock().expect("inflight lock").get(&whole).cloned();
         let (unit_start, data) = if let Some(fut) = joined {
             (0, fut.await?)
-        } else if let Some(read_ahead) = self.sequential(f, b, s) {
+        } else if let Some(read_ahead) = self.sequential(f, b, s, near) {
             let data = self.fetch(f, b, 0, block_len).await?;
             if read_ahead {
                 self.read_ahead(f, b);
@@ -200,17 +218,30 @@ impl Worker {
         recent.push_back((id, data));
     }
 
-    /// A miss that starts a file or follows cached data looks like a sequential reader
-    /// (`Some`); the flag says whether to read ahead: only once a reader has gone through a
-    /// whole block, so a peek at a file's header does not pull the next 16 MiB.
-    fn sequential(&self, f: &FileRef, b: u64, s: u64) -> Option<bool> {
+    /// A miss in the first block, one that follows cached data, or one near the file's last read
+    /// looks like a sequential reader (`Some`). "Near" is within [`STREAM_WINDOW`]: the kernel
+    /// sends a sequential reader's readahead as several 1 MiB requests at once, which reach us
+    /// in any order. The flag says whether to read ahead: only once a reader has gone past its
+    /// first block, so a peek at a file's header does not pull the next 32 MiB.
+    fn sequential(&self, f: &FileRef, b: u64, s: u64, near: bool) -> Option<bool> {
         let chunk = store::checksum::CHUNK;
         let follows = match (b, s / chunk * chunk) {
-            (0, 0) => return Some(false),
-            (b, 0) => return self.tiers.contains(&f.key, b - 1).then_some(true),
-            (b, at) => self.tiers.covers(&f.key, b, at - chunk, at),
+            // The head of a file: readers that start there send their first requests together
+            // and out of order, so any miss in the first block takes all of it.
+            (0, _) => return Some(false),
+            (b, 0) => self.tiers.contains(&f.key, b - 1),
+            (b, c) => self.tiers.covers(&f.key, b, c - chunk, c),
         };
-        follows.then_some(false)
+        (follows || near).then_some(b > 0)
+    }
+
+    /// Notes where a read of `key` ended, for [`Worker::sequential`].
+    fn track(&self, key: &str, end: u64) {
+        let mut streams = self.streams.lock().expect("streams lock");
+        if streams.len() > 4096 && !streams.contains_key(key) {
+            streams.clear(); // plenty of files open at once: start over rather than grow
+        }
+        streams.insert(key.to_string(), end);
     }
 
     fn read_ahead(self: &Arc<Self>, f: &FileRef, b: u64) {

@@ -147,10 +147,12 @@ async fn random_small_reads_fetch_small_units_and_concurrent_ones_coalesce() {
     }
     assert_eq!(ufs.counters.read_requests.load(Ordering::Relaxed), 1);
     assert_eq!(w.counters.ufs_fetched_bytes.load(Ordering::Relaxed), unit, "fetched more than one unit");
-    // Scattered reads (none following cached data, none crossing a block, none at the head of
-    // the file, which all look sequential): each pulls one unit, not a 4 MiB block; a repeat is
+    // Scattered reads (none following cached data or the previous read, none crossing a block,
+    // none at the head of the file, which all look sequential): each pulls one unit, not a 4 MiB block; a repeat is
     // served locally.
-    let offsets: Vec<u64> = (0..20u64).map(|i| (1 + i % 7) * BLOCK_SIZE + (i * 3 % 8) * (512 << 10) + 1000).collect();
+    // Consecutive reads are over 4 MiB apart, as a random reader's are on a large object.
+    let offsets: Vec<u64> =
+        (0..20u64).map(|i| (if i % 2 == 0 { 1 } else { 5 } + (i / 2) % 3) * BLOCK_SIZE + (i * 3 % 8) * (512 << 10) + 1000).collect();
     for &off in &offsets {
         assert_eq!(&w.read(&f, off, 4096).await.unwrap()[..], &content[off as usize..off as usize + 4096]);
     }
