@@ -95,7 +95,7 @@ pub struct Worker {
     /// readahead) is served without reading back and re-verifying what was just written.
     recent: Mutex<std::collections::VecDeque<(RangeId, Bytes)>>,
     /// Where the last read of each file ended (sequential detection).
-    streams: Mutex<HashMap<String, u64>>,
+    streams: Mutex<HashMap<String, (u64, u64)>>,
     pub counters: WorkerCounters,
 }
 
@@ -144,12 +144,15 @@ impl Worker {
         }
         // Noted on arrival, so that the requests the kernel sends together see each other.
         let sequential_hint = self.sequential_hint(&f.key, offset);
-        self.track(&f.key, end);
+        self.track(&f.key, offset, end);
         self.read_range(f, offset, end, sequential_hint).await
     }
 
+    /// True when a read at `at` continues the file's last read: near its end, and not the same
+    /// read again (concurrent readers of one range are one range, not a stream).
     fn sequential_hint(&self, key: &str, at: u64) -> bool {
-        self.streams.lock().expect("streams lock").get(key).is_some_and(|last| last.abs_diff(at) <= STREAM_WINDOW)
+        let streams = self.streams.lock().expect("streams lock");
+        streams.get(key).is_some_and(|&(start, end)| at != start && end.abs_diff(at) <= STREAM_WINDOW)
     }
 
     async fn read_range(self: &Arc<Self>, f: &FileRef, offset: u64, end: u64, near: bool) -> Result<Bytes, WorkerError> {
@@ -183,10 +186,17 @@ impl Worker {
             return Ok(Bytes::from(data));
         }
         let block_len = BLOCK_SIZE.min(f.size - base);
-        let whole = (f.key.clone(), b, 0, block_len);
-        let joined = self.inflight.lock().expect("inflight lock").get(&whole).cloned();
-        let (unit_start, data) = if let Some(fut) = joined {
-            (0, fut.await?)
+        // Whatever fetch in flight already covers this range is joined, so concurrent readers of
+        // it cause one request however each would have been classified.
+        let joined = {
+            let inflight = self.inflight.lock().expect("inflight lock");
+            inflight
+                .iter()
+                .find(|((k, rb, rs, re), _)| k == &f.key && *rb == b && *rs <= s && e <= *re)
+                .map(|((_, _, rs, _), fut)| (*rs, fut.clone()))
+        };
+        let (unit_start, data) = if let Some((rs, fut)) = joined {
+            (rs, fut.await?)
         } else if let Some(read_ahead) = self.sequential(f, b, s, near) {
             let data = self.fetch(f, b, 0, block_len).await?;
             if read_ahead {
@@ -235,13 +245,13 @@ impl Worker {
         (follows || near).then_some(b > 0)
     }
 
-    /// Notes where a read of `key` ended, for [`Worker::sequential`].
-    fn track(&self, key: &str, end: u64) {
+    /// Notes where a read of `key` started and ended, for [`Worker::sequential_hint`].
+    fn track(&self, key: &str, start: u64, end: u64) {
         let mut streams = self.streams.lock().expect("streams lock");
         if streams.len() > 4096 && !streams.contains_key(key) {
             streams.clear(); // plenty of files open at once: start over rather than grow
         }
-        streams.insert(key.to_string(), end);
+        streams.insert(key.to_string(), (start, end));
     }
 
     fn read_ahead(self: &Arc<Self>, f: &FileRef, b: u64) {

@@ -147,9 +147,15 @@ impl Tiers {
         self.levels.iter().any(|l| l.store_for(key).covers(key, b, start, end))
     }
 
-    /// New data enters the top level.
+    /// New data enters the top level; when the top cannot take it (its whole quota is being
+    /// written by concurrent fetches), the first level below that can.
     pub fn insert(&self, key: &str, b: u64, file_size: u64, offset: u64, data: &[u8]) -> io::Result<bool> {
-        self.levels[0].store_for(key).insert(key, b, file_size, offset, data)
+        for l in &self.levels {
+            if l.store_for(key).insert(key, b, file_size, offset, data)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The cache file of `key` if one level holds all of it.
