@@ -228,19 +228,22 @@ impl Worker {
         recent.push_back((id, data));
     }
 
-    /// A miss in the first block, one that follows cached data, or one near the file's last read
+    /// A miss in the first block, one that starts a block after a cached one, or one near the file's last read
     /// looks like a sequential reader (`Some`). "Near" is within [`STREAM_WINDOW`]: the kernel
     /// sends a sequential reader's readahead as several 1 MiB requests at once, which reach us
     /// in any order. The flag says whether to read ahead: only once a reader has gone past its
     /// first block, so a peek at a file's header does not pull the next 32 MiB.
     fn sequential(&self, f: &FileRef, b: u64, s: u64, near: bool) -> Option<bool> {
         let chunk = store::checksum::CHUNK;
+        // Data cached just before a miss in the same block says little: random readers leave
+        // 256 KiB units all over a file. A whole previous block does (two sequential readers
+        // of one file defeat the position hint, not this).
         let follows = match (b, s / chunk * chunk) {
             // The head of a file: readers that start there send their first requests together
             // and out of order, so any miss in the first block takes all of it.
             (0, _) => return Some(false),
             (b, 0) => self.tiers.contains(&f.key, b - 1),
-            (b, c) => self.tiers.covers(&f.key, b, c - chunk, c),
+            _ => false,
         };
         (follows || near).then_some(b > 0)
     }
