@@ -11,23 +11,8 @@ use std::path::Path;
 use support::*;
 
 fn yaml(name: &str, ufs: &Path, ssd: &Path, meta: &Path) -> String {
-    format!(
-        "apiVersion: data.fluid.io/v1alpha1
-kind: Dataset
-metadata:
-  name: {name}
-spec:
-  mounts:
-    - mountPoint: local://{ufs}
-      name: data
-      path: /
----
-apiVersion: data.fluid.io/v1alpha1
-kind: JindoRuntime
-metadata:
-  name: {name}
-spec:
-  replicas: 1
+    let spec = format!(
+        "  replicas: 1
   master:
     properties:
       namespace.meta-dir: {meta}
@@ -37,10 +22,10 @@ spec:
         path: {ssd}
         quota: 1Gi
 ",
-        ufs = ufs.display(),
         ssd = ssd.display(),
         meta = meta.display()
-    )
+    );
+    dataset_with_runtime(name, &format!("local://{}", ufs.display()), "", "JindoRuntime", &spec)
 }
 
 /// Every path under `root` with its kind, size and mtime.

@@ -9,23 +9,8 @@ use support::*;
 const MIB: u64 = 1 << 20;
 
 fn two_level_yaml(name: &str, ufs: &std::path::Path, mem: &std::path::Path, ssd: &std::path::Path) -> String {
-    format!(
-        "apiVersion: data.fluid.io/v1alpha1
-kind: Dataset
-metadata:
-  name: {name}
-spec:
-  mounts:
-    - mountPoint: local://{ufs}
-      name: data
-      path: /
----
-apiVersion: data.fluid.io/v1alpha1
-kind: AlluxioRuntime
-metadata:
-  name: {name}
-spec:
-  replicas: 1
+    let spec = format!(
+        "  replicas: 1
   tieredstore:
     levels:
       - mediumtype: MEM
@@ -39,10 +24,10 @@ spec:
         high: \"0.95\"
         low: \"0.8\"
 ",
-        ufs = ufs.display(),
         mem = mem.display(),
         ssd = ssd.display()
-    )
+    );
+    dataset_with_runtime(name, &format!("local://{}", ufs.display()), "", "AlluxioRuntime", &spec)
 }
 
 fn metrics(base: &str) -> String {

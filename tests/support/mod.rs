@@ -161,8 +161,9 @@ pub fn stderr_of(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A YAML Dataset + runtime pair around one mount.
-pub fn dataset_yaml(name: &str, mount_point: &str, mount_extra: &str, tier_path: &Path, quota: &str, replicas: u32) -> String {
+/// A Dataset with one mount at the root, then a runtime of `kind` with this `spec` body
+/// (indented by two spaces, ending in a newline).
+pub fn dataset_with_runtime(name: &str, mount_point: &str, mount_extra: &str, kind: &str, runtime_spec: &str) -> String {
     format!(
         "apiVersion: data.fluid.io/v1alpha1
 kind: Dataset
@@ -175,11 +176,18 @@ spec:
       path: /
 {mount_extra}---
 apiVersion: data.fluid.io/v1alpha1
-kind: JindoRuntime
+kind: {kind}
 metadata:
   name: {name}
 spec:
-  replicas: {replicas}
+{runtime_spec}"
+    )
+}
+
+/// A YAML Dataset + JindoRuntime pair around one mount, with one MEM level.
+pub fn dataset_yaml(name: &str, mount_point: &str, mount_extra: &str, tier_path: &Path, quota: &str, replicas: u32) -> String {
+    let spec = format!(
+        "  replicas: {replicas}
   tieredstore:
     levels:
       - mediumtype: MEM
@@ -189,7 +197,8 @@ spec:
         low: \"0.95\"
 ",
         tier = tier_path.display()
-    )
+    );
+    dataset_with_runtime(name, mount_point, mount_extra, "JindoRuntime", &spec)
 }
 
 /// One HTTP/1.1 request to 127.0.0.1 (`url` like `http://127.0.0.1:PORT/path`): status and body.
