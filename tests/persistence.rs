@@ -31,18 +31,9 @@ fn yaml(name: &str, ufs: &Path, ssd: &Path, meta: &Path) -> String {
 /// Every path under `root` with its kind, size and mtime.
 fn snapshot(root: &Path) -> BTreeMap<String, (bool, u64, i64, i64)> {
     let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let e = e.unwrap();
-            let m = e.metadata().unwrap();
-            if m.is_dir() {
-                stack.push(e.path());
-            }
-            let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            out.insert(rel, (m.is_dir(), if m.is_dir() { 0 } else { m.len() }, m.mtime(), m.mtime_nsec()));
-        }
-    }
+    tree::visit(root, |rel, _, m| {
+        out.insert(rel, (m.is_dir(), if m.is_dir() { 0 } else { m.len() }, m.mtime(), m.mtime_nsec()));
+    });
     out
 }
 

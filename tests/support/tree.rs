@@ -45,22 +45,30 @@ pub fn write_local(root: &Path, files: &BTreeMap<String, Vec<u8>>) {
     }
 }
 
-/// Every regular file under `root`, as relative path → size.
-pub fn walk(root: &Path) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
+/// Calls `f(relative path, path, metadata)` for every entry under `root`, directories included.
+pub fn visit(root: &Path, mut f: impl FnMut(String, &Path, &std::fs::Metadata)) {
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
             let e = e.unwrap();
-            let ft = e.file_type().unwrap();
-            if ft.is_dir() {
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
                 stack.push(e.path());
-            } else {
-                let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, e.metadata().unwrap().len());
             }
+            let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            f(rel, &e.path(), &meta);
         }
     }
+}
+
+/// Every regular file under `root`, as relative path → size.
+pub fn walk(root: &Path) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    visit(root, |rel, _, meta| {
+        if !meta.is_dir() {
+            out.insert(rel, meta.len());
+        }
+    });
     out
 }
 
@@ -82,13 +90,10 @@ pub fn assert_mount_matches(mount: &Path, expected: &BTreeMap<String, Vec<u8>>) 
 /// FUSE daemon instead of being served by the kernel.
 pub fn drop_page_cache(root: &Path) {
     use std::os::unix::io::AsRawFd;
-    for entry in std::fs::read_dir(root).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            drop_page_cache(&path);
-        } else if let Ok(f) = std::fs::File::open(&path) {
+    visit(root, |_, path, meta| {
+        if let (false, Ok(f)) = (meta.is_dir(), std::fs::File::open(path)) {
             // SAFETY: fadvise on an open descriptor; no memory is passed.
             unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
         }
-    }
+    });
 }
