@@ -50,10 +50,14 @@ fn load_whole_dataset_then_read_with_the_ufs_gone() {
     assert!(err.contains("loading: "), "plain progress lines when not a terminal: {err}");
     let part_bytes: u64 =
         files.iter().filter(|(k, _)| k.starts_with("d1/") || k.starts_with("big/")).map(|(_, v)| v.len() as u64).sum();
-    let cached = cached_bytes(&s);
-    // The status prints two decimals of MiB: allow that rounding (about 5 KiB).
+    // The status prints two decimals of MiB: allow that rounding (about 5 KiB). Workers report
+    // to the master every second, so the status follows within a couple of seconds.
     let slack = 6 << 10;
-    assert!(cached + slack >= part_bytes && cached + slack < total, "cached {cached}, part {part_bytes}, total {total}");
+    let cached = eventually(10, "the part in the status", || {
+        let cached = cached_bytes(&s);
+        (cached + slack >= part_bytes).then_some(cached)
+    });
+    assert!(cached + slack < total, "cached {cached}, part {part_bytes}, total {total}");
 
     // The whole Dataset: CACHED equals UFS TOTAL SIZE.
     let o = s.cistern(&["load", "-f", ds.to_str().unwrap()]);

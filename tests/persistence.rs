@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use support::*;
 
@@ -28,15 +26,6 @@ fn yaml(name: &str, ufs: &Path, ssd: &Path, meta: &Path) -> String {
     dataset_with_runtime(name, &format!("local://{}", ufs.display()), "", "JindoRuntime", &spec)
 }
 
-/// Every path under `root` with its kind, size and mtime.
-fn snapshot(root: &Path) -> BTreeMap<String, (bool, u64, i64, i64)> {
-    let mut out = BTreeMap::new();
-    tree::visit(root, |rel, _, m| {
-        out.insert(rel, (m.is_dir(), if m.is_dir() { 0 } else { m.len() }, m.mtime(), m.mtime_nsec()));
-    });
-    out
-}
-
 #[test]
 fn sigkill_at_any_moment_keeps_the_namespace_and_it_is_served_with_the_ufs_gone() {
     let s = Scratch::new();
@@ -44,7 +33,7 @@ fn sigkill_at_any_moment_keeps_the_namespace_and_it_is_served_with_the_ufs_gone(
     let files = tree::layout(2000, 64 << 20);
     tree::write_local(&ufs, &files);
     let file = s.write("p.yaml", &yaml("p", &ufs, &s.path("ssd"), &s.path("meta")));
-    let expected = snapshot(&ufs);
+    let expected = tree::snapshot(&ufs);
 
     // 1. Killed during the first listing (the background count lists the whole tree at start).
     let mut up = Up::start(&s, &file, &[], "default", "p");
@@ -54,7 +43,7 @@ fn sigkill_at_any_moment_keeps_the_namespace_and_it_is_served_with_the_ufs_gone(
     // 2. Restarted on its own dead mount; the listing completes; killed during a read.
     let mut up = Up::start(&s, &file, &[], "default", "p");
     assert!(up.stderr().contains("dead mount"), "{}", up.stderr());
-    assert_eq!(snapshot(&up.mountpoint), expected, "namespace after a kill during listing");
+    assert_eq!(tree::snapshot(&up.mountpoint), expected, "namespace after a kill during listing");
     let mnt = up.mountpoint.clone();
     let reader = std::thread::spawn(move || {
         use std::io::Read;
@@ -75,7 +64,7 @@ fn sigkill_at_any_moment_keeps_the_namespace_and_it_is_served_with_the_ufs_gone(
 
     // 3. Restarted; everything read once (cached on the SSD level); killed during a load.
     let mut up = Up::start(&s, &file, &[], "default", "p");
-    assert_eq!(snapshot(&up.mountpoint), expected, "namespace after a kill during reads");
+    assert_eq!(tree::snapshot(&up.mountpoint), expected, "namespace after a kill during reads");
     tree::assert_mount_matches(&up.mountpoint, &files);
     let load = std::process::Command::new(cistern_bin())
         .args(["load", "-f"])
@@ -95,7 +84,7 @@ fn sigkill_at_any_moment_keeps_the_namespace_and_it_is_served_with_the_ufs_gone(
     std::fs::rename(&ufs, s.path("ufs-gone")).unwrap();
     let mut up = Up::start(&s, &file, &[], "default", "p");
     assert!(up.stderr().contains("unreachable") || up.stderr().contains("serving the stored namespace"), "{}", up.stderr());
-    assert_eq!(snapshot(&up.mountpoint), expected, "namespace after a kill during a load, UFS gone");
+    assert_eq!(tree::snapshot(&up.mountpoint), expected, "namespace after a kill during a load, UFS gone");
     tree::drop_page_cache(&up.mountpoint);
     tree::assert_mount_matches(&up.mountpoint, &files);
     let total: u64 = files.values().map(|v| v.len() as u64).sum();

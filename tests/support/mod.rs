@@ -46,6 +46,8 @@ impl Scratch {
 pub struct Up {
     pub child: Option<Child>,
     pub mountpoint: PathBuf,
+    /// Where `up` writes the PIDs, sockets and status.
+    pub run_dir: PathBuf,
     pub stdout_path: PathBuf,
     pub stderr_path: PathBuf,
 }
@@ -70,7 +72,8 @@ impl Up {
             .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()
             .unwrap();
-        let mut up = Up { child: Some(child), mountpoint, stdout_path, stderr_path };
+        let run_dir = scratch.run_root().join(format!("{namespace}-{name}"));
+        let mut up = Up { child: Some(child), mountpoint, run_dir, stdout_path, stderr_path };
         let deadline = Instant::now() + Duration::from_secs(60);
         // A live mount: a dead one left by a killed run is mounted too, but cannot be read.
         while !(is_mounted(&up.mountpoint) && std::fs::read_dir(&up.mountpoint).is_ok()) {
@@ -97,6 +100,24 @@ impl Up {
     }
     pub fn stdout(&self) -> String {
         std::fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+
+    /// The PID of a component (`master`, `worker-0`, `fuse`) from its pid file.
+    pub fn pid(&self, component: &str) -> u32 {
+        let path = self.run_dir.join(format!("{component}.pid"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        text.trim().parse().unwrap_or_else(|e| panic!("{}: {e}: {text:?}", path.display()))
+    }
+
+    /// SIGKILLs a component and waits until `up` has started a new one (a new PID that runs).
+    pub fn kill9_component(&self, component: &str) -> u32 {
+        let old = self.pid(component);
+        // SAFETY: kill(2) of a process we started (through `up`).
+        assert_eq!(unsafe { libc::kill(old as i32, libc::SIGKILL) }, 0, "kill {component} ({old})");
+        eventually(30, &format!("{component} restarted"), || {
+            let new = std::fs::read_to_string(self.run_dir.join(format!("{component}.pid"))).ok()?.trim().parse::<u32>().ok()?;
+            (new != old && Path::new(&format!("/proc/{new}")).exists()).then_some(new)
+        })
     }
 
     /// SIGKILL, as the OOM killer or a node failure would; the FUSE mount is left dead.

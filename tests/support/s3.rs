@@ -25,7 +25,7 @@ fn free_base() -> u16 {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = l.local_addr().unwrap().port();
         drop(l);
-        if base > 50000 || base < 20000 {
+        if !(20000..=50000).contains(&base) {
             continue;
         }
         let ok = (0..6).all(|i| {

@@ -72,6 +72,16 @@ pub fn walk(root: &Path) -> BTreeMap<String, u64> {
     out
 }
 
+/// Every path under `root` with its kind, size and mtime (seconds, nanoseconds).
+pub fn snapshot(root: &Path) -> BTreeMap<String, (bool, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = BTreeMap::new();
+    visit(root, |rel, _, m| {
+        out.insert(rel, (m.is_dir(), if m.is_dir() { 0 } else { m.len() }, m.mtime(), m.mtime_nsec()));
+    });
+    out
+}
+
 /// Reads every expected file through the mount and compares names, sizes and bytes.
 pub fn assert_mount_matches(mount: &Path, expected: &BTreeMap<String, Vec<u8>>) {
     let seen = walk(mount);

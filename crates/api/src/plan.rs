@@ -295,7 +295,7 @@ fn plan_tiers(ts: &TieredStore, bare_unit: u64) -> Result<Vec<TierPlan>, String>
             }
             (None, None) => return Err(format!("{f}.quota: missing; set a quota such as 2Gi")),
         };
-        if quotas.iter().any(|q| *q == 0) {
+        if quotas.contains(&0) {
             return Err(format!("{f}.quota: zero bytes; set a quota such as 2Gi"));
         }
         let high = match &l.high {

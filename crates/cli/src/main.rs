@@ -1,13 +1,16 @@
 //! `cistern`: the one binary. `up` runs a Dataset on this machine (the embedded mode); `get`
 //! shows what runs; `crd` prints the CustomResourceDefinitions.
 
+mod component;
 mod format;
 mod get;
 mod load;
 mod logging;
+mod mountpoint;
 mod rundir;
 mod served;
 mod status;
+mod supervise;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +31,12 @@ struct Cli {
 enum Command {
     /// Serve a Dataset on this machine: master, workers and a FUSE mount, until Ctrl-C.
     Up(up::UpArgs),
+    /// Run a Dataset's master: namespace, mount table, worker registry, web port.
+    Master(component::master::MasterArgs),
+    /// Run one worker of a Dataset: the cache on this node.
+    Worker(component::worker::WorkerArgs),
+    /// Mount a Dataset with FUSE, reading through its master and workers.
+    Fuse(component::fuse::FuseArgs),
     /// Show the Datasets or runtimes that `cistern up` serves on this machine.
     Get(get::GetArgs),
     /// Prefetch a Dataset (or some paths, or a DataLoad's targets) into the cache.
@@ -49,7 +58,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(&cli.log_level);
     let result = match cli.command {
-        Command::Up(a) => up::run(a),
+        Command::Up(a) => up::run(a, &cli.log_level),
+        Command::Master(a) => component::master::run(a),
+        Command::Worker(a) => component::worker::run(a),
+        Command::Fuse(a) => component::fuse::run(a),
         Command::Get(a) => get::run(a),
         Command::Load(a) => load::run(a),
         Command::Crd => crd(),

@@ -1,8 +1,10 @@
 //! The run directory: how `cistern get` (and scripts, and tests) find what `cistern up` serves.
 //!
-//! `<run-root>/<namespace>-<name>/` holds `lock` (held with flock while `up` runs, so a second
-//! `up` of the same Dataset is refused and a crashed one is told apart from a live one),
-//! `up.pid`, and `status.json`, rewritten atomically every second.
+//! `<run-root>/<namespace>-<name>/` (or `up --run-dir`) holds `lock` (held with flock while
+//! `up` runs, so a second `up` of the same Dataset is refused and a crashed one is told apart
+//! from a live one), `up.pid`, one `<component>.pid` per child (`master.pid`, `worker-0.pid`,
+//! `fuse.pid`), their sockets (`master.sock`, `worker-0.sock`), and `status.json`, which the
+//! master rewrites atomically every second.
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -31,8 +33,8 @@ pub struct RunDir {
 
 impl RunDir {
     /// Creates and locks the run directory of a Dataset, or says who holds it.
-    pub fn acquire(root: &Path, namespace: &str, name: &str) -> Result<RunDir> {
-        let path = root.join(format!("{namespace}-{name}"));
+    pub fn acquire(path: &Path, namespace: &str, name: &str) -> Result<RunDir> {
+        let path = path.to_path_buf();
         std::fs::create_dir_all(&path).with_context(|| format!("cannot create run directory {}", path.display()))?;
         let lock = OpenOptions::new()
             .create(true)
@@ -54,19 +56,24 @@ impl RunDir {
         Ok(RunDir { path, _lock: lock })
     }
 
-    pub fn write_status(&self, status: &StatusFile) -> Result<()> {
-        let tmp = self.path.join("status.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(status)?)?;
-        std::fs::rename(&tmp, self.path.join("status.json"))?;
-        Ok(())
-    }
-
-    /// Removes what `up` published; the lock goes with the process.
+    /// Removes what `up` and its components published; the lock goes with the process.
     pub fn clear(&self) {
-        for f in ["status.json", "up.pid"] {
-            let _ = std::fs::remove_file(self.path.join(f));
+        let Ok(entries) = std::fs::read_dir(&self.path) else { return };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".pid") || name.ends_with(".sock") || name.starts_with("status.json") {
+                let _ = std::fs::remove_file(e.path());
+            }
         }
     }
+}
+
+/// Replaces `dir/status.json` atomically (readers never see half a file).
+pub fn write_status(dir: &Path, status: &StatusFile) -> Result<()> {
+    let tmp = dir.join("status.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(status)?)?;
+    std::fs::rename(&tmp, dir.join("status.json"))?;
+    Ok(())
 }
 
 /// The statuses of every live `up` under `root`.

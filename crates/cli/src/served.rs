@@ -1,23 +1,22 @@
-//! What `up` serves, seen from outside: the status file in the run directory and the web port
-//! (metrics, status, log level) both read it from here.
+//! What the master serves, seen from outside: the status file in the run directory and the web
+//! port (metrics, status, log level) both read it from here. Cache figures are the last ones
+//! each worker reported in its heartbeat.
 
 use crate::rundir::StatusFile;
 use crate::{logging, status};
 use anyhow::Result;
 use cistern_api::DatasetPlan;
-use cistern_client::Client;
+use cistern_client::CacheStats;
+use cistern_master::rpc::WorkerRegistry;
 use cistern_master::web::WebSource;
 use cistern_master::{Figures, LevelFigures, Summary};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub struct Served {
     pub plan: DatasetPlan,
-    pub client: Arc<Client>,
+    pub registry: Arc<WorkerRegistry>,
     pub summary: Arc<Mutex<Summary>>,
-    /// The FUSE layer's file count for statfs, filled once the count is done.
-    pub file_count: Arc<AtomicU64>,
     pub created: String,
     pub mountpoint: PathBuf,
     pub web: OnceLock<String>,
@@ -25,15 +24,21 @@ pub struct Served {
 
 impl Served {
     fn summary(&self) -> Summary {
-        let sum = self.summary.lock().expect("summary lock").clone();
-        if let Summary::Done(s) = &sum {
-            self.file_count.store(s.files, Ordering::Relaxed);
+        self.summary.lock().expect("summary lock").clone()
+    }
+
+    /// Figures summed over every worker heard from: a worker that is down still has its
+    /// persistent cache on disk.
+    fn stats(&self) -> CacheStats {
+        let mut s = CacheStats::default();
+        for (_, f) in self.registry.last_figures() {
+            s.add(&f);
         }
-        sum
+        s
     }
 
     pub fn status_file(&self) -> Result<StatusFile> {
-        let (plan, sum, stats) = (&self.plan, self.summary(), self.client.stats());
+        let (plan, sum, stats) = (&self.plan, self.summary(), self.stats());
         let mut ds = serde_json::to_value(&plan.dataset)?;
         ds["metadata"]["namespace"] = plan.namespace.clone().into();
         ds["metadata"]["creationTimestamp"] = self.created.clone().into();
@@ -45,7 +50,7 @@ impl Served {
         };
         rtv["metadata"]["namespace"] = plan.namespace.clone().into();
         rtv["metadata"]["creationTimestamp"] = self.created.clone().into();
-        rtv["status"] = status::runtime_status(plan.replicas, true, &stats);
+        rtv["status"] = status::runtime_status(plan.replicas, self.registry.live().len() as u32, &stats);
         Ok(StatusFile {
             pid: std::process::id(),
             mountpoint: self.mountpoint.clone(),
@@ -57,24 +62,28 @@ impl Served {
 }
 
 impl WebSource for Served {
+    fn refresh(&self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(self.registry.poll())
+    }
+
     fn figures(&self) -> Figures {
         let (total, files) = match self.summary() {
             Summary::Done(s) => (Some(s.total_bytes), Some(s.files)),
             _ => (None, None),
         };
-        let stats = self.client.stats();
+        let stats = self.stats();
         let mut levels = Vec::new();
         let (mut fetches, mut fetched, mut corrupt) = (0, 0, 0);
-        for w in self.client.workers() {
-            fetches += w.counters.ufs_fetches.load(Ordering::Relaxed);
-            fetched += w.counters.ufs_fetched_bytes.load(Ordering::Relaxed);
-            corrupt += w.corrupt_blocks();
-            for l in w.tiers().stats() {
+        for (id, f) in self.registry.last_figures() {
+            fetches += f.ufs_fetches;
+            fetched += f.ufs_fetched_bytes;
+            corrupt += f.corrupt_blocks;
+            for l in f.levels {
                 levels.push(LevelFigures {
-                    worker: w.id,
+                    worker: id as usize,
                     medium: l.medium,
-                    used_bytes: l.used,
-                    quota_bytes: l.quota,
+                    used_bytes: l.used_bytes,
+                    quota_bytes: l.quota_bytes,
                     evicted_bytes: l.evicted_bytes,
                     demoted_bytes: l.demoted_bytes,
                 });

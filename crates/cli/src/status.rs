@@ -38,20 +38,25 @@ pub fn dataset_status(phase: &str, summary: &Summary, stats: &CacheStats, runtim
     })
 }
 
-pub fn runtime_status(replicas: u32, ready: bool, stats: &CacheStats) -> Value {
-    let phase = if ready { "Ready" } else { "NotReady" };
-    let n = if ready { replicas } else { 0 };
+pub fn runtime_status(replicas: u32, workers_ready: u32, stats: &CacheStats) -> Value {
+    let workers_ready = workers_ready.min(replicas);
+    let worker_phase = match workers_ready {
+        0 => "NotReady",
+        n if n < replicas => "PartialReady",
+        _ => "Ready",
+    };
+    // Written by the master, which is up; the FUSE client is supervised by `cistern up`.
     json!({
-        "masterPhase": phase,
-        "workerPhase": phase,
-        "fusePhase": phase,
+        "masterPhase": "Ready",
+        "workerPhase": worker_phase,
+        "fusePhase": "Ready",
         "desiredMasterNumberScheduled": 1,
-        "masterNumberReady": if ready { 1 } else { 0 },
+        "masterNumberReady": 1,
         "desiredWorkerNumberScheduled": replicas,
-        "workerNumberReady": n,
-        "workerNumberAvailable": n,
+        "workerNumberReady": workers_ready,
+        "workerNumberAvailable": workers_ready,
         "desiredFuseNumberScheduled": 1,
-        "fuseNumberReady": if ready { 1 } else { 0 },
+        "fuseNumberReady": 1,
         "cacheStates": {"cacheCapacity": format_bytes(stats.capacity), "cached": format_bytes(stats.cached)},
     })
 }

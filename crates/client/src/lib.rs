@@ -1,11 +1,32 @@
-//! The read path that the FUSE layer and the tools use: metadata from the master, data from the
-//! worker that owns the file (chosen by inode number, so each file is cached once).
+//! The read path that the FUSE layer and the tools use: metadata from the master, data from
+//! the worker that owns the file (chosen by inode number, so each file is cached once).
+//!
+//! The master and workers are behind two traits ([`MetaService`], [`DataService`]) with a gRPC
+//! implementation ([`remote`]) and an in-process one ([`service`]). Every call rides out a
+//! restarting peer: transport failures are retried with backoff ([`cistern_rpc::with_retry`]),
+//! so a read in flight while the master or a worker is killed and restarted simply waits.
+//! A file's metadata is kept for [`INODE_TTL`] so that reads do not ask the master each time;
+//! any newer answer from the master replaces it at once.
+
+pub mod remote;
+pub mod service;
 
 use bytes::Bytes;
-use cistern_master::{Ino, Inode, MetaError, Namespace};
-use cistern_worker::{FileRef, Worker};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use cistern_master::{Ino, Inode, Namespace};
+use cistern_rpc::{pb, with_retry, Address, Backoff, RpcError};
+use cistern_worker::rpc::WorkerService;
+use cistern_worker::Worker;
+use service::{LocalMaster, LocalWorker};
+pub use service::{DataService, MetaService};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tonic::Status;
+
+/// How long a file's metadata is reused for reads without asking the master again.
+pub const INODE_TTL: Duration = Duration::from_secs(1);
+/// Past this many remembered inodes, the expired ones are dropped.
+const INODE_CACHE_MAX: usize = 100_000;
 
 /// A failure with the errno to answer and the cause for the log.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -15,15 +36,10 @@ pub struct ClientError {
     pub message: String,
 }
 
-impl From<MetaError> for ClientError {
-    fn from(e: MetaError) -> Self {
+impl From<Status> for ClientError {
+    fn from(s: Status) -> Self {
+        let e = RpcError::from(s);
         ClientError { errno: e.errno, message: e.message }
-    }
-}
-
-impl From<cistern_worker::WorkerError> for ClientError {
-    fn from(e: cistern_worker::WorkerError) -> Self {
-        ClientError { errno: e.errno(), message: e.to_string() }
     }
 }
 
@@ -37,65 +53,181 @@ pub struct CacheStats {
     pub ufs_bytes: u64,
 }
 
+impl CacheStats {
+    pub fn add(&mut self, f: &pb::WorkerFigures) {
+        self.cached += f.cached_bytes;
+        self.capacity += f.capacity_bytes;
+        self.local_bytes += f.local_bytes;
+        self.remote_bytes += f.remote_bytes;
+        self.ufs_bytes += f.ufs_bytes;
+    }
+}
+
+/// The workers a client reads from, by id, with the address each was reached at.
+#[derive(Default)]
+struct WorkerSet {
+    replicas: u32,
+    by_id: BTreeMap<u32, (String, Arc<dyn DataService>)>,
+}
+
+impl WorkerSet {
+    /// The worker that owns `ino`: worker `ino % replicas` when it is live, else a live one
+    /// picked the same way, so a file still goes to one place while a worker is away.
+    fn pick(&self, ino: Ino) -> Option<Arc<dyn DataService>> {
+        let want = (ino % self.replicas.max(1) as u64) as u32;
+        if let Some((_, w)) = self.by_id.get(&want) {
+            return Some(w.clone());
+        }
+        let n = self.by_id.len() as u64;
+        (n > 0).then(|| self.by_id.values().nth((ino % n) as usize).map(|(_, w)| w.clone())).flatten()
+    }
+}
+
 pub struct Client {
-    ns: Arc<Namespace>,
-    workers: Vec<Arc<Worker>>,
+    meta: Arc<dyn MetaService>,
+    workers: RwLock<WorkerSet>,
+    /// True when workers are found through the master (and must be looked up again when one
+    /// fails); false for a fixed set in this process.
+    discover: bool,
+    inodes: Mutex<HashMap<Ino, (Instant, Inode)>>,
+    backoff: Backoff,
 }
 
 impl Client {
-    pub fn new(ns: Arc<Namespace>, workers: Vec<Arc<Worker>>) -> Client {
+    /// A client of a master and workers in this process.
+    pub fn local(ns: Arc<Namespace>, workers: Vec<Arc<Worker>>) -> Client {
         assert!(!workers.is_empty(), "a client needs at least one worker");
-        Client { ns, workers }
+        let mounts: Vec<_> = ns.mounts().iter().map(|m| m.ufs.clone()).collect();
+        let meta = Arc::new(LocalMaster::new(ns, &workers));
+        let mut set = WorkerSet { replicas: workers.len() as u32, by_id: BTreeMap::new() };
+        for w in workers {
+            let local: Arc<dyn DataService> = Arc::new(LocalWorker(WorkerService { worker: w.clone(), mounts: mounts.clone() }));
+            set.by_id.insert(w.id as u32, (format!("local:{}", w.id), local));
+        }
+        Client::with(meta, set, false)
     }
 
-    pub fn workers(&self) -> &[Arc<Worker>] {
-        &self.workers
+    /// A client of the master at `master`; workers are found through it (see
+    /// [`Client::refresh_workers`]).
+    pub fn remote(master: &Address) -> Client {
+        Client::with(Arc::new(remote::RemoteMaster::new(master)), WorkerSet::default(), true)
     }
 
-    pub fn namespace(&self) -> &Arc<Namespace> {
-        &self.ns
+    fn with(meta: Arc<dyn MetaService>, workers: WorkerSet, discover: bool) -> Client {
+        Client { meta, workers: RwLock::new(workers), discover, inodes: Mutex::default(), backoff: Backoff::default() }
     }
 
-    pub fn getattr(&self, ino: Ino) -> Result<Inode, ClientError> {
-        Ok(self.ns.getattr(ino)?)
+    /// How long calls keep retrying an unreachable peer before failing with EIO.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Client {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Asks the master which workers are live and connects to new ones; returns how many
+    /// there are.
+    pub async fn refresh_workers(&self) -> Result<usize, ClientError> {
+        if !self.discover {
+            return Ok(self.workers.read().expect("workers lock").by_id.len());
+        }
+        let cluster = with_retry("cluster", self.backoff, || self.meta.cluster()).await?;
+        let mut set = self.workers.write().expect("workers lock");
+        set.replicas = cluster.replicas;
+        let mut by_id = BTreeMap::new();
+        for w in cluster.workers {
+            let kept = set.by_id.remove(&w.id).filter(|(addr, _)| *addr == w.address);
+            let entry = match kept {
+                Some(e) => e,
+                None => match Address::parse(&w.address) {
+                    Ok(a) => (w.address.clone(), Arc::new(remote::RemoteWorker::new(&a)) as Arc<dyn DataService>),
+                    Err(e) => {
+                        tracing::warn!(worker = w.id, "unusable worker address: {e}");
+                        continue;
+                    }
+                },
+            };
+            by_id.insert(w.id, entry);
+        }
+        set.by_id = by_id;
+        Ok(set.by_id.len())
+    }
+
+    pub async fn getattr(&self, ino: Ino) -> Result<Inode, ClientError> {
+        let node = with_retry("getattr", self.backoff, || self.meta.getattr(ino)).await?;
+        self.remember(&node, true);
+        Ok(node)
     }
 
     pub async fn lookup(&self, parent: Ino, name: &str) -> Result<Inode, ClientError> {
-        Ok(self.ns.lookup(parent, name).await?)
+        let node = with_retry("lookup", self.backoff, || self.meta.lookup(parent, name)).await?;
+        self.remember(&node, true);
+        Ok(node)
     }
 
     pub async fn readdir(&self, ino: Ino) -> Result<Vec<Inode>, ClientError> {
-        Ok(self.ns.readdir(ino).await?)
+        let nodes = with_retry("readdir", self.backoff, || self.meta.readdir(ino)).await?;
+        for n in &nodes {
+            self.remember(n, false);
+        }
+        Ok(nodes)
+    }
+
+    /// Keeps the newest metadata of a file for reads; `insert` false only refreshes what is
+    /// already kept (a big listing does not fill the map).
+    fn remember(&self, node: &Inode, insert: bool) {
+        if node.is_dir() {
+            return;
+        }
+        let mut inodes = self.inodes.lock().expect("inodes lock");
+        if insert || inodes.contains_key(&node.ino) {
+            if inodes.len() >= INODE_CACHE_MAX {
+                inodes.retain(|_, (at, _)| at.elapsed() < INODE_TTL);
+            }
+            inodes.insert(node.ino, (Instant::now(), node.clone()));
+        }
+    }
+
+    async fn file(&self, ino: Ino) -> Result<Inode, ClientError> {
+        let kept = self.inodes.lock().expect("inodes lock").get(&ino).filter(|(at, _)| at.elapsed() < INODE_TTL).map(|(_, n)| n.clone());
+        match kept {
+            Some(n) => Ok(n),
+            None => self.getattr(ino).await,
+        }
     }
 
     /// Reads up to `len` bytes at `offset` of a file.
     pub async fn read(&self, ino: Ino, offset: u64, len: u64) -> Result<Bytes, ClientError> {
-        let node = self.ns.getattr(ino)?;
-        let file = self.file_ref(&node)?;
-        let worker = &self.workers[(ino % self.workers.len() as u64) as usize];
-        Ok(worker.read(&file, offset, len).await?)
-    }
-
-    fn file_ref(&self, node: &Inode) -> Result<FileRef, ClientError> {
+        let node = self.file(ino).await?;
         let Some(mount) = node.mount.filter(|_| !node.is_dir()) else {
             return Err(ClientError { errno: 21, message: format!("{}: is a directory", node.name) });
         };
-        Ok(FileRef {
-            ufs: self.ns.ufs(mount).clone(),
-            path: node.ufs_path.clone(),
-            size: node.size,
-            key: node.cache_key(),
+        let file = pb::FileRef { mount: mount as u32, path: node.ufs_path.clone(), size: node.size, key: node.cache_key() };
+        let mut failed = false;
+        let data = with_retry("read", self.backoff, || {
+            let file = file.clone();
+            let first = !std::mem::replace(&mut failed, true);
+            async move {
+                if !first && self.discover {
+                    // The worker may have restarted elsewhere or gone: ask the master again.
+                    let _ = self.refresh_workers().await;
+                }
+                let worker = self.workers.read().expect("workers lock").pick(ino);
+                match worker {
+                    Some(w) => w.read(file, offset, len).await,
+                    None => Err(Status::unavailable("no worker is ready")),
+                }
+            }
         })
+        .await?;
+        Ok(data)
     }
 
-    pub fn stats(&self) -> CacheStats {
-        let mut s = CacheStats::default();
-        for w in &self.workers {
-            s.cached += w.cached_bytes();
-            s.capacity += w.capacity();
-            s.local_bytes += w.counters.local_bytes.load(Ordering::Relaxed);
-            s.ufs_bytes += w.counters.ufs_bytes.load(Ordering::Relaxed);
+    /// The cache figures summed over the live workers, and the UFS file count once known.
+    pub async fn stats(&self) -> Result<(CacheStats, Option<u64>), ClientError> {
+        let cluster = with_retry("cluster", self.backoff, || self.meta.cluster()).await?;
+        let mut stats = CacheStats::default();
+        for w in &cluster.workers {
+            stats.add(&w.figures.clone().unwrap_or_default());
         }
-        s
+        Ok((stats, cluster.ufs_files))
     }
 }

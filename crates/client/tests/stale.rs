@@ -19,7 +19,7 @@ async fn a_changed_object_is_read_anew_not_from_the_old_cache() {
     let ns = Arc::new(Namespace::new(vec![NsMount { ufs: ufs.clone(), path: "/".into() }], Some(Duration::ZERO)));
     let dir = tempfile::tempdir().unwrap();
     let worker = Worker::open(0, &[LevelSpec::single("SSD", dir.path(), 64 << 20, 1.0, 1.0)], ReadOptions::default()).unwrap();
-    let client = Client::new(ns, vec![worker]);
+    let client = Client::local(ns, vec![worker]);
 
     let f = client.lookup(ROOT_INO, "model.bin").await.unwrap();
     assert_eq!(&client.read(f.ino, 0, 300_000).await.unwrap()[..], &vec![1u8; 300_000][..]);

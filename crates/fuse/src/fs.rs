@@ -29,8 +29,6 @@ pub struct CisternFs {
     ttl: Duration,
     dirs: Mutex<HashMap<u64, Arc<Vec<Inode>>>>,
     next_dir: AtomicU64,
-    /// Files in the UFS, for `statfs`; 0 until counted.
-    pub file_count: Arc<AtomicU64>,
 }
 
 impl CisternFs {
@@ -41,7 +39,6 @@ impl CisternFs {
             ttl,
             dirs: Mutex::default(),
             next_dir: AtomicU64::new(1),
-            file_count: Arc::default(),
         }
     }
 
@@ -87,8 +84,20 @@ impl CisternFs {
         Ok(())
     }
 
-    fn stats(&self) -> CacheStats {
-        self.client.stats()
+    /// The cache figures and the UFS file count (0 until counted); zeros when the master
+    /// cannot be reached, since `df` should not fail over figures.
+    fn stats(&self) -> (CacheStats, u64) {
+        match self.rt.block_on(self.client.stats()) {
+            Ok((s, files)) => (s, files.unwrap_or(0)),
+            Err(e) => {
+                tracing::debug!("statfs: {}", e.message);
+                (CacheStats::default(), 0)
+            }
+        }
+    }
+
+    fn getattr_blocking(&self, ino: u64) -> io::Result<Inode> {
+        self.rt.block_on(self.client.getattr(ino)).map_err(errno)
     }
 }
 
@@ -150,7 +159,7 @@ impl FileSystem for CisternFs {
     }
 
     fn getattr(&self, _ctx: &Context, ino: u64, _h: Option<u64>) -> io::Result<(stat64, Duration)> {
-        let node = self.client.getattr(ino).map_err(errno)?;
+        let node = self.getattr_blocking(ino)?;
         Ok((to_stat(&node), self.ttl))
     }
 
@@ -158,7 +167,7 @@ impl FileSystem for CisternFs {
         if (flags as i32 & libc::O_ACCMODE) != libc::O_RDONLY {
             return Err(io::Error::from_raw_os_error(libc::EROFS));
         }
-        let node = self.client.getattr(ino).map_err(errno)?;
+        let node = self.getattr_blocking(ino)?;
         if node.is_dir() {
             return Err(io::Error::from_raw_os_error(libc::EISDIR));
         }
@@ -225,7 +234,7 @@ impl FileSystem for CisternFs {
     }
 
     fn statfs(&self, _ctx: &Context, _ino: u64) -> io::Result<libc::statvfs64> {
-        let s = self.stats();
+        let (s, files) = self.stats();
         // SAFETY: statvfs64 is a plain C struct of integers; all-zero is a valid value.
         let mut st: libc::statvfs64 = unsafe { std::mem::zeroed() };
         st.f_bsize = IO_BLOCK;
@@ -233,7 +242,7 @@ impl FileSystem for CisternFs {
         st.f_blocks = s.capacity / IO_BLOCK;
         st.f_bfree = s.capacity.saturating_sub(s.cached) / IO_BLOCK;
         st.f_bavail = st.f_bfree;
-        st.f_files = self.file_count.load(Ordering::Relaxed);
+        st.f_files = files;
         st.f_namemax = 255;
         st.f_flag = libc::ST_RDONLY;
         Ok(st)

@@ -45,7 +45,7 @@ fn main() {
         for d in ns.readdir(top.ino).await.unwrap() {
             for f in ns.readdir(d.ino).await.unwrap() {
                 n += 1;
-                if n % 97 == 0 {
+                if n.is_multiple_of(97) {
                     sample.push((d.ino, f.name.clone(), f.ino));
                 }
             }

@@ -5,6 +5,7 @@
 pub mod inode;
 pub mod metrics;
 pub mod namespace;
+pub mod rpc;
 pub mod store;
 pub mod summary;
 pub mod web;

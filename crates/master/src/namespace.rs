@@ -38,7 +38,13 @@ pub struct Namespace {
     listing: Mutex<HashMap<Ino, Arc<tokio::sync::Mutex<()>>>>,
     /// Re-list a directory older than this; `None` never re-lists.
     sync_ttl: Option<Duration>,
+    /// Mounts whose UFS failed a re-listing, with when to try again: until then, stale
+    /// listings are served at once instead of each directory waiting out the UFS's retries.
+    unreachable: Mutex<HashMap<usize, std::time::Instant>>,
 }
+
+/// How long a UFS that failed is left alone before the next re-listing tries it again.
+pub const UFS_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 fn db_err(e: impl std::fmt::Display) -> MetaError {
     MetaError { errno: 5, message: format!("metadata store: {e}") }
@@ -87,7 +93,7 @@ impl Namespace {
             build_mount_dirs(&txn, &mounts)?;
         }
         txn.commit().map_err(db_err)?;
-        Ok(Namespace { mounts, db, listing: Mutex::default(), sync_ttl })
+        Ok(Namespace { mounts, db, listing: Mutex::default(), sync_ttl, unreachable: Mutex::default() })
     }
 
     pub fn mounts(&self) -> &[NsMount] {
@@ -181,14 +187,31 @@ impl Namespace {
         if self.fresh(listed) {
             return Ok(node); // listed by whoever held the gate before us
         }
+        if listed.is_some() && self.is_unreachable(mount) {
+            return Ok(node);
+        }
         match self.mounts[mount].ufs.list(&node.ufs_path).await {
-            Ok(entries) => self.merge_listing(&node, mount, entries)?,
+            Ok(entries) => {
+                self.merge_listing(&node, mount, entries)?;
+                self.unreachable.lock().expect("unreachable lock").remove(&mount);
+            }
             Err(e) if listed.is_some() => {
-                tracing::warn!(dir = %node.ufs_path, error = %e.message, "cannot re-list a directory; serving its last listing");
+                tracing::warn!(dir = %node.ufs_path, error = %e.message, "cannot re-list a directory; serving the last listings of this mount for {UFS_RETRY_AFTER:?}");
+                self.mark_unreachable(mount);
             }
             Err(e) => return Err(e.into()),
         }
         Ok(node)
+    }
+
+    /// Serves the stored listings of `mount` without trying its UFS for [`UFS_RETRY_AFTER`]
+    /// (the UFS was found unreachable).
+    pub fn mark_unreachable(&self, mount: usize) {
+        self.unreachable.lock().expect("unreachable lock").insert(mount, std::time::Instant::now() + UFS_RETRY_AFTER);
+    }
+
+    fn is_unreachable(&self, mount: usize) -> bool {
+        self.unreachable.lock().expect("unreachable lock").get(&mount).is_some_and(|until| std::time::Instant::now() < *until)
     }
 
     fn listed_at(&self, ino: Ino) -> Result<Option<u64>, MetaError> {

@@ -16,6 +16,10 @@ use std::sync::Arc;
 
 /// What the web port shows; implemented by whoever runs the master.
 pub trait WebSource: Send + Sync + 'static {
+    /// Brings the figures up to date before a page is answered (default: nothing to do).
+    fn refresh(&self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
     fn figures(&self) -> Figures;
     fn status(&self) -> serde_json::Value;
     /// The current log filter.
@@ -41,11 +45,13 @@ pub async fn serve(listener: tokio::net::TcpListener, source: Source) -> std::io
 }
 
 async fn metrics(State(s): State<Source>) -> Response {
+    s.refresh().await;
     let body = s.figures().encode();
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
 }
 
 async fn status(State(s): State<Source>) -> Json<serde_json::Value> {
+    s.refresh().await;
     Json(s.status())
 }
 
@@ -69,6 +75,7 @@ async fn set_log_level(State(s): State<Source>, Query(q): Query<LevelQuery>) -> 
 }
 
 async fn index(State(s): State<Source>) -> Html<String> {
+    s.refresh().await;
     let f = s.figures();
     let or_calc = |v: Option<u64>| v.map_or("[Calculating]".to_string(), |v| v.to_string());
     let mut rows = vec![

@@ -110,9 +110,12 @@ async fn a_reopened_store_serves_the_same_namespace_with_the_ufs_unreachable() {
     assert_eq!(c.ufs_path, "a/b/c.txt");
     assert_eq!(ns.getattr(c.ino).unwrap().ufs_path, "a/b/c.txt");
     drop(ns);
-    // With autoSync on, a re-listing that fails keeps serving the stored listing.
+    // With autoSync on, a re-listing that fails keeps serving the stored listing, and the UFS
+    // is then left alone for a while: one failed listing, not one wait per directory.
     let ns = Namespace::open(meta.path(), mounts(&gone), Some(Duration::ZERO)).unwrap();
     assert_eq!(walk(&ns).await, before);
+    assert_eq!(walk(&ns).await, before);
+    assert_eq!(gone.counters.list_requests.load(std::sync::atomic::Ordering::Relaxed), 1, "the unreachable UFS was tried again at once");
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@
 //! - a *random* reader gets only the [`ReadOptions::random_unit`]-aligned range around its
 //!   read (256 KiB by default), so a 4 KiB read of a large object does not pull 4 MiB.
 
+pub mod rpc;
 pub mod store;
 
 use bytes::{Bytes, BytesMut};

@@ -1,0 +1,109 @@
+//! `cistern master`: the Dataset's namespace and mount table (persistent in
+//! `namespace.meta-dir`), served over gRPC to the FUSE client and the workers; the registry
+//! of workers; the web port (metrics, status, log level); and the status file in the run
+//! directory.
+
+use super::{default_run_dir, master_socket, namespace_stored, open_mounts, DatasetArgs};
+use crate::served::Served;
+use anyhow::{anyhow, Context, Result};
+use cistern_master::rpc::{MasterService, WorkerRegistry};
+use cistern_master::{spawn_summary, Namespace, NsMount};
+use cistern_rpc::Address;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+/// Alluxio's master web port, on loopback only.
+pub const DEFAULT_WEB_ADDR: &str = "127.0.0.1:19999";
+
+/// How long a directory listing is trusted when `metadataSyncPolicy.autoSync` is on.
+pub const SYNC_TTL: Duration = Duration::from_secs(30);
+
+#[derive(clap::Args, Debug)]
+pub struct MasterArgs {
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+    /// Where the socket (unless --listen) and status.json go [default: /run/cistern/<ns>-<name>].
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Address for workers and clients: `unix:/path.sock` or `HOST:PORT` [default: unix:<run-dir>/master.sock].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// The web port: metrics, status and log level (`HOST:PORT`; port 0 picks a free one).
+    #[arg(long, default_value = DEFAULT_WEB_ADDR, env = "CISTERN_WEB_ADDR")]
+    pub web_addr: String,
+    /// Where the FUSE client mounts the Dataset, for the status.
+    #[arg(long, default_value = "")]
+    pub mountpoint: PathBuf,
+}
+
+pub fn run(args: MasterArgs) -> Result<()> {
+    let plan = args.dataset.plan()?;
+    let run_dir = args.run_dir.clone().unwrap_or_else(|| default_run_dir(&plan));
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
+    let listen = match &args.listen {
+        Some(a) => Address::parse(a).map_err(|e| anyhow!("--listen {e}"))?,
+        None => Address::Unix(master_socket(&run_dir)),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(4).build()?;
+    let result = rt.block_on(serve(args, plan, run_dir, listen));
+    rt.shutdown_timeout(Duration::from_secs(2));
+    result
+}
+
+async fn serve(args: MasterArgs, plan: cistern_api::DatasetPlan, run_dir: PathBuf, listen: Address) -> Result<()> {
+    let ufs = open_mounts(&plan, true, namespace_stored(&plan)).await?;
+    let reached: Vec<bool> = ufs.iter().map(|(_, r)| *r).collect();
+    let mounts = ufs.into_iter().zip(&plan.mounts).map(|((ufs, _), m)| NsMount { ufs, path: m.path.clone() }).collect();
+    let ttl = plan.auto_sync.then_some(SYNC_TTL);
+    // The namespace and mount table persist in namespace.meta-dir (seeds 000 and 002).
+    let ns = Arc::new(Namespace::open(&plan.meta_dir, mounts, ttl).map_err(|e| anyhow!(e.message))?);
+    for (i, _) in reached.iter().enumerate().filter(|(_, r)| !**r) {
+        ns.mark_unreachable(i);
+    }
+    let summary = spawn_summary(ns.clone());
+    let registry = Arc::new(WorkerRegistry::default());
+    let service = MasterService { ns, registry: registry.clone(), summary: summary.clone(), replicas: plan.replicas };
+    let (incoming, bound) = listen.bind().await.with_context(|| format!("cannot listen on {listen}"))?;
+    let web = bind_web(&args.web_addr).await?;
+    let created = jiff::Timestamp::try_from(SystemTime::now()).map(|t| t.to_string()).unwrap_or_default();
+    let served = Arc::new(Served { plan, registry, summary, created, mountpoint: args.mountpoint.clone(), web: OnceLock::new() });
+    let _ = served.web.set(format!("http://{}", web.local_addr()?));
+    tokio::spawn(cistern_master::web::serve(web, served.clone()));
+    let publish = || {
+        // Fresh worker figures are polled on the tick below; this writes what is known.
+        if let Err(e) = served.status_file().and_then(|sf| crate::rundir::write_status(&run_dir, &sf)) {
+            tracing::warn!(error = %e, "cannot write the status file");
+        }
+    };
+    publish();
+    tracing::info!("master serving on {bound}");
+    let grpc = tonic::transport::Server::builder().add_service(service.into_server());
+    let mut server = tokio::spawn(incoming.serve(grpc, super::stop_requested()));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            r = &mut server => {
+                publish();
+                return r.context("master RPC server")?.context("master RPC server");
+            }
+            _ = tick.tick() => {
+                served.registry.poll().await;
+                publish();
+            }
+        }
+    }
+}
+
+/// Binds the web port; when the default port is taken (another Dataset on this machine),
+/// falls back to a free one and says so, since the URL is printed and written to the status.
+async fn bind_web(addr: &str) -> Result<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && addr == DEFAULT_WEB_ADDR => {
+            tracing::warn!("{addr} is in use; serving the web port on a free port instead");
+            Ok(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
+        }
+        Err(e) => Err(e).with_context(|| format!("--web-addr {addr}: cannot listen; choose another address or port")),
+    }
+}

@@ -1,0 +1,139 @@
+//! The components of a Dataset as separate processes: `cistern master`, `cistern worker` and
+//! `cistern fuse`, talking gRPC (Unix sockets on one node, TCP across nodes). `cistern up`
+//! starts and supervises them (see [`crate::supervise`]); on Kubernetes each runs in its own
+//! pod from the same YAML.
+
+pub mod fuse;
+pub mod master;
+pub mod worker;
+
+use anyhow::{anyhow, Result};
+use cistern_api::{DatasetPlan, Manifest, Medium};
+use cistern_worker::LevelSpec;
+use std::path::{Path, PathBuf};
+
+/// Which Dataset a component serves: the same YAML (and Secrets) every component reads.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DatasetArgs {
+    /// The YAML file with a Dataset and its runtime (and optionally Secrets); `-` for stdin.
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+    /// Serve this Dataset when the file declares several.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Secrets for encryptOptions, one file per key: DIR/<secret>/<key> or DIR/<key>.
+    #[arg(long)]
+    pub secret_dir: Option<PathBuf>,
+}
+
+impl DatasetArgs {
+    pub fn plan(&self) -> Result<DatasetPlan> {
+        let mut manifest = Manifest::from_path(&self.file)?;
+        if let Some(dir) = &self.secret_dir {
+            manifest.secrets = std::mem::take(&mut manifest.secrets).with_dir(dir).map_err(|e| anyhow!(e))?;
+        }
+        manifest.plan(self.name.as_deref()).map_err(|e| anyhow!("{}: {e}", self.file.display()))
+    }
+
+    /// The arguments that make another component read the same Dataset.
+    pub fn to_args(&self) -> Vec<std::ffi::OsString> {
+        let mut out = vec!["-f".into(), self.file.clone().into_os_string()];
+        if let Some(n) = &self.name {
+            out.extend(["--name".into(), n.into()]);
+        }
+        if let Some(d) = &self.secret_dir {
+            out.extend(["--secret-dir".into(), d.clone().into_os_string()]);
+        }
+        out
+    }
+}
+
+/// The run directory of a Dataset when none is given: `<run-root>/<namespace>-<name>`.
+pub fn default_run_dir(plan: &DatasetPlan) -> PathBuf {
+    Path::new(crate::rundir::DEFAULT_RUN_ROOT).join(format!("{}-{}", plan.namespace, plan.name))
+}
+
+pub fn master_socket(run_dir: &Path) -> PathBuf {
+    run_dir.join("master.sock")
+}
+
+pub fn worker_socket(run_dir: &Path, i: usize) -> PathBuf {
+    run_dir.join(format!("worker-{i}.sock"))
+}
+
+/// The FUSE file system name, which also tells our own mounts apart in mountinfo.
+pub fn fsname(plan: &DatasetPlan) -> String {
+    format!("cistern:{}/{}", plan.namespace, plan.name)
+}
+
+/// Worker `i`'s cache levels: every level of `spec.tieredstore`, each path with its quota,
+/// under `<path>/cistern/<namespace>-<name>/worker-<i>`.
+pub fn worker_levels(plan: &DatasetPlan, i: usize) -> Vec<LevelSpec> {
+    plan.tiers
+        .iter()
+        .map(|t| {
+            let medium = match t.medium {
+                Medium::Mem => "MEM",
+                Medium::Ssd => "SSD",
+                Medium::Hdd => "HDD",
+            };
+            let dirs = t
+                .paths
+                .iter()
+                .zip(&t.quotas)
+                .map(|(p, q)| (p.join("cistern").join(format!("{}-{}", plan.namespace, plan.name)).join(format!("worker-{i}")), *q))
+                .collect();
+            LevelSpec { medium: medium.to_string(), dirs, high: t.high, low: t.low, persistent: t.medium != Medium::Mem }
+        })
+        .collect()
+}
+
+/// Resolves when the process is asked to stop (SIGTERM or Ctrl-C).
+pub async fn stop_requested() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops this process");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// The UFS of every mount, in mount order, each with whether it was reached. With `probe`,
+/// each is reached once (a bad endpoint or key fails here, naming the field), unless
+/// `tolerate` (a namespace is stored, or the caller can serve from its cache): then an
+/// unreachable UFS is used anyway, for when it comes back.
+pub async fn open_mounts(plan: &DatasetPlan, probe: bool, tolerate: bool) -> Result<Vec<(cistern_ufs::Ufs, bool)>> {
+    use cistern_ufs::Ufs;
+    let mut out = Vec::new();
+    for m in &plan.mounts {
+        let ufs = match Ufs::from_mount(m) {
+            Ok(ufs) => ufs,
+            Err(e) if tolerate => Ufs::unavailable(&m.mount_point, &e.message),
+            Err(e) => anyhow::bail!(e.message),
+        };
+        let mut reached = true;
+        if probe {
+            if let Err(e) = ufs.probe(std::time::Duration::from_secs(15)).await {
+                if !tolerate {
+                    anyhow::bail!("{}.mountPoint: {}", m.field, e.message);
+                }
+                tracing::warn!("{}.mountPoint: {}; serving the stored namespace and cache until it is back", m.field, e.message);
+                eprintln!("warning: {}.mountPoint unreachable ({}); serving the stored namespace and cache", m.field, e.message);
+                reached = false;
+            }
+        }
+        out.push((ufs, reached));
+    }
+    Ok(out)
+}
+
+/// True when the master of this plan has a stored namespace (served even without the UFS).
+pub fn namespace_stored(plan: &DatasetPlan) -> bool {
+    plan.meta_dir.join(cistern_master::store::STORE_FILE).exists()
+}

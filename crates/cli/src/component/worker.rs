@@ -1,0 +1,81 @@
+//! `cistern worker`: one worker of a Dataset, the cache on this node, read through from the
+//! UFS, served over gRPC and reported to the master by heartbeat.
+
+use super::{default_run_dir, master_socket, open_mounts, worker_levels, worker_socket, DatasetArgs};
+use anyhow::{anyhow, Context, Result};
+use cistern_rpc::pb::master_client::MasterClient;
+use cistern_rpc::Address;
+use cistern_worker::rpc::{heartbeat, WorkerService};
+use cistern_worker::{ReadOptions, Worker};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
+    /// Which worker of the runtime's `replicas` this is (0-based, like a StatefulSet ordinal).
+    #[arg(long, default_value_t = 0)]
+    pub index: usize,
+    /// Where the sockets are when not given [default: /run/cistern/<ns>-<name>].
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// The master: `unix:/path.sock` or `HOST:PORT` [default: unix:<run-dir>/master.sock].
+    #[arg(long)]
+    pub master: Option<String>,
+    /// Address for clients [default: unix:<run-dir>/worker-<index>.sock].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// The address reported to the master, when clients reach this worker by another name
+    /// than --listen (a pod IP for 0.0.0.0:PORT).
+    #[arg(long)]
+    pub advertise: Option<String>,
+}
+
+/// How often a worker reports to the master.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+pub fn run(args: WorkerArgs) -> Result<()> {
+    let plan = args.dataset.plan()?;
+    if args.index >= plan.replicas as usize {
+        anyhow::bail!("--index {}: the runtime has spec.replicas {} (indexes 0..{})", args.index, plan.replicas, plan.replicas);
+    }
+    let run_dir = args.run_dir.clone().unwrap_or_else(|| default_run_dir(&plan));
+    let master = match &args.master {
+        Some(a) => Address::parse(a).map_err(|e| anyhow!("--master {e}"))?,
+        None => Address::Unix(master_socket(&run_dir)),
+    };
+    let listen = match &args.listen {
+        Some(a) => Address::parse(a).map_err(|e| anyhow!("--listen {e}"))?,
+        None => Address::Unix(worker_socket(&run_dir, args.index)),
+    };
+    let levels = worker_levels(&plan, args.index);
+    let worker = Worker::open(args.index, &levels, ReadOptions::default()).with_context(|| {
+        let dirs: Vec<String> = levels.iter().flat_map(|l| l.dirs.iter().map(|d| d.0.display().to_string())).collect();
+        format!("spec.tieredstore.levels: cannot use {} for the cache", dirs.join(", "))
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(4).build()?;
+    let result = rt.block_on(async {
+        // Not probed: a worker serves what it has cached even while the UFS is away.
+        let mounts = open_mounts(&plan, false, true).await?.into_iter().map(|(ufs, _)| ufs).collect();
+        let (incoming, bound) = listen.bind().await.with_context(|| format!("cannot listen on {listen}"))?;
+        let advertise = args.advertise.clone().unwrap_or_else(|| bound.to_string());
+        let master_client = MasterClient::new(master.channel());
+        tokio::spawn(heartbeat(master_client, worker.clone(), advertise.clone(), HEARTBEAT));
+        tracing::info!(worker = args.index, "worker serving on {advertise}, master {master}");
+        let service = WorkerService { worker: worker.clone(), mounts };
+        let grpc = tonic::transport::Server::builder().add_service(service.into_server());
+        incoming.serve(grpc, super::stop_requested()).await.context("worker RPC server")
+    });
+    rt.shutdown_timeout(Duration::from_secs(2));
+    // MEM levels do not outlive the worker: they hold RAM (see the README).
+    for level in worker.tiers().levels().iter().filter(|l| l.medium == "MEM") {
+        for store in level.stores() {
+            let _ = std::fs::remove_dir_all(store.dir());
+            if let Some(parent) = store.dir().parent() {
+                let _ = std::fs::remove_dir(parent); // only if no other worker left files there
+            }
+        }
+    }
+    result
+}

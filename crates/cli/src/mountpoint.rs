@@ -1,0 +1,68 @@
+//! The mount point of a Dataset: made ready for a mount (our own dead mount from a killed run
+//! is taken down), and read back from `/proc/self/mountinfo`.
+
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+
+/// Makes sure the mount point is an empty directory that nothing is mounted on; returns
+/// whether it was created here (and should be removed on exit).
+pub fn prepare_mountpoint(path: &Path, fsname: &str) -> Result<bool> {
+    // Our own mount left dead by a killed `up` (its daemon gone): take it down and go on.
+    let dead = |p: &Path| std::fs::read_dir(p).err().and_then(|e| e.raw_os_error()) == Some(libc::ENOTCONN);
+    if mount_source(path).as_deref() == Some(fsname) && dead(path) {
+        tracing::warn!("{} is a dead mount of this dataset from a killed run; unmounting it", path.display());
+        nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH)
+            .with_context(|| format!("cannot unmount the dead mount {}; run `umount -l {}`", path.display(), path.display()))?;
+    }
+    if is_mountpoint(path) {
+        bail!(
+            "{} is already a mount point (a stale mount from a crashed run?); unmount it with `umount -l {}` or choose another --mount-root",
+            path.display(),
+            path.display()
+        );
+    }
+    match std::fs::read_dir(path) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                bail!("{} is not an empty directory; empty it or choose another --mount-root", path.display());
+            }
+            Ok(false)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(path).with_context(|| format!("cannot create mount point {}", path.display()))?;
+            Ok(true)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => bail!(
+            "{} is a dead FUSE mount (transport endpoint not connected); unmount it with `umount -l {}`",
+            path.display(),
+            path.display()
+        ),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+            bail!("{} is not a directory; choose another --mount-root", path.display())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot use mount point {}", path.display())),
+    }
+}
+
+/// True when something is mounted exactly at `path` (read from /proc/self/mountinfo).
+pub fn is_mountpoint(path: &Path) -> bool {
+    mountinfo_line(path).is_some()
+}
+
+/// The source (for FUSE, the fsname) of the mount at `path`.
+pub fn mount_source(path: &Path) -> Option<String> {
+    let line = mountinfo_line(path)?;
+    let (_, after) = line.split_once(" - ")?;
+    after.split(' ').nth(1).map(unescape_mountinfo)
+}
+
+fn mountinfo_line(path: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = path.to_string_lossy();
+    // The last matching line is the mount on top.
+    info.lines().filter(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(&*want)).last().map(str::to_string)
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+}

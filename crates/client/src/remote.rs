@@ -1,0 +1,53 @@
+//! The master and workers of other processes, over gRPC.
+
+use crate::service::{DataService, MetaService};
+use bytes::Bytes;
+use cistern_master::{Ino, Inode};
+use cistern_rpc::pb;
+use cistern_rpc::pb::master_client::MasterClient;
+use cistern_rpc::pb::worker_client::WorkerClient;
+use cistern_rpc::{Address, MAX_MESSAGE};
+use tonic::transport::Channel;
+use tonic::Status;
+
+pub struct RemoteMaster(MasterClient<Channel>);
+
+impl RemoteMaster {
+    pub fn new(address: &Address) -> RemoteMaster {
+        RemoteMaster(MasterClient::new(address.channel()).max_decoding_message_size(MAX_MESSAGE))
+    }
+}
+
+#[async_trait::async_trait]
+impl MetaService for RemoteMaster {
+    async fn getattr(&self, ino: Ino) -> Result<Inode, Status> {
+        Ok(self.0.clone().get_attr(pb::GetAttrRequest { ino }).await?.into_inner().into())
+    }
+    async fn lookup(&self, parent: Ino, name: &str) -> Result<Inode, Status> {
+        let r = pb::LookupRequest { parent, name: name.to_string() };
+        Ok(self.0.clone().lookup(r).await?.into_inner().into())
+    }
+    async fn readdir(&self, ino: Ino) -> Result<Vec<Inode>, Status> {
+        let r = self.0.clone().read_dir(pb::ReadDirRequest { ino }).await?;
+        Ok(r.into_inner().entries.into_iter().map(Inode::from).collect())
+    }
+    async fn cluster(&self) -> Result<pb::ClusterReply, Status> {
+        Ok(self.0.clone().cluster(pb::ClusterRequest {}).await?.into_inner())
+    }
+}
+
+pub struct RemoteWorker(WorkerClient<Channel>);
+
+impl RemoteWorker {
+    pub fn new(address: &Address) -> RemoteWorker {
+        RemoteWorker(WorkerClient::new(address.channel()).max_decoding_message_size(MAX_MESSAGE))
+    }
+}
+
+#[async_trait::async_trait]
+impl DataService for RemoteWorker {
+    async fn read(&self, file: pb::FileRef, offset: u64, len: u64) -> Result<Bytes, Status> {
+        let r = pb::ReadRequest { file: Some(file), offset, len };
+        Ok(self.0.clone().read(r).await?.into_inner().data)
+    }
+}

@@ -1,0 +1,191 @@
+//! The master's gRPC service: the namespace to clients, and the registry where workers report
+//! themselves with a heartbeat (as Alluxio workers do), which is how clients find workers and
+//! how statuses know how many are ready.
+
+use crate::{Inode, Kind, MetaError, Namespace, Summary};
+use cistern_rpc::pb;
+use cistern_rpc::pb::master_server::{Master, MasterServer};
+use cistern_rpc::pb::worker_client::WorkerClient;
+use cistern_rpc::{status_with_errno, Address};
+use tonic::transport::Channel;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tonic::{Request, Response, Status};
+
+/// A worker that has not reported for this long is not counted as ready nor given to clients.
+pub const WORKER_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl From<&Inode> for pb::Inode {
+    fn from(n: &Inode) -> Self {
+        pb::Inode {
+            ino: n.ino,
+            parent: n.parent,
+            name: n.name.clone(),
+            dir: n.is_dir(),
+            size: n.size,
+            mtime_secs: n.mtime.0,
+            mtime_nanos: n.mtime.1,
+            etag: n.etag.clone(),
+            mount: n.mount.map(|m| m as u32),
+            ufs_path: n.ufs_path.clone(),
+        }
+    }
+}
+
+impl From<pb::Inode> for Inode {
+    fn from(n: pb::Inode) -> Self {
+        Inode {
+            ino: n.ino,
+            parent: n.parent,
+            name: n.name,
+            kind: if n.dir { Kind::Dir } else { Kind::File },
+            size: n.size,
+            mtime: (n.mtime_secs, n.mtime_nanos),
+            etag: n.etag,
+            mount: n.mount.map(|m| m as usize),
+            ufs_path: n.ufs_path,
+        }
+    }
+}
+
+fn status(e: MetaError) -> Status {
+    status_with_errno(e.errno, e.message)
+}
+
+/// The workers that reported, with when they last did.
+#[derive(Default)]
+pub struct WorkerRegistry {
+    workers: Mutex<BTreeMap<u32, (Instant, pb::WorkerInfo)>>,
+    /// Channels to the workers, by address, for [`WorkerRegistry::poll`].
+    clients: Mutex<std::collections::HashMap<String, WorkerClient<Channel>>>,
+}
+
+impl WorkerRegistry {
+    pub fn report(&self, r: pb::WorkerReport) {
+        let info = pb::WorkerInfo { id: r.id, address: r.address, figures: r.figures };
+        self.workers.lock().expect("registry lock").insert(r.id, (Instant::now(), info));
+    }
+
+    /// The workers heard from within [`WORKER_TIMEOUT`], by id.
+    pub fn live(&self) -> Vec<pb::WorkerInfo> {
+        let workers = self.workers.lock().expect("registry lock");
+        workers.values().filter(|(at, _)| at.elapsed() < WORKER_TIMEOUT).map(|(_, w)| w.clone()).collect()
+    }
+
+    /// Asks every live worker for its figures now, so that what the web port and the status
+    /// show is not a heartbeat old. A worker that does not answer within a second keeps its
+    /// last report.
+    pub async fn poll(&self) {
+        let live = self.live();
+        let calls = live.into_iter().filter_map(|w| {
+            let address = Address::parse(&w.address).ok()?;
+            let mut client = {
+                let mut clients = self.clients.lock().expect("registry lock");
+                clients.entry(w.address.clone()).or_insert_with(|| WorkerClient::new(address.channel())).clone()
+            };
+            Some(async move {
+                let r = tokio::time::timeout(Duration::from_secs(1), client.figures(pb::FiguresRequest {})).await;
+                (w, r)
+            })
+        });
+        for (mut w, r) in futures::future::join_all(calls).await {
+            if let Ok(Ok(figures)) = r {
+                w.figures = Some(figures.into_inner());
+                self.workers.lock().expect("registry lock").insert(w.id, (Instant::now(), w));
+            }
+        }
+    }
+
+    /// The last figures of every worker ever heard from (a dead worker's cache is still on disk).
+    pub fn last_figures(&self) -> Vec<(u32, pb::WorkerFigures)> {
+        let workers = self.workers.lock().expect("registry lock");
+        workers.values().map(|(_, w)| (w.id, w.figures.clone().unwrap_or_default())).collect()
+    }
+}
+
+pub struct MasterService {
+    pub ns: Arc<Namespace>,
+    pub registry: Arc<WorkerRegistry>,
+    pub summary: Arc<Mutex<Summary>>,
+    pub replicas: u32,
+}
+
+impl MasterService {
+    pub fn into_server(self) -> MasterServer<MasterService> {
+        MasterServer::new(self)
+            .max_decoding_message_size(cistern_rpc::MAX_MESSAGE)
+            .max_encoding_message_size(cistern_rpc::MAX_MESSAGE)
+    }
+}
+
+#[tonic::async_trait]
+impl Master for MasterService {
+    async fn get_attr(&self, r: Request<pb::GetAttrRequest>) -> Result<Response<pb::Inode>, Status> {
+        let node = self.ns.getattr(r.into_inner().ino).map_err(status)?;
+        Ok(Response::new((&node).into()))
+    }
+
+    async fn lookup(&self, r: Request<pb::LookupRequest>) -> Result<Response<pb::Inode>, Status> {
+        let r = r.into_inner();
+        let node = self.ns.lookup(r.parent, &r.name).await.map_err(status)?;
+        Ok(Response::new((&node).into()))
+    }
+
+    async fn read_dir(&self, r: Request<pb::ReadDirRequest>) -> Result<Response<pb::ReadDirReply>, Status> {
+        let entries = self.ns.readdir(r.into_inner().ino).await.map_err(status)?;
+        Ok(Response::new(pb::ReadDirReply { entries: entries.iter().map(pb::Inode::from).collect() }))
+    }
+
+    async fn heartbeat(&self, r: Request<pb::WorkerReport>) -> Result<Response<pb::HeartbeatReply>, Status> {
+        self.registry.report(r.into_inner());
+        Ok(Response::new(pb::HeartbeatReply {}))
+    }
+
+    async fn cluster(&self, _r: Request<pb::ClusterRequest>) -> Result<Response<pb::ClusterReply>, Status> {
+        let (files, total) = match &*self.summary.lock().expect("summary lock") {
+            Summary::Done(s) => (Some(s.files), Some(s.total_bytes)),
+            _ => (None, None),
+        };
+        Ok(Response::new(pb::ClusterReply {
+            workers: self.registry.live(),
+            replicas: self.replicas,
+            ufs_files: files,
+            ufs_total_bytes: total,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inodes_cross_the_wire_unchanged() {
+        let n = Inode {
+            ino: 9,
+            parent: 1,
+            name: "a b.txt".into(),
+            kind: Kind::File,
+            size: 42,
+            mtime: (1_700_000_000, 5),
+            etag: Some("\"e\"".into()),
+            mount: Some(1),
+            ufs_path: "x/a b.txt".into(),
+        };
+        assert_eq!(Inode::from(pb::Inode::from(&n)), n);
+        let d = Inode { kind: Kind::Dir, etag: None, mount: None, ..n };
+        assert_eq!(Inode::from(pb::Inode::from(&d)), d);
+    }
+
+    #[test]
+    fn workers_silent_for_too_long_are_not_live() {
+        let reg = WorkerRegistry::default();
+        reg.report(pb::WorkerReport { id: 0, address: "unix:/w0".into(), figures: None });
+        reg.report(pb::WorkerReport { id: 1, address: "unix:/w1".into(), figures: None });
+        reg.workers.lock().unwrap().get_mut(&1).unwrap().0 -= WORKER_TIMEOUT;
+        let live: Vec<u32> = reg.live().iter().map(|w| w.id).collect();
+        assert_eq!(live, vec![0]);
+        assert_eq!(reg.last_figures().len(), 2);
+    }
+}

@@ -1,0 +1,109 @@
+//! The worker's gRPC service (reads and figures), and its heartbeat to the master.
+
+use crate::{FileRef, Worker, WorkerError};
+use cistern_rpc::pb;
+use cistern_rpc::pb::master_client::MasterClient;
+use cistern_rpc::pb::worker_server::{Worker as WorkerRpc, WorkerServer};
+use cistern_rpc::status_with_errno;
+use cistern_ufs::Ufs;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::{Request, Response, Status};
+
+impl Worker {
+    /// This worker's cache figures, as reported to the master and shown in statuses.
+    pub fn figures(&self) -> pb::WorkerFigures {
+        let c = &self.counters;
+        pb::WorkerFigures {
+            cached_bytes: self.cached_bytes(),
+            capacity_bytes: self.capacity(),
+            local_bytes: c.local_bytes.load(Ordering::Relaxed),
+            remote_bytes: 0,
+            ufs_bytes: c.ufs_bytes.load(Ordering::Relaxed),
+            ufs_fetches: c.ufs_fetches.load(Ordering::Relaxed),
+            ufs_fetched_bytes: c.ufs_fetched_bytes.load(Ordering::Relaxed),
+            corrupt_blocks: self.corrupt_blocks(),
+            levels: self
+                .tiers()
+                .stats()
+                .into_iter()
+                .map(|l| pb::LevelFigures {
+                    medium: l.medium,
+                    used_bytes: l.used,
+                    quota_bytes: l.quota,
+                    evicted_bytes: l.evicted_bytes,
+                    demoted_bytes: l.demoted_bytes,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Serves a worker's reads; `mounts` are the Dataset's UFSes in mount order (the index a
+/// [`pb::FileRef`] names).
+pub struct WorkerService {
+    pub worker: Arc<Worker>,
+    pub mounts: Vec<Ufs>,
+}
+
+impl WorkerService {
+    pub fn into_server(self) -> WorkerServer<WorkerService> {
+        WorkerServer::new(self)
+            .max_decoding_message_size(cistern_rpc::MAX_MESSAGE)
+            .max_encoding_message_size(cistern_rpc::MAX_MESSAGE)
+    }
+
+    /// The worker-side reference of a file named on the wire.
+    pub fn file_ref(&self, f: pb::FileRef) -> Result<FileRef, Status> {
+        let ufs = self.mounts.get(f.mount as usize).ok_or_else(|| {
+            status_with_errno(22, format!("mount {} does not exist (this worker serves {})", f.mount, self.mounts.len()))
+        })?;
+        Ok(FileRef { ufs: ufs.clone(), path: f.path, size: f.size, key: f.key })
+    }
+}
+
+fn status(e: WorkerError) -> Status {
+    status_with_errno(e.errno(), e.to_string())
+}
+
+#[tonic::async_trait]
+impl WorkerRpc for WorkerService {
+    async fn read(&self, r: Request<pb::ReadRequest>) -> Result<Response<pb::ReadReply>, Status> {
+        let r = r.into_inner();
+        let file = self.file_ref(r.file.ok_or_else(|| status_with_errno(22, "read: no file"))?)?;
+        let data = self.worker.read(&file, r.offset, r.len).await.map_err(status)?;
+        Ok(Response::new(pb::ReadReply { data }))
+    }
+
+    async fn figures(&self, _r: Request<pb::FiguresRequest>) -> Result<Response<pb::WorkerFigures>, Status> {
+        Ok(Response::new(self.worker.figures()))
+    }
+}
+
+/// Reports the worker to the master every `period`, for as long as the task runs. A master
+/// that is down (restarting) is simply tried again at the next beat.
+pub async fn heartbeat(mut master: MasterClient<tonic::transport::Channel>, worker: Arc<Worker>, address: String, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reached = None;
+    loop {
+        tick.tick().await;
+        let report = pb::WorkerReport { id: worker.id as u32, address: address.clone(), figures: Some(worker.figures()) };
+        let ok = match master.heartbeat(report).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::debug!(code = ?e.code(), "heartbeat: {}", e.message());
+                false
+            }
+        };
+        if reached != Some(ok) {
+            if ok {
+                tracing::info!("registered with the master");
+            } else {
+                tracing::warn!("the master is unreachable; retrying every {period:?}");
+            }
+            reached = Some(ok);
+        }
+    }
+}
