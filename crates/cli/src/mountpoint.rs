@@ -60,7 +60,7 @@ fn mountinfo_line(path: &Path) -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = path.to_string_lossy();
     // The last matching line is the mount on top.
-    info.lines().filter(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(&*want)).last().map(str::to_string)
+    info.lines().rev().find(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(&*want)).map(str::to_string)
 }
 
 fn unescape_mountinfo(s: &str) -> String {

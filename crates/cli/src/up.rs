@@ -72,7 +72,10 @@ fn check(plan: &DatasetPlan) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match cistern_master::store::open(&plan.meta_dir) {
-            Ok(db) => return Ok(drop(db)),
+            Ok(db) => {
+                drop(db);
+                return Ok(());
+            }
             Err(e) if e.message.contains("already open") && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(100));
             }

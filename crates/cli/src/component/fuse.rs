@@ -68,7 +68,7 @@ pub fn run(args: FuseArgs) -> Result<()> {
         })
     };
     let created = prepare_mountpoint(&mountpoint, &fsname(&plan))?;
-    let ttl = plan.auto_sync.then_some(SYNC_TTL).unwrap_or(Duration::from_secs(3600));
+    let ttl = if plan.auto_sync { SYNC_TTL } else { Duration::from_secs(3600) };
     let fs = CisternFs::new(client, rt.handle().clone(), ttl);
     let mount = FuseMount::mount(&mountpoint, &fsname(&plan), fs, args.threads)
         .with_context(|| format!("cannot mount {}", mountpoint.display()))?;
