@@ -131,6 +131,11 @@ impl Client {
         }
         let cluster = with_retry("cluster", self.backoff, || self.meta.cluster()).await?;
         let mut set = self.workers.write().expect("workers lock");
+        if cluster.workers.is_empty() {
+            // A master that just restarted knows no worker until their next heartbeat: keep
+            // the ones we have rather than stall reads until then.
+            return Ok(set.by_id.len());
+        }
         set.replicas = cluster.replicas;
         let mut by_id = BTreeMap::new();
         for w in cluster.workers {
