@@ -25,7 +25,9 @@ fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-const COMPONENTS: [(&str, &str); 4] = [("master", "master"), ("worker-0", "worker"), ("worker-1", "worker"), ("fuse", "fuse")];
+/// The children of `up`, and the subcommand each runs. The FUSE daemon (`fuse.pid`) is the
+/// child of the FUSE supervisor.
+const COMPONENTS: [(&str, &str); 4] = [("master", "master"), ("worker-0", "worker"), ("worker-1", "worker"), ("fuse-supervisor", "fuse")];
 
 #[test]
 fn components_are_supervised_processes_that_come_back_after_sigkill() {
@@ -49,6 +51,9 @@ fn components_are_supervised_processes_that_come_back_after_sigkill() {
         assert_eq!(cmdline(pid).get(1).map(String::as_str), Some(sub), "{name}: {:?}", cmdline(pid));
         assert_eq!(parent_of(pid), up_pid, "{name} is not a child of up");
     }
+    let daemon = up.pid("fuse");
+    assert_eq!(parent_of(daemon), up.pid("fuse-supervisor"));
+    assert!(cmdline(daemon).iter().any(|a| a == "--daemon"), "{:?}", cmdline(daemon));
     for sock in ["master.sock", "worker-0.sock", "worker-1.sock"] {
         let meta = std::fs::metadata(up.run_dir.join(sock)).unwrap_or_else(|e| panic!("{sock}: {e}"));
         assert!(meta.file_type().is_socket(), "{sock} is not a socket");
@@ -71,14 +76,19 @@ fn components_are_supervised_processes_that_come_back_after_sigkill() {
     tree::drop_page_cache(&up.mountpoint);
     tree::assert_mount_matches(&up.mountpoint, &files);
 
-    // The FUSE daemon killed: its dead mount is replaced by a new one at the same path.
+    // The FUSE daemon killed: a new one adopts the mount (tests/fuse_takeover.rs goes further).
     up.kill9_component("fuse");
+    tree::assert_mount_matches(&up.mountpoint, &files);
+    // The FUSE supervisor itself killed (its daemon dies with it): `up` starts a new one, which
+    // takes the dead mount down and mounts again at the same path.
+    up.kill9_component("fuse-supervisor");
     eventually(30, "a live mount again", || std::fs::read_dir(&up.mountpoint).ok());
     tree::assert_mount_matches(&up.mountpoint, &files);
-    assert!(up.stderr().contains("warning: fuse died"), "{}", up.stderr());
+    assert!(up.stderr().contains("warning: fuse-supervisor died"), "{}", up.stderr());
 
     // SIGTERM stops every component and removes the PID files.
-    let pids: Vec<u32> = COMPONENTS.iter().map(|(n, _)| up.pid(n)).collect();
+    let mut pids: Vec<u32> = COMPONENTS.iter().map(|(n, _)| up.pid(n)).collect();
+    pids.push(up.pid("fuse"));
     assert!(up.terminate().success(), "{}", up.stderr());
     for pid in &pids {
         assert!(!alive(*pid), "pid {pid} outlived up");
@@ -89,7 +99,8 @@ fn components_are_supervised_processes_that_come_back_after_sigkill() {
     // `up` itself SIGKILLed: no component is left behind holding the store or the cache.
     std::fs::rename(s.path("ufs-gone"), &ufs).unwrap();
     let mut up = Up::start(&s, &file, &[], "default", "c");
-    let pids: Vec<u32> = COMPONENTS.iter().map(|(n, _)| up.pid(n)).collect();
+    let mut pids: Vec<u32> = COMPONENTS.iter().map(|(n, _)| up.pid(n)).collect();
+    pids.push(up.pid("fuse"));
     up.kill9();
     for pid in pids {
         eventually(10, "components gone with up", || (!alive(pid)).then_some(()));

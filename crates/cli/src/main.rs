@@ -61,7 +61,7 @@ fn main() -> ExitCode {
         Command::Up(a) => up::run(a, &cli.log_level),
         Command::Master(a) => component::master::run(a),
         Command::Worker(a) => component::worker::run(a),
-        Command::Fuse(a) => component::fuse::run(a),
+        Command::Fuse(a) => component::fuse::run(a, &cli.log_level),
         Command::Get(a) => get::run(a),
         Command::Load(a) => load::run(a),
         Command::Crd => crd(),

@@ -116,7 +116,8 @@ fn serve(args: &UpArgs, plan: &DatasetPlan, run_dir: &Path, mountpoint: &Path, l
     let threads = args.fuse_threads.to_string();
     sup.start(
         ChildSpec {
-            name: "fuse".into(),
+            // It runs and replaces the FUSE daemon itself, which it names in fuse.pid.
+            name: "fuse-supervisor".into(),
             args: child_args("fuse", &[&"--mountpoint", &mountpoint, &"--threads", &threads]),
             ready: Ready::Mount(mountpoint.to_path_buf(), fsname(plan)),
         },
@@ -130,7 +131,7 @@ fn serve(args: &UpArgs, plan: &DatasetPlan, run_dir: &Path, mountpoint: &Path, l
         }
         print!("{}", status::dataset_table(std::slice::from_ref(&sf.dataset), false));
     }
-    println!("Components: master, {} worker(s), fuse; PIDs and sockets in {}", plan.replicas, run_dir.display());
+    println!("Components: master, {} worker(s), FUSE supervisor and daemon; PIDs and sockets in {}", plan.replicas, run_dir.display());
     use std::io::Write;
     let _ = std::io::stdout().flush();
 

@@ -6,4 +6,4 @@ pub mod fs;
 pub mod mount;
 
 pub use fs::CisternFs;
-pub use mount::FuseMount;
+pub use mount::{FuseMount, MountHolder};

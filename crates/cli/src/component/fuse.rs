@@ -1,15 +1,30 @@
 //! `cistern fuse`: the FUSE client of a Dataset. Metadata comes from the master, data from the
 //! workers the master lists; both are retried across their restarts, so a reader only waits.
+//!
+//! By default this process is the mount's **supervisor**: it mounts, keeps the `/dev/fuse`
+//! connection, and runs the daemon that serves it (`cistern fuse --daemon`, handed a
+//! duplicate of the descriptor as fd 3). When the daemon dies (SIGKILL, OOM, panic), a new
+//! one adopts the same connection without unmounting and has the kernel resend the requests
+//! in flight: applications only wait. `fuse.pid` names the live daemon and
+//! `fuse-supervisor.pid` this process. SIGUSR1 (`cistern fuse --upgrade`) replaces the daemon
+//! gracefully with the binary now at the same path (a hot upgrade). `--standalone` mounts and
+//! serves in one process, the fallback for kernels without FUSE_NOTIFY_RESEND (6.9+): a dead
+//! daemon then leaves a dead mount, which the next one takes down and mounts again.
 
 use super::{default_run_dir, fsname, master::SYNC_TTL, master_socket, DatasetArgs};
 use crate::mountpoint::prepare_mountpoint;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use cistern_client::Client;
-use cistern_fuse::{CisternFs, FuseMount};
+use cistern_fuse::{CisternFs, FuseMount, MountHolder};
 use cistern_rpc::Address;
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug)]
 pub struct FuseArgs {
@@ -20,7 +35,7 @@ pub struct FuseArgs {
     pub mountpoint: Option<PathBuf>,
     #[arg(long, default_value = "/mnt/cistern", env = "CISTERN_MOUNT_ROOT")]
     pub mount_root: PathBuf,
-    /// Where the master's socket is when --master is not given [default: /run/cistern/<ns>-<name>].
+    /// Where the master's socket and the PID files are [default: /run/cistern/<ns>-<name>].
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
     /// The master: `unix:/path.sock` or `HOST:PORT` [default: unix:<run-dir>/master.sock].
@@ -29,12 +44,33 @@ pub struct FuseArgs {
     /// Threads answering FUSE requests.
     #[arg(long, default_value_t = 8)]
     pub threads: usize,
+    /// Mount and serve in this one process (no supervisor; a crash leaves a dead mount).
+    #[arg(long, conflicts_with_all = ["daemon", "upgrade"])]
+    pub standalone: bool,
+    /// Serve the connection handed over as --fuse-fd (started by the supervisor).
+    #[arg(long, requires = "fuse_fd", hide = true)]
+    pub daemon: bool,
+    #[arg(long, hide = true)]
+    pub fuse_fd: Option<RawFd>,
+    /// Replace the running daemon of this Dataset with the binary now installed (no request
+    /// fails), then exit.
+    #[arg(long)]
+    pub upgrade: bool,
 }
 
 /// How often the client asks the master which workers are live.
 const WORKER_REFRESH: Duration = Duration::from_secs(2);
+/// The descriptor number a daemon finds the connection at.
+const DAEMON_FD: RawFd = 3;
 
-pub fn run(args: FuseArgs) -> Result<()> {
+struct Target {
+    plan: cistern_api::DatasetPlan,
+    run_dir: PathBuf,
+    master: Address,
+    mountpoint: PathBuf,
+}
+
+fn target(args: &FuseArgs) -> Result<Target> {
     let plan = args.dataset.plan()?;
     let run_dir = args.run_dir.clone().unwrap_or_else(|| default_run_dir(&plan));
     let master = match &args.master {
@@ -42,10 +78,28 @@ pub fn run(args: FuseArgs) -> Result<()> {
         None => Address::Unix(master_socket(&run_dir)),
     };
     let mountpoint = args.mountpoint.clone().unwrap_or_else(|| args.mount_root.join(&plan.namespace).join(&plan.name));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(4).build()?;
+    Ok(Target { plan, run_dir, master, mountpoint })
+}
+
+pub fn run(args: FuseArgs, log_level: &str) -> Result<()> {
+    let t = target(&args)?;
+    if args.upgrade {
+        return upgrade(&t.run_dir);
+    }
+    if args.daemon {
+        let fd = args.fuse_fd.expect("clap requires --fuse-fd with --daemon");
+        return daemon(&args, &t, fd);
+    }
+    if args.standalone {
+        return standalone(&args, &t);
+    }
+    supervise(&args, &t, log_level)
+}
+
+/// A client of the master, once it lists at least one worker.
+fn connect(rt: &tokio::runtime::Runtime, master: &Address) -> Result<Arc<Client>> {
     // Channels spawn their connection tasks on the runtime they are made in.
-    let client = Arc::new(rt.block_on(async { Client::remote(&master) }));
-    // Mount only once the data can be read: the master answers and lists a worker.
+    let client = Arc::new(rt.block_on(async { Client::remote(master) }));
     rt.block_on(async {
         loop {
             match client.refresh_workers().await {
@@ -55,31 +109,195 @@ pub fn run(args: FuseArgs) -> Result<()> {
             }
         }
     })?;
-    let refresher = {
-        let client = client.clone();
-        rt.spawn(async move {
-            let mut tick = tokio::time::interval(WORKER_REFRESH);
-            loop {
-                tick.tick().await;
-                if let Err(e) = client.refresh_workers().await {
-                    tracing::debug!("worker list: {}", e.message);
-                }
+    let refresher = client.clone();
+    rt.spawn(async move {
+        let mut tick = tokio::time::interval(WORKER_REFRESH);
+        loop {
+            tick.tick().await;
+            if let Err(e) = refresher.refresh_workers().await {
+                tracing::debug!("worker list: {}", e.message);
             }
-        })
-    };
-    let created = prepare_mountpoint(&mountpoint, &fsname(&plan))?;
-    let ttl = if plan.auto_sync { SYNC_TTL } else { Duration::from_secs(3600) };
-    let fs = CisternFs::new(client, rt.handle().clone(), ttl);
-    let mount = FuseMount::mount(&mountpoint, &fsname(&plan), fs, args.threads)
-        .with_context(|| format!("cannot mount {}", mountpoint.display()))?;
-    tracing::info!("mounted {} (master {master})", mountpoint.display());
+        }
+    });
+    Ok(client)
+}
+
+fn file_system(t: &Target, client: Arc<Client>, rt: &tokio::runtime::Runtime) -> CisternFs {
+    let ttl = if t.plan.auto_sync { SYNC_TTL } else { Duration::from_secs(3600) };
+    CisternFs::new(client, rt.handle().clone(), ttl)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(4).build()?)
+}
+
+fn standalone(args: &FuseArgs, t: &Target) -> Result<()> {
+    let rt = runtime()?;
+    let client = connect(&rt, &t.master)?;
+    let created = prepare_mountpoint(&t.mountpoint, &fsname(&t.plan))?;
+    let mount = FuseMount::mount(&t.mountpoint, &fsname(&t.plan), file_system(t, client, &rt), args.threads)
+        .with_context(|| format!("cannot mount {}", t.mountpoint.display()))?;
+    tracing::info!("mounted {} (master {})", t.mountpoint.display(), t.master);
     rt.block_on(super::stop_requested());
-    refresher.abort();
-    tracing::info!("unmounting {}", mountpoint.display());
-    let result = mount.unmount().with_context(|| format!("cannot unmount {}", mountpoint.display()));
+    tracing::info!("unmounting {}", t.mountpoint.display());
+    let result = mount.unmount().with_context(|| format!("cannot unmount {}", t.mountpoint.display()));
     if created {
-        let _ = std::fs::remove_dir(&mountpoint);
+        let _ = std::fs::remove_dir(&t.mountpoint);
     }
     rt.shutdown_timeout(Duration::from_secs(2));
     result
+}
+
+fn daemon(args: &FuseArgs, t: &Target, fd: RawFd) -> Result<()> {
+    // SAFETY: the supervisor put a dup of the mount's /dev/fuse descriptor at this number for
+    // this process alone.
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let rt = runtime()?;
+    // Requests wait in the kernel until the threads below start reading.
+    let client = connect(&rt, &t.master)?;
+    let mount = FuseMount::adopt(file, &fsname(&t.plan), file_system(t, client, &rt), args.threads)
+        .context("cannot serve the FUSE connection")?;
+    tracing::info!("serving {} (master {})", t.mountpoint.display(), t.master);
+    rt.block_on(super::stop_requested());
+    // Finish what the threads hold; what is queued waits for the next daemon.
+    mount.unmount()?;
+    tracing::info!("daemon stopped; the mount stays with its supervisor");
+    Ok(())
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static UPGRADE: AtomicBool = AtomicBool::new(false);
+static DAEMON_PID: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    if sig == libc::SIGUSR1 {
+        UPGRADE.store(true, Ordering::Relaxed);
+    } else {
+        STOP.store(true, Ordering::Relaxed);
+    }
+    let pid = DAEMON_PID.load(Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe; the daemon finishes its requests and exits.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+}
+
+fn supervise(args: &FuseArgs, t: &Target, log_level: &str) -> Result<()> {
+    std::fs::create_dir_all(&t.run_dir).with_context(|| format!("cannot create {}", t.run_dir.display()))?;
+    let exe = std::env::current_exe().context("cannot find the cistern binary to run the FUSE daemon")?;
+    let created = prepare_mountpoint(&t.mountpoint, &fsname(&t.plan))?;
+    let holder = MountHolder::mount(&t.mountpoint, &fsname(&t.plan)).with_context(|| format!("cannot mount {}", t.mountpoint.display()))?;
+    std::fs::write(t.run_dir.join("fuse-supervisor.pid"), format!("{}\n", std::process::id()))?;
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1] {
+        // SAFETY: the handler only touches atomics and calls kill(2).
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+    }
+    let mut daemon_args: Vec<OsString> = vec!["fuse".into(), "--daemon".into(), "--log-level".into(), log_level.into()];
+    daemon_args.extend(args.dataset.to_args());
+    daemon_args.extend([
+        "--run-dir".into(),
+        t.run_dir.clone().into(),
+        "--master".into(),
+        t.master.to_string().into(),
+        "--mountpoint".into(),
+        t.mountpoint.clone().into(),
+        "--threads".into(),
+        args.threads.to_string().into(),
+        "--fuse-fd".into(),
+        DAEMON_FD.to_string().into(),
+    ]);
+    let mut backoff = Duration::ZERO;
+    let mut first = true;
+    let result = loop {
+        let started = Instant::now();
+        let mut child = match spawn_daemon(&exe, &daemon_args, holder.fd()) {
+            Ok(c) => c,
+            Err(e) => break Err(e),
+        };
+        DAEMON_PID.store(child.id() as i32, Ordering::Relaxed);
+        let _ = std::fs::write(t.run_dir.join("fuse.pid"), format!("{}\n", child.id()));
+        if STOP.load(Ordering::Relaxed) {
+            // SAFETY: kill(2) of our own child; the stop came while it was being started.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        }
+        if std::mem::take(&mut first) {
+            let mp = t.mountpoint.clone();
+            std::thread::spawn(move || cistern_fuse::mount::tune_readahead(&mp));
+        }
+        let status = child.wait().context("waiting for the FUSE daemon")?;
+        DAEMON_PID.store(0, Ordering::Relaxed);
+        if STOP.load(Ordering::Relaxed) {
+            break Ok(());
+        }
+        if UPGRADE.swap(false, Ordering::Relaxed) {
+            tracing::info!("FUSE daemon replaced (upgrade): {status}");
+            backoff = Duration::ZERO;
+            continue;
+        }
+        // At once after a daemon is killed (SIGKILL, OOM, a fault) or crashes after serving a
+        // while; with a growing wait when it keeps failing at start (a bad binary, arguments).
+        use std::os::unix::process::ExitStatusExt;
+        backoff = if status.signal().is_some() || started.elapsed() > Duration::from_secs(1) {
+            Duration::ZERO
+        } else {
+            (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(5))
+        };
+        tracing::warn!("FUSE daemon died ({status}); a new one adopts the mount in {backoff:?}");
+        std::thread::sleep(backoff);
+    };
+    let _ = std::fs::remove_file(t.run_dir.join("fuse.pid"));
+    let _ = std::fs::remove_file(t.run_dir.join("fuse-supervisor.pid"));
+    tracing::info!("unmounting {}", t.mountpoint.display());
+    let unmounted = holder.unmount().with_context(|| format!("cannot unmount {}", t.mountpoint.display()));
+    if created {
+        let _ = std::fs::remove_dir(&t.mountpoint);
+    }
+    result.and(unmounted)
+}
+
+/// Starts a daemon with a dup of the connection at [`DAEMON_FD`]; it dies with us.
+fn spawn_daemon(exe: &Path, args: &[OsString], fuse_fd: RawFd) -> Result<std::process::Child> {
+    let mut cmd = Command::new(exe);
+    cmd.args(args);
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // dup2 onto itself keeps close-on-exec set: clear it by hand in that case.
+            let ok = if fuse_fd == DAEMON_FD { libc::fcntl(DAEMON_FD, libc::F_SETFD, 0) } else { libc::dup2(fuse_fd, DAEMON_FD) };
+            if ok < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().context("cannot start the FUSE daemon")
+}
+
+/// `cistern fuse --upgrade`: asks the supervisor to replace its daemon.
+fn upgrade(run_dir: &Path) -> Result<()> {
+    let path = run_dir.join("fuse-supervisor.pid");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: no FUSE supervisor runs for this Dataset", path.display()))?;
+    let pid: i32 = text.trim().parse().with_context(|| format!("{}: not a PID", path.display()))?;
+    let old = std::fs::read_to_string(run_dir.join("fuse.pid")).unwrap_or_default();
+    // SAFETY: kill(2) with a PID read from the run directory.
+    if unsafe { libc::kill(pid, libc::SIGUSR1) } != 0 {
+        bail!("cannot signal the FUSE supervisor (pid {pid}): {}", std::io::Error::last_os_error());
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let now = std::fs::read_to_string(run_dir.join("fuse.pid")).unwrap_or_default();
+        if !now.trim().is_empty() && now != old {
+            println!("FUSE daemon replaced: pid {} → {}", old.trim(), now.trim());
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("the FUSE daemon was not replaced within 60s; see the supervisor's log")
 }
