@@ -242,9 +242,15 @@ impl Progress {
         let done = self.bytes.load(Ordering::Relaxed);
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         let rate = done as f64 / secs;
-        let eta = if rate > 0.0 { (self.total.saturating_sub(done)) as f64 / rate } else { 0.0 };
+        // "?" until a second has passed, and when the projection passes a day: a first file
+        // that stalls (a component restarting) would otherwise project an absurd time.
+        let eta = match (rate > 0.0 && secs >= 1.0 && done > 0, self.total.saturating_sub(done)) {
+            (_, 0) => "0s".to_string(),
+            (true, left) if (left as f64 / rate) < 86400.0 => format!("{:.0}s", left as f64 / rate),
+            _ => "?".to_string(),
+        };
         eprintln!(
-            "loading: {}/{} files, {}/{}, {}/s, ETA {:.0}s",
+            "loading: {}/{} files, {}/{}, {}/s, ETA {}",
             self.files.load(Ordering::Relaxed),
             self.count,
             format_bytes(done),
