@@ -29,20 +29,7 @@ fn yaml(name: &str, s: &Scratch) -> String {
           valueFrom: {{secretKeyRef: {{name: keys, key: secret}}}}
 "
     );
-    let spec = format!(
-        "  replicas: 1
-  master:
-    properties:
-      namespace.meta-dir: {meta}
-  tieredstore:
-    levels:
-      - mediumtype: SSD
-        path: {ssd}
-        quota: 1Gi
-",
-        meta = s.path("meta").display(),
-        ssd = s.path("ssd").display()
-    );
+    let spec = persistent_jindo_spec(&s.path("meta"), &s.path("ssd"));
     secret + &dataset_with_runtime(name, &format!("s3://{BUCKET}/{name}"), &extra, "JindoRuntime", &spec)
 }
 

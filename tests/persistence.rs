@@ -9,20 +9,7 @@ use std::path::Path;
 use support::*;
 
 fn yaml(name: &str, ufs: &Path, ssd: &Path, meta: &Path) -> String {
-    let spec = format!(
-        "  replicas: 1
-  master:
-    properties:
-      namespace.meta-dir: {meta}
-  tieredstore:
-    levels:
-      - mediumtype: SSD
-        path: {ssd}
-        quota: 1Gi
-",
-        ssd = ssd.display(),
-        meta = meta.display()
-    );
+    let spec = persistent_jindo_spec(meta, ssd);
     dataset_with_runtime(name, &format!("local://{}", ufs.display()), "", "JindoRuntime", &spec)
 }
 

@@ -205,6 +205,25 @@ spec:
     )
 }
 
+/// A JindoRuntime spec body: one replica, its metadata in `meta` (namespace.meta-dir, as in
+/// the seeds) and one 1Gi SSD level at `ssd`.
+pub fn persistent_jindo_spec(meta: &Path, ssd: &Path) -> String {
+    format!(
+        "  replicas: 1
+  master:
+    properties:
+      namespace.meta-dir: {meta}
+  tieredstore:
+    levels:
+      - mediumtype: SSD
+        path: {ssd}
+        quota: 1Gi
+",
+        meta = meta.display(),
+        ssd = ssd.display()
+    )
+}
+
 /// A YAML Dataset + JindoRuntime pair around one mount, with one MEM level.
 pub fn dataset_yaml(name: &str, mount_point: &str, mount_extra: &str, tier_path: &Path, quota: &str, replicas: u32) -> String {
     let spec = format!(
