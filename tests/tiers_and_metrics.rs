@@ -66,10 +66,7 @@ fn mem_evicts_into_ssd_which_survives_a_restart_and_metrics_show_it() {
     assert_eq!(mem_used + ssd_used, total, "every byte is cached on one level or the other:\n{m}");
     assert_eq!(level(&m, "cistern_level_quota_bytes", "SSD"), 256 * MIB);
     let fetched = metric(&m, "cistern_ufs_fetched_bytes_total{").unwrap();
-    // Each byte fetched once, except that a file's tail read (kernel readahead, out of order)
-    // before the whole-block fetch that covers it is fetched as its own small unit too: at
-    // most one 256 KiB unit per file (seen once in CI; see the note on issue 3).
-    assert!(fetched >= total && fetched <= total + files.len() as u64 * 256 * 1024, "bytes fetched {fetched} for {total}:\n{m}");
+    assert_eq!(fetched, total, "each byte fetched once:\n{m}");
 
     // A second pass is served from both levels, nothing from the UFS.
     tree::drop_page_cache(&up.mountpoint);

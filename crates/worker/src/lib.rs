@@ -199,15 +199,17 @@ impl Worker {
         let (unit_start, data) = if let Some((rs, fut)) = joined {
             (rs, fut.await?)
         } else if let Some(read_ahead) = self.sequential(f, b, s, near) {
-            let data = self.fetch(f, b, 0, block_len).await?;
+            let (start, fut) = self.fetch(f, b, 0, block_len);
+            let data = fut.await?;
             if read_ahead {
                 self.read_ahead(f, b);
             }
-            (0, data)
+            (start, data)
         } else {
             let unit = self.options.random_unit.max(store::checksum::CHUNK);
             let (us, ue) = (s / unit * unit, e.div_ceil(unit).saturating_mul(unit).min(block_len));
-            (us, self.fetch(f, b, us, ue).await?)
+            let (start, fut) = self.fetch(f, b, us, ue);
+            (start, fut.await?)
         };
         let from = ((s - unit_start) as usize).min(data.len());
         let to = ((e - unit_start) as usize).min(data.len());
@@ -265,49 +267,131 @@ impl Worker {
                 continue;
             }
             let len = BLOCK_SIZE.min(f.size - ahead * BLOCK_SIZE);
-            let fut = self.fetch(f, ahead, 0, len);
+            let (_, fut) = self.fetch(f, ahead, 0, len);
             tokio::spawn(async move {
                 let _ = fut.await;
             });
         }
     }
 
-    /// `[s, e)` of block `b`, fetched once for all concurrent callers.
-    fn fetch(self: &Arc<Self>, f: &FileRef, b: u64, s: u64, e: u64) -> Fetch {
+    /// `[s, e)` of block `b`, fetched once for all concurrent callers: a fetch in flight that
+    /// covers it is joined (its start is returned with it), one inside it is reused. Both are
+    /// decided under the lock that registers the new fetch, so two readers cannot both miss
+    /// each other's fetch.
+    fn fetch(self: &Arc<Self>, f: &FileRef, b: u64, s: u64, e: u64) -> (u64, Fetch) {
         let id = (f.key.clone(), b, s, e);
         let mut inflight = self.inflight.lock().expect("inflight lock");
-        if let Some(fut) = inflight.get(&id) {
-            return fut.clone();
+        let covering = inflight.iter().find(|((k, rb, rs, re), _)| k == &f.key && *rb == b && *rs <= s && e <= *re);
+        if let Some(((_, _, rs, _), fut)) = covering {
+            return (*rs, fut.clone());
         }
+        // Smaller fetches of this block already in flight inside [s, e) (a random reader's
+        // unit, or the tail the kernel's readahead asked for before the block): reused, not
+        // fetched again.
+        let mut inside: Vec<(u64, u64, Fetch)> = inflight
+            .iter()
+            .filter(|((k, rb, rs, re), _)| k == &f.key && *rb == b && s <= *rs && *re <= e && (*rs, *re) != (s, e))
+            .map(|((_, _, rs, re), fut)| (*rs, *re, fut.clone()))
+            .collect();
+        inside.sort_by_key(|(rs, _, _)| *rs);
         let me = self.clone();
         let f = f.clone();
         let fut = async move {
-            let result = me.fetch_and_store(&f, b, s, e).await;
+            let result = me.fetch_and_store(&f, b, s, e, inside).await;
             me.inflight.lock().expect("inflight lock").remove(&(f.key.clone(), b, s, e));
             result
         }
         .boxed()
         .shared();
         inflight.insert(id, fut.clone());
-        fut
+        (s, fut)
     }
 
-    async fn fetch_and_store(&self, f: &FileRef, b: u64, s: u64, e: u64) -> Result<Bytes, WorkerError> {
+    async fn fetch_and_store(&self, f: &FileRef, b: u64, s: u64, e: u64, inside: Vec<(u64, u64, Fetch)>) -> Result<Bytes, WorkerError> {
         // A fetch that finished between our cache miss and this call stored the range before
         // leaving `inflight`: serve that rather than fetch again.
         if let Some(data) = self.tiers.read_cached(&f.key, b, s, e)? {
             return Ok(Bytes::from(data));
         }
-        self.counters.ufs_fetches.fetch_add(1, Ordering::Relaxed);
-        let base = b * BLOCK_SIZE;
-        let data = f.ufs.read(&f.path, base + s, e - s).await?;
-        self.counters.ufs_fetched_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        // Chunks at either end already cached (a tail or unit fetched just before) are read
+        // back, not fetched again.
+        let (fs, fe) = self.trim_cached(f, b, s, e);
+        let mut out = BytesMut::with_capacity((e - s) as usize);
+        if s < fs {
+            out.extend_from_slice(&self.cached_or_ufs(f, b, s, fs).await?);
+        }
+        // The gaps from the UFS, the rest from the fetches in flight inside the range.
+        let mut at = fs;
+        for (rs, re, fut) in inside.into_iter().filter(|(rs, re, _)| fs <= *rs && *re <= fe) {
+            if rs < at {
+                continue; // overlaps a piece already taken
+            }
+            if at < rs {
+                out.extend_from_slice(&self.read_ufs(f, b, at, rs).await?);
+            }
+            let part = match fut.await {
+                Ok(d) if d.len() as u64 == re - rs => d,
+                _ => self.read_ufs(f, b, rs, re).await?, // that fetch failed: ours does not
+            };
+            out.extend_from_slice(&part);
+            at = re;
+        }
+        if at < fe {
+            let part = self.read_ufs(f, b, at, fe).await?;
+            let short = (part.len() as u64) < fe - at;
+            out.extend_from_slice(&part);
+            if short {
+                return Ok(out.freeze()); // the object is shorter than its metadata said
+            }
+        }
+        if fe < e {
+            out.extend_from_slice(&self.cached_or_ufs(f, b, fe, e).await?);
+        }
+        let data = out.freeze();
         if data.len() as u64 == e - s {
             if let Err(err) = self.tiers.insert(&f.key, b, f.size, s, &data) {
                 tracing::warn!(worker = self.id, error = %err, "could not cache a block; serving it uncached");
             }
             self.remember((f.key.clone(), b, s, e), data.clone());
         }
+        Ok(data)
+    }
+
+    /// `[s, e)` without the checksum chunks at either end that are already cached.
+    fn trim_cached(&self, f: &FileRef, b: u64, s: u64, e: u64) -> (u64, u64) {
+        let chunk = store::checksum::CHUNK;
+        let (mut fs, mut fe) = (s, e);
+        while fs < fe {
+            let next = ((fs / chunk + 1) * chunk).min(fe);
+            if !self.tiers.covers(&f.key, b, fs, next) {
+                break;
+            }
+            fs = next;
+        }
+        while fs < fe {
+            let prev = ((fe - 1) / chunk * chunk).max(fs);
+            if !self.tiers.covers(&f.key, b, prev, fe) {
+                break;
+            }
+            fe = prev;
+        }
+        (fs, fe)
+    }
+
+    /// `[s, e)` from the cache, or from the UFS if it was evicted (or failed its checksum)
+    /// since it was found there.
+    async fn cached_or_ufs(&self, f: &FileRef, b: u64, s: u64, e: u64) -> Result<Bytes, WorkerError> {
+        match self.tiers.read_cached(&f.key, b, s, e)? {
+            Some(d) => Ok(Bytes::from(d)),
+            None => self.read_ufs(f, b, s, e).await,
+        }
+    }
+
+    /// `[s, e)` of block `b` from the UFS: one request.
+    async fn read_ufs(&self, f: &FileRef, b: u64, s: u64, e: u64) -> Result<Bytes, WorkerError> {
+        self.counters.ufs_fetches.fetch_add(1, Ordering::Relaxed);
+        let data = f.ufs.read(&f.path, b * BLOCK_SIZE + s, e - s).await?;
+        self.counters.ufs_fetched_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(data)
     }
 }

@@ -186,3 +186,36 @@ async fn blocks_evicted_from_mem_are_served_from_ssd_without_the_ufs() {
     assert_eq!(&w.read(&f, 0, content.len() as u64).await.unwrap()[..], &content[..]);
     assert_eq!(ufs.counters.read_bytes.load(Ordering::Relaxed), before, "a second pass went to the UFS");
 }
+
+/// A file's tail read as a random miss (the kernel's readahead can ask for it before the
+/// block) racing the whole-block fetch of a sequential reader: each byte comes from the UFS
+/// once, whichever registers first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tail_read_racing_its_block_fetch_is_fetched_once() {
+    let size = (BLOCK_SIZE + 3 * 1024 * 1024 + 5000) as usize;
+    let content = data(size);
+    let op = opendal::Operator::new(opendal::services::Memory::default()).unwrap();
+    for i in 0..24 {
+        op.write(&format!("f{i}.bin"), content.clone()).await.unwrap();
+    }
+    let ufs = Ufs::from_operator(op, "memory://test");
+    let dir = tempfile::tempdir().unwrap();
+    let w = worker(dir.path(), 512 * BLOCK_SIZE, 1.0, 1.0, false).unwrap();
+    let mut expected = 0;
+    for i in 0..24 {
+        let f = file(&ufs, &format!("f{i}.bin"), size);
+        // Block 0 cached, and the last read at the head: the tail is not near it (random).
+        w.read(&f, 0, BLOCK_SIZE).await.unwrap();
+        w.read(&f, 0, 4096).await.unwrap();
+        expected += BLOCK_SIZE;
+        let tail_at = size as u64 - 5000;
+        let (w1, f1, w2, f2) = (w.clone(), f.clone(), w.clone(), f.clone());
+        let tail = tokio::spawn(async move { w1.read(&f1, tail_at, 5000).await.unwrap() });
+        let block = tokio::spawn(async move { w2.read(&f2, BLOCK_SIZE, 1 << 20).await.unwrap() });
+        let (tail, block) = (tail.await.unwrap(), block.await.unwrap());
+        assert_eq!(&tail[..], &content[tail_at as usize..]);
+        assert_eq!(&block[..], &content[BLOCK_SIZE as usize..BLOCK_SIZE as usize + (1 << 20)]);
+        expected += size as u64 - BLOCK_SIZE;
+    }
+    assert_eq!(w.counters.ufs_fetched_bytes.load(Ordering::Relaxed), expected, "bytes fetched more than once");
+}
