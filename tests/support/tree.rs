@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A deterministic pseudo-random byte stream (xorshift), so data is incompressible and
 /// every file differs.
@@ -106,4 +106,24 @@ pub fn drop_page_cache(root: &Path) {
             unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
         }
     });
+}
+
+/// The largest file under `dir` (a cache file, in benches); empty when there is none.
+#[allow(dead_code)]
+pub fn largest_file(dir: &Path) -> PathBuf {
+    let mut best = (0, PathBuf::new());
+    let Ok(entries) = std::fs::read_dir(dir) else { return best.1 };
+    for e in entries.flatten() {
+        let p = e.path();
+        let (len, p) = if p.is_dir() {
+            let sub = largest_file(&p);
+            (std::fs::metadata(&sub).map(|m| m.len()).unwrap_or(0), sub)
+        } else {
+            (std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0), p)
+        };
+        if len > best.0 {
+            best = (len, p);
+        }
+    }
+    best.1
 }

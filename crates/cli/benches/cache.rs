@@ -16,7 +16,7 @@ mod support;
 
 use std::io::Read;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 use support::s3::{self, ACCESS_KEY, BUCKET, SECRET_KEY};
 use support::*;
@@ -49,7 +49,7 @@ fn main() {
     let cold = read_through(&target, size);
     row("cold sequential read through the mount", cold, "single-stream GET", single_get);
     let warm = read_through(&target, size);
-    let cache_file = largest_file(shm.path());
+    let cache_file = tree::largest_file(shm.path());
     let direct = read_through(&cache_file, size);
     row("warm sequential read through the mount", warm, "reading the cache file directly", direct);
     drop(up);
@@ -170,22 +170,4 @@ fn read_through(path: &Path, expect: u64) -> f64 {
     }
     assert_eq!(n, expect, "{} read short", path.display());
     n as f64 / MIB as f64 / t.elapsed().as_secs_f64()
-}
-
-fn largest_file(dir: &Path) -> PathBuf {
-    let mut best = (0, PathBuf::new());
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        let len = std::fs::metadata(&p).unwrap().len();
-        if p.is_dir() {
-            let sub = largest_file(&p);
-            let l = std::fs::metadata(&sub).map(|m| m.len()).unwrap_or(0);
-            if l > best.0 {
-                best = (l, sub);
-            }
-        } else if len > best.0 {
-            best = (len, p);
-        }
-    }
-    best.1
 }

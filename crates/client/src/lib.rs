@@ -19,6 +19,7 @@ use cistern_worker::Worker;
 use service::{LocalMaster, LocalWorker};
 pub use service::{DataService, MetaService};
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tonic::Status;
@@ -41,6 +42,14 @@ impl From<Status> for ClientError {
         let e = RpcError::from(s);
         ClientError { errno: e.errno, message: e.message }
     }
+}
+
+/// What a worker needs to know of a file to read it.
+fn file_ref(node: &Inode) -> Result<pb::FileRef, ClientError> {
+    let Some(mount) = node.mount.filter(|_| !node.is_dir()) else {
+        return Err(ClientError { errno: 21, message: format!("{}: is a directory", node.name) });
+    };
+    Ok(pb::FileRef { mount: mount as u32, path: node.ufs_path.clone(), size: node.size, key: node.cache_key() })
 }
 
 /// Cache figures summed over the workers.
@@ -201,15 +210,38 @@ impl Client {
 
     /// Reads up to `len` bytes at `offset` of a file.
     pub async fn read(&self, ino: Ino, offset: u64, len: u64) -> Result<Bytes, ClientError> {
-        let node = self.file(ino).await?;
-        let Some(mount) = node.mount.filter(|_| !node.is_dir()) else {
-            return Err(ClientError { errno: 21, message: format!("{}: is a directory", node.name) });
-        };
-        let file = pb::FileRef { mount: mount as u32, path: node.ufs_path.clone(), size: node.size, key: node.cache_key() };
-        let mut failed = false;
-        let data = with_retry("read", self.backoff, || {
+        let file = file_ref(&self.file(ino).await?)?;
+        self.with_worker("read", ino, |w| {
             let file = file.clone();
+            async move { w.read(file, offset, len).await }
+        })
+        .await
+    }
+
+    /// The cache file holding all of `node`'s bytes when its worker runs on this node and has
+    /// it complete: what FUSE passthrough hands the kernel. `None` otherwise.
+    pub async fn local_file(&self, node: &Inode) -> Result<Option<PathBuf>, ClientError> {
+        let file = file_ref(node)?;
+        let reply = self
+            .with_worker("locate", node.ino, |w| {
+                let file = file.clone();
+                async move { w.locate(file).await }
+            })
+            .await?;
+        let here = self.discover.then(cistern_rpc::node_name);
+        Ok(reply.path.filter(|_| here.is_none_or(|n| n == reply.node)).map(PathBuf::from))
+    }
+
+    /// Calls the worker that owns `ino`, retried across its restarts.
+    async fn with_worker<T, F, Fut>(&self, what: &str, ino: Ino, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(Arc<dyn DataService>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let mut failed = false;
+        let answer = with_retry(what, self.backoff, || {
             let first = !std::mem::replace(&mut failed, true);
+            let call = &call;
             async move {
                 if !first && self.discover {
                     // The worker may have restarted elsewhere or gone: ask the master again.
@@ -217,13 +249,13 @@ impl Client {
                 }
                 let worker = self.workers.read().expect("workers lock").pick(ino);
                 match worker {
-                    Some(w) => w.read(file, offset, len).await,
+                    Some(w) => call(w).await,
                     None => Err(Status::unavailable("no worker is ready")),
                 }
             }
         })
         .await?;
-        Ok(data)
+        Ok(answer)
     }
 
     /// The cache figures summed over the live workers, and the UFS file count once known.

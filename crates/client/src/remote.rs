@@ -50,4 +50,7 @@ impl DataService for RemoteWorker {
         let r = pb::ReadRequest { file: Some(file), offset, len };
         Ok(self.0.clone().read(r).await?.into_inner().data)
     }
+    async fn locate(&self, file: pb::FileRef) -> Result<pb::LocateReply, Status> {
+        Ok(self.0.clone().locate(file).await?.into_inner())
+    }
 }

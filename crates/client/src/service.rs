@@ -25,6 +25,7 @@ pub trait MetaService: Send + Sync {
 #[async_trait::async_trait]
 pub trait DataService: Send + Sync {
     async fn read(&self, file: pb::FileRef, offset: u64, len: u64) -> Result<Bytes, Status>;
+    async fn locate(&self, file: pb::FileRef) -> Result<pb::LocateReply, Status>;
 }
 
 /// A master in this process: the same service the `cistern master` process runs, called
@@ -76,5 +77,8 @@ impl DataService for LocalWorker {
     async fn read(&self, file: pb::FileRef, offset: u64, len: u64) -> Result<Bytes, Status> {
         let r = pb::ReadRequest { file: Some(file), offset, len };
         Ok(self.0.read(Request::new(r)).await?.into_inner().data)
+    }
+    async fn locate(&self, file: pb::FileRef) -> Result<pb::LocateReply, Status> {
+        Ok(self.0.locate(Request::new(file)).await?.into_inner())
     }
 }

@@ -5,6 +5,7 @@
 //! Directory handles index a snapshot taken at `opendir`, so a re-listing in the middle of an
 //! `ls` never skips or repeats an entry; a handle a daemon does not know is re-snapshotted.
 
+use crate::passthrough::{Mode, Passthrough, FOPEN_PASSTHROUGH};
 use cistern_client::{CacheStats, Client, ClientError};
 use cistern_master::{Inode, Kind};
 use fuse_backend_rs::abi::fuse_abi::stat64;
@@ -29,6 +30,13 @@ pub struct CisternFs {
     ttl: Duration,
     dirs: Mutex<HashMap<u64, Arc<Vec<Inode>>>>,
     next_dir: AtomicU64,
+    /// Set when the connection negotiated passthrough (see [`crate::passthrough`]).
+    passthrough: Option<Passthrough>,
+}
+
+/// The connection options the file system asks for, whoever answers INIT.
+pub fn wanted_options() -> FsOptions {
+    FsOptions::ASYNC_READ | FsOptions::PARALLEL_DIROPS | FsOptions::DO_READDIRPLUS | FsOptions::READDIRPLUS_AUTO | FsOptions::MAX_PAGES
 }
 
 impl CisternFs {
@@ -39,7 +47,14 @@ impl CisternFs {
             ttl,
             dirs: Mutex::default(),
             next_dir: AtomicU64::new(1),
+            passthrough: None,
         }
+    }
+
+    /// Opens files wholly cached on this node in passthrough mode.
+    pub fn with_passthrough(mut self, passthrough: Passthrough) -> CisternFs {
+        self.passthrough = Some(passthrough);
+        self
     }
 
     fn entry(&self, node: &Inode) -> Entry {
@@ -144,12 +159,7 @@ impl FileSystem for CisternFs {
     type Handle = u64;
 
     fn init(&self, capable: FsOptions) -> io::Result<FsOptions> {
-        let want = FsOptions::ASYNC_READ
-            | FsOptions::PARALLEL_DIROPS
-            | FsOptions::DO_READDIRPLUS
-            | FsOptions::READDIRPLUS_AUTO
-            | FsOptions::MAX_PAGES;
-        Ok(want & capable)
+        Ok(wanted_options() & capable)
     }
 
     fn lookup(&self, _ctx: &Context, parent: u64, name: &CStr) -> io::Result<Entry> {
@@ -170,6 +180,21 @@ impl FileSystem for CisternFs {
         let node = self.getattr_blocking(ino)?;
         if node.is_dir() {
             return Err(io::Error::from_raw_os_error(libc::EISDIR));
+        }
+        if let Some(pt) = &self.passthrough {
+            let find = || match self.rt.block_on(self.client.local_file(&node)) {
+                Ok(path) => path,
+                Err(e) => {
+                    tracing::debug!("locate {}: {}", node.name, e.message);
+                    None
+                }
+            };
+            if let Mode::Passthrough(id) = pt.open(ino, find) {
+                // SAFETY: FOPEN_PASSTHROUGH is a flag of the kernel's ABI that this version of
+                // the library does not name; the backing id goes in the reply's third field.
+                let opts = unsafe { OpenOptions::from_bits_unchecked(FOPEN_PASSTHROUGH) };
+                return Ok((None, opts, Some(id)));
+            }
         }
         // Content is immutable for a given version; keep the page cache across opens.
         Ok((None, OpenOptions::KEEP_CACHE, None))
@@ -193,7 +218,10 @@ impl FileSystem for CisternFs {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn release(&self, _ctx: &Context, _ino: u64, _flags: u32, _h: u64, _flush: bool, _flock: bool, _owner: Option<u64>) -> io::Result<()> {
+    fn release(&self, _ctx: &Context, ino: u64, _flags: u32, _h: u64, _flush: bool, _flock: bool, _owner: Option<u64>) -> io::Result<()> {
+        if let Some(pt) = &self.passthrough {
+            pt.release(ino);
+        }
         Ok(())
     }
 

@@ -3,7 +3,10 @@
 //! live `/dev/fuse` connection, which crash-proof restarts need; see the README).
 
 pub mod fs;
+pub mod init;
 pub mod mount;
+pub mod passthrough;
 
 pub use fs::CisternFs;
 pub use mount::{FuseMount, MountHolder};
+pub use passthrough::Passthrough;

@@ -11,7 +11,8 @@
 //! (`new_channel`; a `FUSE_DEV_IOC_CLONE` clone would die with its daemon and fail its
 //! requests) and answers them through the shared [`Server`].
 
-use crate::fs::CisternFs;
+use crate::fs::{wanted_options, CisternFs};
+use crate::init::{answer_init, Negotiated};
 use fuse_backend_rs::api::server::Server;
 use fuse_backend_rs::transport::{FuseDevWriter, FuseSession};
 use std::fs::File;
@@ -22,6 +23,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// The kernel's readahead window on the mount. FUSE starts at 128 KiB, which caps every read
 /// request at 128 KiB; with 4 MiB the kernel sends 1 MiB requests (the negotiated max_pages)
@@ -45,14 +47,32 @@ pub fn tune_readahead(mountpoint: &Path) {
 /// Dropping it unmounts.
 pub struct MountHolder {
     session: FuseSession,
+    negotiated: Negotiated,
 }
 
+/// How long the kernel may take to send INIT after mounting.
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl MountHolder {
+    /// Mounts and answers the kernel's INIT (see [`crate::init`]), so daemons only adopt.
     pub fn mount(mountpoint: &Path, fsname: &str) -> io::Result<MountHolder> {
         let mut session = FuseSession::new(mountpoint, fsname, "cistern", true).map_err(to_io)?;
         session.set_allow_other(true);
         session.mount().map_err(to_io)?;
-        Ok(MountHolder { session })
+        let fd = session.get_fuse_file().map(|f| f.as_raw_fd()).ok_or_else(|| io::Error::other("mounted without a device file"))?;
+        let negotiated = match answer_init(fd, wanted_options(), INIT_TIMEOUT) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = session.umount();
+                return Err(e);
+            }
+        };
+        Ok(MountHolder { session, negotiated })
+    }
+
+    /// True when files may be opened in passthrough mode on this connection.
+    pub fn passthrough(&self) -> bool {
+        self.negotiated.passthrough
     }
 
     /// The `/dev/fuse` descriptor of the mount, to hand to a daemon.

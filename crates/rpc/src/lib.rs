@@ -10,6 +10,17 @@ pub use address::Address;
 pub use errors::{errno_of, status_with_errno, RpcError};
 pub use retry::{with_retry, Backoff};
 
+/// The name of the node this process runs on: `NODE_NAME` (set from the pod's
+/// `spec.nodeName` on Kubernetes), else the host name. Paths a worker hands out mean
+/// something only on its own node.
+pub fn node_name() -> String {
+    std::env::var("NODE_NAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string()))
+        .unwrap_or_default()
+}
+
 /// The generated messages, clients and servers.
 pub mod pb {
     tonic::include_proto!("cistern.v1");

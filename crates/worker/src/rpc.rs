@@ -76,6 +76,12 @@ impl WorkerRpc for WorkerService {
         Ok(Response::new(pb::ReadReply { data }))
     }
 
+    async fn locate(&self, r: Request<pb::FileRef>) -> Result<Response<pb::LocateReply>, Status> {
+        let file = self.file_ref(r.into_inner())?;
+        let path = self.worker.tiers().complete_file(&file.key).map(|p| p.to_string_lossy().into_owned());
+        Ok(Response::new(pb::LocateReply { path, node: cistern_rpc::node_name() }))
+    }
+
     async fn figures(&self, _r: Request<pb::FiguresRequest>) -> Result<Response<pb::WorkerFigures>, Status> {
         Ok(Response::new(self.worker.figures()))
     }

@@ -15,10 +15,11 @@ use super::{default_run_dir, fsname, master::SYNC_TTL, master_socket, DatasetArg
 use crate::mountpoint::prepare_mountpoint;
 use anyhow::{anyhow, bail, Context, Result};
 use cistern_client::Client;
-use cistern_fuse::{CisternFs, FuseMount, MountHolder};
+use cistern_fuse::passthrough::table_memfd;
+use cistern_fuse::{CisternFs, FuseMount, MountHolder, Passthrough};
 use cistern_rpc::Address;
 use std::ffi::OsString;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,6 +53,13 @@ pub struct FuseArgs {
     pub daemon: bool,
     #[arg(long, hide = true)]
     pub fuse_fd: Option<RawFd>,
+    /// The supervisor's table of open files, for passthrough (handed to daemons).
+    #[arg(long, hide = true)]
+    pub open_table_fd: Option<RawFd>,
+    /// Read fully cached files through the daemon instead of handing them to the kernel
+    /// (FUSE passthrough, on by default where the kernel offers it).
+    #[arg(long, env = "CISTERN_NO_PASSTHROUGH", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_passthrough: bool,
     /// Replace the running daemon of this Dataset with the binary now installed (no request
     /// fails), then exit.
     #[arg(long)]
@@ -60,8 +68,9 @@ pub struct FuseArgs {
 
 /// How often the client asks the master which workers are live.
 const WORKER_REFRESH: Duration = Duration::from_secs(2);
-/// The descriptor number a daemon finds the connection at.
+/// The descriptor numbers a daemon finds the connection and the open-file table at.
 const DAEMON_FD: RawFd = 3;
+const TABLE_FD: RawFd = 4;
 
 struct Target {
     plan: cistern_api::DatasetPlan,
@@ -155,7 +164,13 @@ fn daemon(args: &FuseArgs, t: &Target, fd: RawFd) -> Result<()> {
     let rt = runtime()?;
     // Requests wait in the kernel until the threads below start reading.
     let client = connect(&rt, &t.master)?;
-    let mount = FuseMount::adopt(file, &fsname(&t.plan), file_system(t, client, &rt), args.threads)
+    let mut fs = file_system(t, client, &rt);
+    if let Some(table) = args.open_table_fd {
+        // SAFETY: as above, a descriptor the supervisor placed for this process.
+        let table = unsafe { std::fs::File::from_raw_fd(table) };
+        fs = fs.with_passthrough(Passthrough::new(file.try_clone()?, table).context("cannot read the open-file table")?);
+    }
+    let mount = FuseMount::adopt(file, &fsname(&t.plan), fs, args.threads)
         .context("cannot serve the FUSE connection")?;
     tracing::info!("serving {} (master {})", t.mountpoint.display(), t.master);
     rt.block_on(super::stop_requested());
@@ -188,6 +203,9 @@ fn supervise(args: &FuseArgs, t: &Target, log_level: &str) -> Result<()> {
     let created = prepare_mountpoint(&t.mountpoint, &fsname(&t.plan))?;
     let holder = MountHolder::mount(&t.mountpoint, &fsname(&t.plan)).with_context(|| format!("cannot mount {}", t.mountpoint.display()))?;
     std::fs::write(t.run_dir.join("fuse-supervisor.pid"), format!("{}\n", std::process::id()))?;
+    // Which inodes the kernel holds open, in which mode: outlives every daemon.
+    let table = if holder.passthrough() && !args.no_passthrough { Some(table_memfd().context("cannot create the open-file table")?) } else { None };
+    tracing::info!(passthrough = table.is_some(), "mounted {}", t.mountpoint.display());
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1] {
         // SAFETY: the handler only touches atomics and calls kill(2).
         unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
@@ -206,11 +224,16 @@ fn supervise(args: &FuseArgs, t: &Target, log_level: &str) -> Result<()> {
         "--fuse-fd".into(),
         DAEMON_FD.to_string().into(),
     ]);
+    if table.is_some() {
+        daemon_args.extend(["--open-table-fd".into(), TABLE_FD.to_string().into()]);
+    }
+    let mut fds = vec![(holder.fd(), DAEMON_FD)];
+    fds.extend(table.as_ref().map(|t| (t.as_raw_fd(), TABLE_FD)));
     let mut backoff = Duration::ZERO;
     let mut first = true;
     let result = loop {
         let started = Instant::now();
-        let mut child = match spawn_daemon(&exe, &daemon_args, holder.fd()) {
+        let mut child = match spawn_daemon(&exe, &daemon_args, &fds) {
             Ok(c) => c,
             Err(e) => break Err(e),
         };
@@ -255,18 +278,31 @@ fn supervise(args: &FuseArgs, t: &Target, log_level: &str) -> Result<()> {
     result.and(unmounted)
 }
 
-/// Starts a daemon with a dup of the connection at [`DAEMON_FD`]; it dies with us.
-fn spawn_daemon(exe: &Path, args: &[OsString], fuse_fd: RawFd) -> Result<std::process::Child> {
+/// Starts a daemon with dups of `fds` (ours → the number it expects); it dies with us.
+fn spawn_daemon(exe: &Path, args: &[OsString], fds: &[(RawFd, RawFd)]) -> Result<std::process::Child> {
     let mut cmd = Command::new(exe);
     cmd.args(args);
     let parent = std::process::id() as libc::pid_t;
+    // Fixed-size: nothing may allocate between fork and exec.
+    let mut places = [(-1, -1); 2];
+    assert!(fds.len() <= places.len(), "a daemon takes at most {} descriptors", places.len());
+    places[..fds.len()].copy_from_slice(fds);
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            // dup2 onto itself keeps close-on-exec set: clear it by hand in that case.
-            let ok = if fuse_fd == DAEMON_FD { libc::fcntl(DAEMON_FD, libc::F_SETFD, 0) } else { libc::dup2(fuse_fd, DAEMON_FD) };
-            if ok < 0 {
-                return Err(std::io::Error::last_os_error());
+            // First move every source above the targets (close-on-exec copies), so placing
+            // one never overwrites another; dup2 then clears close-on-exec on the target.
+            let mut moved = [-1; 2];
+            for (i, &(from, _)) in places.iter().enumerate().filter(|(_, p)| p.0 >= 0) {
+                moved[i] = libc::fcntl(from, libc::F_DUPFD_CLOEXEC, 10);
+                if moved[i] < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, &(_, to)) in places.iter().enumerate().filter(|(_, p)| p.0 >= 0) {
+                if libc::dup2(moved[i], to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());

@@ -9,6 +9,11 @@
 //! chunk carries a checksum verified on each read: a corrupt block is dropped and the caller
 //! refetches it, so bad bytes are never served.
 //!
+//! A complete file is never punched: when one of its blocks is evicted or found corrupt, the
+//! whole file is dropped by unlinking it. A reader that the kernel serves from the file
+//! directly (FUSE passthrough holds it open) thus keeps every byte until it closes; the disk
+//! space of such a file is freed at its last close.
+//!
 //! Space: `used` counts the bytes of present chunks plus those being written (reserved before
 //! the write), so it never passes the quota. Once `used` passes `high × quota`, least recently
 //! used blocks are evicted until it is under `low × quota`; with a [`Lower`] level set, an
@@ -124,9 +129,7 @@ impl TierStore {
 
     /// The cache file of `key` when every block of it is present: a plain copy of the object.
     pub fn complete_file(&self, key: &str) -> Option<PathBuf> {
-        let ix = self.index.lock().expect("index lock");
-        let cf = ix.files.get(key)?;
-        cf.blocks.iter().all(|b| b.as_ref().is_some_and(BlockSums::is_complete)).then(|| self.dir.join(key))
+        self.index.lock().expect("index lock").is_complete(key).then(|| self.dir.join(key))
     }
 
     /// Reads `[start, end)` of block `b` of `key` if those chunks are cached and their
@@ -259,12 +262,15 @@ impl TierStore {
     fn drop_block(&self, key: &str, b: u64) -> io::Result<()> {
         let _gate = self.io_gate.write().expect("io gate");
         let mut ix = self.index.lock().expect("index lock");
-        let id: BlockId = (Arc::from(key), b);
-        if let Some((tick, len)) = ix.blocks.remove(&id) {
-            ix.lru.remove(&tick);
-            self.forget_block(&mut ix, &id, len)?;
+        let key: Arc<str> = Arc::from(key);
+        let victims = if ix.is_complete(&key) { ix.block_ids(&key) } else { vec![(key.clone(), b)] };
+        for v in &victims {
+            if let Some((tick, len)) = ix.blocks.remove(v) {
+                ix.lru.remove(&tick);
+                ix.used -= len;
+            }
         }
-        Ok(())
+        self.forget_blocks(&mut ix, &key, &victims)
     }
 
     /// Evicts least recently used blocks, one at a time, until `used <= target`, demoting
@@ -277,22 +283,33 @@ impl TierStore {
                 if ix.used <= target {
                     return Ok(true);
                 }
-                let Some((_, id)) = ix.lru.pop_first() else { return Ok(false) };
-                let Some((_, len)) = ix.blocks.remove(&id) else { continue };
-                let demoted = match self.lower.get() {
-                    Some(_) => self.verified_runs(&ix, &id),
-                    None => Vec::new(),
-                };
+                let Some((tick, id)) = ix.lru.first_key_value().map(|(t, id)| (*t, id.clone())) else { return Ok(false) };
+                if !ix.blocks.contains_key(&id) {
+                    ix.lru.remove(&tick);
+                    continue;
+                }
+                let victims = if ix.is_complete(&id.0) { ix.block_ids(&id.0) } else { vec![id.clone()] };
                 let size = ix.files.get(&id.0).map_or(0, |cf| cf.size);
-                self.forget_block(&mut ix, &id, len)?;
-                self.counters.evicted_bytes.fetch_add(len, Ordering::Relaxed);
-                (id, size, demoted)
+                let mut demoted = Vec::new();
+                for v in &victims {
+                    let Some((tick, len)) = ix.blocks.remove(v) else { continue };
+                    ix.lru.remove(&tick);
+                    if self.lower.get().is_some() {
+                        demoted.push((v.1, self.verified_runs(&ix, v)));
+                    }
+                    self.counters.evicted_bytes.fetch_add(len, Ordering::Relaxed);
+                    ix.used -= len;
+                }
+                self.forget_blocks(&mut ix, &id.0, &victims)?;
+                (id.0, size, demoted)
             };
-            let ((key, b), size, runs) = demoted;
+            let (key, size, blocks) = demoted;
             if let Some(lower) = self.lower.get() {
-                for (off, data) in runs {
-                    self.counters.demoted_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-                    lower.demote(&key, b, size, off, &data);
+                for (b, runs) in blocks {
+                    for (off, data) in runs {
+                        self.counters.demoted_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                        lower.demote(&key, b, size, off, &data);
+                    }
                 }
             }
         }
@@ -312,18 +329,23 @@ impl TierStore {
         out
     }
 
-    /// Removes a block from the file map and the disk; the caller holds the write gate.
-    fn forget_block(&self, ix: &mut Index, id: &BlockId, len: u64) -> io::Result<()> {
-        ix.used -= len;
-        let Some(cf) = ix.files.get_mut(&id.0) else { return Ok(()) };
-        let block_len = cf.blocks[id.1 as usize].as_ref().map_or(BLOCK_SIZE, |s| s.len);
-        cf.blocks[id.1 as usize] = None;
-        BlockSums::clear_record(&cf.sidecar, id.1)?;
-        punch_hole(&cf.file, id.1 * BLOCK_SIZE, block_len)?;
-        if cf.blocks.iter().all(Option::is_none) {
-            ix.files.remove(&id.0);
-            let _ = std::fs::remove_file(self.dir.join(&*id.0));
-            let _ = std::fs::remove_file(self.dir.join(format!("{}{SIDECAR}", id.0)));
+    /// Removes blocks of one file (already out of the LRU and `used`) from the file map and the
+    /// disk; the caller holds the write gate. A file left with no block, or a complete file
+    /// (see the module's doc), is unlinked rather than punched.
+    fn forget_blocks(&self, ix: &mut Index, key: &Arc<str>, victims: &[BlockId]) -> io::Result<()> {
+        let whole = ix.is_complete(key);
+        let Some(cf) = ix.files.get_mut(key) else { return Ok(()) };
+        for (_, b) in victims {
+            let Some(sums) = cf.blocks[*b as usize].take() else { continue };
+            if !whole {
+                BlockSums::clear_record(&cf.sidecar, *b)?;
+                punch_hole(&cf.file, b * BLOCK_SIZE, sums.len)?;
+            }
+        }
+        if whole || cf.blocks.iter().all(Option::is_none) {
+            ix.files.remove(key);
+            let _ = std::fs::remove_file(self.dir.join(&**key));
+            let _ = std::fs::remove_file(self.dir.join(format!("{key}{SIDECAR}")));
         }
         Ok(())
     }
@@ -371,6 +393,17 @@ impl TierStore {
 }
 
 impl Index {
+    /// True when every block of `key` is wholly present.
+    fn is_complete(&self, key: &str) -> bool {
+        self.files.get(key).is_some_and(|cf| cf.blocks.iter().all(|b| b.as_ref().is_some_and(BlockSums::is_complete)))
+    }
+
+    /// The blocks of `key` that hold data.
+    fn block_ids(&self, key: &Arc<str>) -> Vec<BlockId> {
+        let Some(cf) = self.files.get(key) else { return Vec::new() };
+        (0..cf.blocks.len() as u64).filter(|&b| cf.blocks[b as usize].is_some()).map(|b| (key.clone(), b)).collect()
+    }
+
     fn sums(&self, key: &str, b: u64) -> Option<&BlockSums> {
         self.files.get(key).and_then(|cf| cf.blocks.get(b as usize)).and_then(Option::as_ref)
     }
@@ -432,6 +465,28 @@ mod tests {
         let meta = std::fs::metadata(store.dir().join("f")).unwrap();
         use std::os::unix::fs::MetadataExt;
         assert!(meta.blocks() * 512 <= 3 * BLOCK_SIZE + 4096, "{} bytes allocated", meta.blocks() * 512);
+    }
+
+    #[test]
+    fn a_complete_file_is_evicted_whole_and_an_open_reader_keeps_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TierStore::open(&dir.path().join("t"), 2 * BLOCK_SIZE, 1.0, 1.0, false).unwrap();
+        let data: Vec<u8> = (0..2 * BLOCK_SIZE as u32).map(|i| (i % 253) as u8).collect();
+        for b in 0..2u64 {
+            let block = &data[(b * BLOCK_SIZE) as usize..((b + 1) * BLOCK_SIZE) as usize];
+            store.insert("whole", b, 2 * BLOCK_SIZE, 0, block).unwrap();
+        }
+        let path = store.complete_file("whole").expect("both blocks present: complete");
+        // What FUSE passthrough holds: the cache file itself, opened.
+        let held = File::open(&path).unwrap();
+        // Block 0 is the coldest; a new block needs its space.
+        store.insert("other", 0, BLOCK_SIZE, 0, &vec![1u8; BLOCK_SIZE as usize]).unwrap();
+        assert!(!path.exists(), "a complete file is unlinked, not punched");
+        assert!(!store.contains("whole", 1), "its other block went with it");
+        assert_eq!(store.used(), BLOCK_SIZE);
+        let mut back = vec![0u8; data.len()];
+        held.read_exact_at(&mut back, 0).unwrap();
+        assert!(back == data, "the open reader saw a hole");
     }
 
     #[test]
