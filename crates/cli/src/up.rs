@@ -37,6 +37,11 @@ pub struct UpArgs {
     /// Threads answering FUSE requests.
     #[arg(long, default_value_t = 8)]
     pub fuse_threads: usize,
+    /// Run the FUSE client as one process without a supervisor (the fallback for kernels
+    /// before 6.9, which cannot hand a live connection to a new daemon): when it dies, the
+    /// mount is taken down and mounted again, and descriptors opened before fail.
+    #[arg(long, env = "CISTERN_FUSE_STANDALONE", value_parser = clap::builder::FalseyValueParser::new())]
+    pub fuse_standalone: bool,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -114,15 +119,22 @@ fn serve(args: &UpArgs, plan: &DatasetPlan, run_dir: &Path, mountpoint: &Path, l
         )?;
     }
     let threads = args.fuse_threads.to_string();
-    sup.start(
+    let fuse = if args.fuse_standalone {
+        // Restarted by `sup` like any child; it unmounts the dead mount and mounts again.
+        ChildSpec {
+            name: "fuse".into(),
+            args: child_args("fuse", &[&"--mountpoint", &mountpoint, &"--threads", &threads, &"--standalone"]),
+            ready: Ready::Mount(mountpoint.to_path_buf(), fsname(plan)),
+        }
+    } else {
         ChildSpec {
             // It runs and replaces the FUSE daemon itself, which it names in fuse.pid.
             name: "fuse-supervisor".into(),
             args: child_args("fuse", &[&"--mountpoint", &mountpoint, &"--threads", &threads]),
             ready: Ready::Mount(mountpoint.to_path_buf(), fsname(plan)),
-        },
-        &STOP,
-    )?;
+        }
+    };
+    sup.start(fuse, &STOP)?;
     let first = first_status(run_dir, plan.replicas);
     println!("Dataset {}/{} ({}) is mounted at {}", plan.namespace, plan.name, plan.runtime_kind, mountpoint.display());
     if let Some(sf) = &first {
@@ -131,7 +143,8 @@ fn serve(args: &UpArgs, plan: &DatasetPlan, run_dir: &Path, mountpoint: &Path, l
         }
         print!("{}", status::dataset_table(std::slice::from_ref(&sf.dataset), false));
     }
-    println!("Components: master, {} worker(s), FUSE supervisor and daemon; PIDs and sockets in {}", plan.replicas, run_dir.display());
+    let fuse = if args.fuse_standalone { "FUSE (standalone)" } else { "FUSE supervisor and daemon" };
+    println!("Components: master, {} worker(s), {fuse}; PIDs and sockets in {}", plan.replicas, run_dir.display());
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
