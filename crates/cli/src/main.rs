@@ -37,6 +37,8 @@ enum Command {
     Worker(component::worker::WorkerArgs),
     /// Mount a Dataset with FUSE, reading through its master and workers.
     Fuse(component::fuse::FuseArgs),
+    /// Run the CSI node plugin (fuse.csi.fluid.io) that stages and publishes Dataset PVCs.
+    Csi(component::csi::CsiArgs),
     /// Show the Datasets or runtimes that `cistern up` serves on this machine.
     Get(get::GetArgs),
     /// Prefetch a Dataset (or some paths, or a DataLoad's targets) into the cache.
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Master(a) => component::master::run(a),
         Command::Worker(a) => component::worker::run(a),
         Command::Fuse(a) => component::fuse::run(a, &cli.log_level),
+        Command::Csi(a) => component::csi::run(a),
         Command::Get(a) => get::run(a),
         Command::Load(a) => load::run(a),
         Command::Crd => crd(),

@@ -2,6 +2,7 @@
 //! is taken down), and read back from `/proc/self/mountinfo`.
 
 use anyhow::{bail, Context, Result};
+use cistern_csi::mountinfo::MountInfo;
 use std::path::Path;
 
 /// Makes sure the mount point is an empty directory that nothing is mounted on; returns
@@ -46,23 +47,10 @@ pub fn prepare_mountpoint(path: &Path, fsname: &str) -> Result<bool> {
 
 /// True when something is mounted exactly at `path` (read from /proc/self/mountinfo).
 pub fn is_mountpoint(path: &Path) -> bool {
-    mountinfo_line(path).is_some()
+    MountInfo::at(path).is_some()
 }
 
 /// The source (for FUSE, the fsname) of the mount at `path`.
 pub fn mount_source(path: &Path) -> Option<String> {
-    let line = mountinfo_line(path)?;
-    let (_, after) = line.split_once(" - ")?;
-    after.split(' ').nth(1).map(unescape_mountinfo)
-}
-
-fn mountinfo_line(path: &Path) -> Option<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let want = path.to_string_lossy();
-    // The last matching line is the mount on top.
-    info.lines().rev().find(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(&*want)).map(str::to_string)
-}
-
-fn unescape_mountinfo(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    MountInfo::at(path).map(|m| m.source)
 }

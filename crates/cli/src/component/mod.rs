@@ -3,6 +3,7 @@
 //! starts and supervises them (see [`crate::supervise`]); on Kubernetes each runs in its own
 //! pod from the same YAML.
 
+pub mod csi;
 pub mod fuse;
 pub mod master;
 pub mod worker;
