@@ -32,6 +32,15 @@ pub enum Runtime {
 }
 
 impl Runtime {
+    /// The object as JSON (with its apiVersion and kind).
+    pub fn to_value(&self) -> serde_json::Result<Value> {
+        match self {
+            Runtime::Jindo(r) => serde_json::to_value(r),
+            Runtime::Alluxio(r) => serde_json::to_value(r),
+            Runtime::JuiceFS(r) => serde_json::to_value(r),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Runtime::Jindo(_) => "JindoRuntime",

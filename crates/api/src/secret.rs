@@ -40,9 +40,17 @@ pub struct SecretStore {
     secrets: BTreeMap<String, BTreeMap<String, SecretValue>>,
     /// A `--secret-dir`: `DIR/<secret>/<key>` (several secrets) or `DIR/<key>` (one mounted Secret).
     dir: Option<std::path::PathBuf>,
+    /// Any reference resolves to an empty value: for rendering cluster objects, where the
+    /// Secrets live in the cluster and only their names matter.
+    references_only: bool,
 }
 
 impl SecretStore {
+    /// A store that answers every reference with an empty value (see `references_only`).
+    pub fn references_only() -> Self {
+        SecretStore { references_only: true, ..Default::default() }
+    }
+
     pub fn with_dir(mut self, dir: &Path) -> Result<Self, String> {
         if !dir.is_dir() {
             return Err(format!("--secret-dir {}: not a directory", dir.display()));
@@ -81,6 +89,9 @@ impl SecretStore {
     pub fn get(&self, name: &str, key: &str) -> Result<SecretValue, String> {
         if let Some(v) = self.secrets.get(name).and_then(|s| s.get(key)) {
             return Ok(v.clone());
+        }
+        if self.references_only {
+            return Ok(SecretValue(String::new()));
         }
         if let Some(dir) = &self.dir {
             for p in [dir.join(name).join(key), dir.join(key)] {

@@ -7,6 +7,7 @@ mod get;
 mod load;
 mod logging;
 mod mountpoint;
+mod render;
 mod rundir;
 mod served;
 mod status;
@@ -45,6 +46,8 @@ enum Command {
     Load(load::LoadArgs),
     /// Print the CustomResourceDefinitions (data.fluid.io/v1alpha1) as YAML.
     Crd,
+    /// Print the Kubernetes objects the operator would create for a Dataset (no cluster needed).
+    Render(render::RenderArgs),
     /// Wipe a master's metadata store (Alluxio's formatJournal); it is reloaded from the UFS.
     Format(format::FormatArgs),
 }
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Get(a) => get::run(a),
         Command::Load(a) => load::run(a),
         Command::Crd => crd(),
+        Command::Render(a) => render::run(a),
         Command::Format(a) => format::run(a),
     };
     match result {

@@ -15,7 +15,7 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub dataset: DatasetArgs,
     /// Which worker of the runtime's `replicas` this is (0-based, like a StatefulSet ordinal).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, env = "CISTERN_WORKER_INDEX")]
     pub index: usize,
     /// Where the sockets are when not given [default: /run/cistern/<ns>-<name>].
     #[arg(long)]

@@ -1,0 +1,45 @@
+//! `cistern render -f dataset.yaml`: prints, without a cluster, the objects the operator would
+//! create for each Dataset in the file (like `helm template`), for review and for tests.
+
+use anyhow::{anyhow, Result};
+use cistern_api::{Manifest, SecretStore};
+use cistern_operator::RenderOptions;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct RenderArgs {
+    /// The YAML file with Datasets and their runtimes (`-` for stdin).
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+    /// Only this Dataset.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The image that holds the `cistern` binary.
+    #[arg(long)]
+    pub image: Option<String>,
+}
+
+pub fn run(args: RenderArgs) -> Result<()> {
+    let mut manifest = Manifest::from_path(&args.file)?;
+    // Secrets live in the cluster; pods mount them by name, so values are not needed here.
+    manifest.secrets = SecretStore::references_only();
+    let mut opts = RenderOptions::default();
+    if let Some(image) = args.image {
+        opts.image = image;
+    }
+    let names: Vec<String> = match &args.name {
+        Some(n) => vec![n.clone()],
+        None => manifest.datasets.iter().filter_map(|d| d.metadata.name.clone()).collect(),
+    };
+    if names.is_empty() {
+        return Err(anyhow!("{}: no Dataset to render", args.file.display()));
+    }
+    let mut out = String::new();
+    for name in names {
+        let plan = manifest.plan(Some(&name)).map_err(|e| anyhow!("{}: {e}", args.file.display()))?;
+        let objects = cistern_operator::render(&plan, &opts).map_err(|e| anyhow!("rendering {name}: {e}"))?;
+        out.push_str(&cistern_operator::to_yaml(&objects).map_err(|e| anyhow!(e))?);
+    }
+    print!("{out}");
+    Ok(())
+}

@@ -1,0 +1,387 @@
+//! The Kubernetes objects that run one Dataset and its runtime, as a pure function of the
+//! validated Dataset (`cistern render` prints them; the operator applies the same objects):
+//! - a ConfigMap with the Dataset and runtime YAML that every pod reads (secret references
+//!   only: the Secrets are mounted from the cluster into `/etc/cistern/secrets/<name>`);
+//! - the master: a headless Service and a one-replica StatefulSet, with the runtime's
+//!   `volumes` and `master.volumeMounts` (so a PVC can hold `namespace.meta-dir`, seed 000);
+//! - the workers: a StatefulSet of `replicas` pods, one per node (pod anti-affinity), with the
+//!   tiered store's volumes (hostPath, or emptyDir with `medium: Memory` for MEM);
+//! - the FUSE client: a DaemonSet on nodes labelled `fluid.io/f-<ns>-<name>=true`;
+//! - a PersistentVolume for the CSI driver `fuse.csi.fluid.io` and a PVC named after the
+//!   Dataset, which pods mount.
+
+use cistern_api::plan::{DatasetPlan, Medium};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// Ports inside the pods.
+pub const MASTER_PORT: u16 = 19998;
+pub const WEB_PORT: u16 = 19999;
+pub const WORKER_PORT: u16 = 29999;
+/// The size Fluid gives its PVs: the Dataset is not bounded by it.
+const PV_CAPACITY: &str = "100Pi";
+const CONFIG_DIR: &str = "/etc/cistern";
+const SECRET_DIR: &str = "/etc/cistern/secrets";
+
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    /// The image holding the `cistern` binary.
+    pub image: String,
+    /// Where FUSE mounts go on the nodes: `<root>/<ns>/<name>/cistern-fuse`.
+    pub mount_root: String,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions { image: format!("ghcr.io/cistern-io/cistern:{}", env!("CARGO_PKG_VERSION")), mount_root: "/runtime-mnt/cistern".into() }
+    }
+}
+
+/// Names shared by the objects of one Dataset.
+struct Names<'a> {
+    ns: &'a str,
+    name: &'a str,
+}
+
+impl Names<'_> {
+    fn id(&self) -> String {
+        format!("{}-{}", self.ns, self.name)
+    }
+    fn labels(&self, role: &str) -> Value {
+        json!({"app": "cistern", "release": self.name, "role": role, "fluid.io/dataset-id": self.id()})
+    }
+    fn meta(&self, name: String, role: &str) -> Value {
+        json!({"name": name, "namespace": self.ns, "labels": self.labels(role)})
+    }
+    fn master_address(&self) -> String {
+        format!("{}-master.{}.svc:{MASTER_PORT}", self.name, self.ns)
+    }
+}
+
+/// Where the FUSE client mounts the Dataset on a node (the PV's `fluid_path`).
+pub fn fluid_path(plan: &DatasetPlan, opts: &RenderOptions) -> String {
+    format!("{}/{}/{}/cistern-fuse", opts.mount_root, plan.namespace, plan.name)
+}
+
+/// Every object, in the order they can be applied.
+pub fn render(plan: &DatasetPlan, opts: &RenderOptions) -> Result<Vec<Value>, String> {
+    let n = Names { ns: &plan.namespace, name: &plan.name };
+    Ok(vec![
+        config_map(plan, &n)?,
+        master_service(&n),
+        master(plan, &n, opts),
+        workers(plan, &n, opts),
+        fuse(plan, &n, opts),
+        persistent_volume(plan, &n, opts),
+        persistent_volume_claim(plan, &n),
+    ])
+}
+
+fn config_map(plan: &DatasetPlan, n: &Names) -> Result<Value, String> {
+    let mut docs = String::new();
+    for object in [serde_json::to_value(&plan.dataset), plan.runtime.to_value()] {
+        let mut object = object.map_err(|e| e.to_string())?;
+        // What the cluster adds is no input: status, and server-managed metadata.
+        if let Some(o) = object.as_object_mut() {
+            o.remove("status");
+        }
+        if let Some(m) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.retain(|k, _| matches!(k.as_str(), "name" | "labels"));
+            m.insert("namespace".into(), json!(n.ns));
+        }
+        docs.push_str("---\n");
+        docs.push_str(&serde_saphyr::to_string(&object).map_err(|e| e.to_string())?);
+    }
+    Ok(json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": n.meta(format!("{}-cistern-config", n.name), "config"),
+        "data": {"dataset.yaml": docs},
+    }))
+}
+
+fn master_service(n: &Names) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": n.meta(format!("{}-master", n.name), "master"),
+        "spec": {
+            "clusterIP": "None",
+            "selector": n.labels("master"),
+            "ports": [
+                {"name": "rpc", "port": MASTER_PORT, "targetPort": MASTER_PORT},
+                {"name": "web", "port": WEB_PORT, "targetPort": WEB_PORT},
+            ],
+        },
+    })
+}
+
+/// The names of the Secrets that `encryptOptions` refer to.
+fn secret_names(plan: &DatasetPlan) -> Vec<String> {
+    let spec = &plan.dataset.spec;
+    let mut names: Vec<String> = spec
+        .shared_encrypt_options
+        .iter()
+        .chain(spec.mounts.iter().flat_map(|m| &m.encrypt_options))
+        .map(|e| e.value_from.secret_key_ref.name.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The container every component runs, with the config and Secrets mounted.
+fn container(plan: &DatasetPlan, opts: &RenderOptions, role: &str, mut args: Vec<String>, extra_mounts: Vec<Value>) -> Value {
+    let mut full = vec![role.to_string(), "-f".into(), format!("{CONFIG_DIR}/dataset.yaml"), "--secret-dir".into(), SECRET_DIR.into()];
+    full.append(&mut args);
+    let mut mounts = vec![json!({"name": "cistern-config", "mountPath": CONFIG_DIR, "readOnly": true})];
+    for s in secret_names(plan) {
+        mounts.push(json!({"name": format!("secret-{s}"), "mountPath": format!("{SECRET_DIR}/{s}"), "readOnly": true}));
+    }
+    mounts.extend(extra_mounts);
+    json!({
+        "name": role,
+        "image": opts.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["cistern"],
+        "args": full,
+        "env": [
+            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "CISTERN_LOG", "value": "info"},
+        ],
+        "volumeMounts": mounts,
+    })
+}
+
+/// The config volume and one volume per referenced Secret.
+fn base_volumes(plan: &DatasetPlan, n: &Names) -> Vec<Value> {
+    let mut v = vec![json!({"name": "cistern-config", "configMap": {"name": format!("{}-cistern-config", n.name)}})];
+    for s in secret_names(plan) {
+        v.push(json!({"name": format!("secret-{s}"), "secret": {"secretName": s}}));
+    }
+    v
+}
+
+/// The runtime's `volumes` that `mounts` refer to, and the mounts themselves.
+fn runtime_volumes(plan: &DatasetPlan, mounts: &[k8s_openapi::api::core::v1::VolumeMount]) -> (Vec<Value>, Vec<Value>) {
+    let spec = plan.runtime.spec();
+    let volumes = spec
+        .volumes
+        .iter()
+        .filter(|v| mounts.iter().any(|m| m.name == v.name))
+        .map(|v| serde_json::to_value(v).expect("a Volume serializes"))
+        .collect();
+    let mounts = mounts.iter().map(|m| serde_json::to_value(m).expect("a VolumeMount serializes")).collect();
+    (volumes, mounts)
+}
+
+fn add_env(container: &mut Value, env: &std::collections::BTreeMap<String, String>) {
+    if let Some(list) = container["env"].as_array_mut() {
+        list.extend(env.iter().map(|(k, v)| json!({"name": k, "value": v})));
+    }
+}
+
+fn pod_template(n: &Names, role: &str, containers: Vec<Value>, volumes: Vec<Value>, extra: Value) -> Value {
+    let mut spec = json!({"containers": containers, "volumes": volumes});
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    json!({"metadata": {"labels": n.labels(role)}, "spec": spec})
+}
+
+fn master(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
+    let spec = plan.runtime.spec();
+    let (mut volumes, mut mounts) = runtime_volumes(plan, &spec.master.volume_mounts);
+    // The metadata store must outlive the pod: on the runtime's volume when a mount covers
+    // `namespace.meta-dir` (seed 000), else on the node's disk.
+    if !covered(&plan.meta_dir, &spec.master.volume_mounts) {
+        volumes.push(json!({"name": "meta", "hostPath": {"path": plan.meta_dir, "type": "DirectoryOrCreate"}}));
+        mounts.push(json!({"name": "meta", "mountPath": plan.meta_dir}));
+    }
+    let args = vec![
+        "--listen".into(),
+        format!("0.0.0.0:{MASTER_PORT}"),
+        "--web-addr".into(),
+        format!("0.0.0.0:{WEB_PORT}"),
+        "--run-dir".into(),
+        "/run/cistern".into(),
+        "--mountpoint".into(),
+        fluid_path(plan, opts),
+    ];
+    let mut c = container(plan, opts, "master", args, mounts);
+    c["ports"] = json!([{"name": "rpc", "containerPort": MASTER_PORT}, {"name": "web", "containerPort": WEB_PORT}]);
+    add_env(&mut c, &spec.master.env);
+    let mut all_volumes = base_volumes(plan, n);
+    all_volumes.extend(volumes);
+    let extra = json!({"nodeSelector": spec.master.node_selector});
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": n.meta(format!("{}-master", n.name), "master"),
+        "spec": {
+            "replicas": 1,
+            "serviceName": format!("{}-master", n.name),
+            "selector": {"matchLabels": n.labels("master")},
+            "template": pod_template(n, "master", vec![c], all_volumes, extra),
+        },
+    })
+}
+
+fn covered(path: &Path, mounts: &[k8s_openapi::api::core::v1::VolumeMount]) -> bool {
+    mounts.iter().any(|m| path.starts_with(&m.mount_path))
+}
+
+/// The tiered store's volumes and mounts, at the same paths inside the pod as on the node.
+fn tier_volumes(plan: &DatasetPlan, read_only: bool) -> (Vec<Value>, Vec<Value>) {
+    let (mut volumes, mut mounts) = (Vec::new(), Vec::new());
+    let levels = &plan.runtime.spec().tieredstore.levels;
+    for (i, tier) in plan.tiers.iter().enumerate() {
+        let volume_type = levels.get(i).and_then(|l| l.volume_type.clone()).unwrap_or_else(|| "hostPath".into());
+        for (j, (path, quota)) in tier.paths.iter().zip(&tier.quotas).enumerate() {
+            let name = format!("tier-{i}-{j}");
+            let source = if volume_type == "emptyDir" {
+                let medium = if tier.medium == Medium::Mem { "Memory" } else { "" };
+                json!({"emptyDir": {"medium": medium, "sizeLimit": quota.to_string()}})
+            } else {
+                json!({"hostPath": {"path": path, "type": "DirectoryOrCreate"}})
+            };
+            let mut volume = json!({"name": name});
+            if let (Some(v), Some(s)) = (volume.as_object_mut(), source.as_object()) {
+                v.extend(s.clone());
+            }
+            volumes.push(volume);
+            mounts.push(json!({"name": name, "mountPath": path, "readOnly": read_only}));
+        }
+    }
+    (volumes, mounts)
+}
+
+fn workers(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
+    let spec = plan.runtime.spec();
+    let (tier_vols, tier_mounts) = tier_volumes(plan, false);
+    let (rt_vols, mut mounts) = runtime_volumes(plan, &spec.worker.volume_mounts);
+    mounts.extend(tier_mounts);
+    let args = vec![
+        "--master".into(),
+        n.master_address(),
+        "--listen".into(),
+        format!("0.0.0.0:{WORKER_PORT}"),
+        "--advertise".into(),
+        format!("$(POD_IP):{WORKER_PORT}"),
+        "--run-dir".into(),
+        "/run/cistern".into(),
+    ];
+    let mut c = container(plan, opts, "worker", args, mounts);
+    c["ports"] = json!([{"name": "rpc", "containerPort": WORKER_PORT}]);
+    if let Some(env) = c["env"].as_array_mut() {
+        // The StatefulSet ordinal: worker N caches the files that hash to N.
+        env.push(json!({"name": "CISTERN_WORKER_INDEX", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}}));
+    }
+    add_env(&mut c, &spec.worker.env);
+    let mut volumes = base_volumes(plan, n);
+    volumes.extend(rt_vols);
+    volumes.extend(tier_vols);
+    let extra = json!({
+        "nodeSelector": spec.worker.node_selector,
+        "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": n.labels("worker")}, "topologyKey": "kubernetes.io/hostname"}
+        ]}},
+    });
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": n.meta(format!("{}-worker", n.name), "worker"),
+        "spec": {
+            "replicas": plan.replicas,
+            "serviceName": format!("{}-worker", n.name),
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": n.labels("worker")},
+            "template": pod_template(n, "worker", vec![c], volumes, extra),
+        },
+    })
+}
+
+fn fuse(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
+    let spec = plan.runtime.spec();
+    let mount_dir = format!("{}/{}/{}", opts.mount_root, n.ns, n.name);
+    // Read-only tier mounts: the FUSE client hands complete cache files to the kernel
+    // (passthrough) when the worker on its node has them on a hostPath.
+    let (tier_vols, tier_mounts) = tier_volumes(plan, true);
+    let (rt_vols, mut mounts) = runtime_volumes(plan, &spec.fuse.volume_mounts);
+    mounts.push(json!({"name": "fuse-mount", "mountPath": mount_dir, "mountPropagation": "Bidirectional"}));
+    mounts.extend(tier_mounts.into_iter().filter(|m| m["name"].as_str().is_some_and(|name| tier_vols.iter().any(|v| v["name"] == name && v.get("hostPath").is_some()))));
+    let args = vec!["--master".into(), n.master_address(), "--mountpoint".into(), fluid_path(plan, opts), "--run-dir".into(), "/run/cistern".into()];
+    let mut c = container(plan, opts, "fuse", args, mounts);
+    c["securityContext"] = json!({"privileged": true});
+    let mut volumes = base_volumes(plan, n);
+    volumes.extend(rt_vols);
+    volumes.push(json!({"name": "fuse-mount", "hostPath": {"path": mount_dir, "type": "DirectoryOrCreate"}}));
+    volumes.extend(tier_vols.into_iter().filter(|v| v.get("hostPath").is_some()));
+    let mut selector = spec.fuse.node_selector.clone();
+    selector.insert(cistern_csi::fuse_label(n.ns, n.name), "true".into());
+    let extra = json!({"nodeSelector": selector});
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": n.meta(format!("{}-fuse", n.name), "fuse"),
+        "spec": {
+            "selector": {"matchLabels": n.labels("fuse")},
+            "template": pod_template(n, "fuse", vec![c], volumes, extra),
+        },
+    })
+}
+
+fn access_modes(plan: &DatasetPlan) -> Vec<String> {
+    let modes = &plan.dataset.spec.access_modes;
+    if modes.is_empty() {
+        vec!["ReadOnlyMany".into()]
+    } else {
+        modes.clone()
+    }
+}
+
+fn pv_label(n: &Names) -> String {
+    format!("fluid.io/s-{}-{}", n.ns, n.name)
+}
+
+fn persistent_volume(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
+    let policy = plan.runtime.spec().fuse.clean_policy.clone().unwrap_or_else(|| "OnDemand".into());
+    json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": n.id(), "labels": {pv_label(n): "true", "fluid.io/dataset-id": n.id()}},
+        "spec": {
+            "accessModes": access_modes(plan),
+            "capacity": {"storage": PV_CAPACITY},
+            "storageClassName": "fluid",
+            "persistentVolumeReclaimPolicy": "Retain",
+            "csi": {
+                "driver": cistern_csi::DRIVER_NAME,
+                "volumeHandle": n.id(),
+                "volumeAttributes": {
+                    "fluid_path": fluid_path(plan, opts),
+                    "mount_type": "fuse.cistern",
+                    "runtime_name": n.name,
+                    "runtime_namespace": n.ns,
+                    "fuse_clean_policy": policy,
+                },
+            },
+        },
+    })
+}
+
+fn persistent_volume_claim(plan: &DatasetPlan, n: &Names) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": n.meta(n.name.to_string(), "volume"),
+        "spec": {
+            "accessModes": access_modes(plan),
+            "resources": {"requests": {"storage": PV_CAPACITY}},
+            "storageClassName": "fluid",
+            "volumeName": n.id(),
+            "selector": {"matchLabels": {pv_label(n): "true"}},
+        },
+    })
+}

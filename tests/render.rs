@@ -1,0 +1,134 @@
+//! `cistern render` on the seeds' YAML and `cistern crd`: the objects the operator would
+//! create, checked for what Fluid users rely on (names, the PV's CSI attributes, the FUSE
+//! node selector, the master's meta-dir volume, worker anti-affinity and tier volumes), and
+//! validated offline against the Kubernetes schemas with `kubernetes-validate --strict`
+//! (`pip install kubernetes-validate`; `.ci/run` installs it).
+
+mod support;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use support::*;
+
+fn seed(file: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/examples").join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (../shared must be beside the checkout)", path.display()));
+    // `<PLACEHOLDER>` → `placeholder`, as the api crate's seed tests fill them.
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find('<') {
+        let Some(len) = rest[start..].find('>') else { break };
+        out.push_str(&rest[..start]);
+        out.push_str(&rest[start + 1..start + len].to_lowercase().replace('_', "-"));
+        rest = &rest[start + len + 1..];
+    }
+    out + rest
+}
+
+fn render(s: &Scratch, file: &str) -> (PathBuf, Vec<Value>) {
+    let input = s.write(file, &seed(file));
+    let out = s.cistern(&["render", "-f", input.to_str().unwrap(), "--image", "cistern:test"]);
+    assert!(out.status.success(), "render {file}: {}", stderr_of(&out));
+    let text = stdout_of(&out);
+    let objects: Vec<Value> = text
+        .split("\n---\n")
+        .map(|d| d.trim_start_matches("---\n"))
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_saphyr::from_str(d).unwrap_or_else(|e| panic!("{file}: {e}\n{d}")))
+        .collect();
+    (s.write(&format!("{file}.rendered.yaml"), &text), objects)
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in {:?}", objects.iter().map(|o| (o["kind"].clone(), o["metadata"]["name"].clone())).collect::<Vec<_>>()))
+}
+
+fn validate(path: &Path) {
+    let out = Command::new("kubernetes-validate").arg("--strict").arg("--quiet").arg(path).output().unwrap_or_else(|e| {
+        panic!("kubernetes-validate: {e}; install it with `pip install kubernetes-validate` (.ci/run does)")
+    });
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && !text.contains("ERROR"), "{} is not valid Kubernetes:\n{text}", path.display());
+}
+
+#[test]
+fn seed_002_renders_the_objects_fluid_would_create() {
+    let s = Scratch::new();
+    let (path, objects) = render(&s, "seed-002-jindo-meta-persist.yaml");
+    let kinds: Vec<&str> = objects.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ConfigMap", "Service", "StatefulSet", "StatefulSet", "DaemonSet", "PersistentVolume", "PersistentVolumeClaim"]);
+
+    let pv = find(&objects, "PersistentVolume", "default-demo");
+    let csi = &pv["spec"]["csi"];
+    assert_eq!(csi["driver"], "fuse.csi.fluid.io");
+    assert_eq!(csi["volumeHandle"], "default-demo");
+    let attrs = &csi["volumeAttributes"];
+    assert_eq!((attrs["runtime_name"].as_str(), attrs["runtime_namespace"].as_str()), (Some("demo"), Some("default")));
+    assert_eq!(attrs["mount_type"], "fuse.cistern");
+    let fluid_path = attrs["fluid_path"].as_str().unwrap();
+    let pvc = find(&objects, "PersistentVolumeClaim", "demo");
+    assert_eq!(pvc["spec"]["volumeName"], "default-demo");
+    assert_eq!(pvc["spec"]["accessModes"][0], "ReadOnlyMany");
+
+    // The master keeps namespace.meta-dir on the runtime's PVC (seed 000/002).
+    let master = &find(&objects, "StatefulSet", "demo-master")["spec"]["template"]["spec"];
+    let pvc_volume = master["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "meta-vol").expect("meta-vol volume");
+    assert_eq!(pvc_volume["persistentVolumeClaim"]["claimName"], "demo-jindo-master-meta");
+    let mounts = master["containers"][0]["volumeMounts"].as_array().unwrap();
+    assert!(mounts.iter().any(|m| m["name"] == "meta-vol" && m["mountPath"] == "/root/jindofsx-meta"), "{mounts:?}");
+    assert!(!master["volumes"].as_array().unwrap().iter().any(|v| v["name"] == "meta"), "a hostPath meta dir beside the PVC");
+
+    // Workers: `replicas`, one per node, the MEM tier in memory.
+    let workers = &find(&objects, "StatefulSet", "demo-worker")["spec"];
+    assert_eq!(workers["replicas"], 2);
+    let anti = &workers["template"]["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0];
+    assert_eq!(anti["topologyKey"], "kubernetes.io/hostname");
+    let tier = workers["template"]["spec"]["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "tier-0-0").expect("tier volume");
+    assert_eq!(tier["emptyDir"]["medium"], "Memory");
+    assert_eq!(tier["emptyDir"]["sizeLimit"], (12u64 << 30).to_string());
+    let args: Vec<&str> = workers["template"]["spec"]["containers"][0]["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(args.windows(2).any(|w| w == ["--master", "demo-master.default.svc:19998"]), "{args:?}");
+
+    // FUSE runs where the CSI plugin labelled the node, and mounts at the PV's fluid_path.
+    let fuse = &find(&objects, "DaemonSet", "demo-fuse")["spec"]["template"]["spec"];
+    assert_eq!(fuse["nodeSelector"]["fluid.io/f-default-demo"], "true");
+    let args: Vec<&str> = fuse["containers"][0]["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(args.windows(2).any(|w| w == ["--mountpoint", fluid_path]), "{args:?}");
+    assert_eq!(fuse["containers"][0]["securityContext"]["privileged"], true);
+
+    // Secrets go by reference only: the access key is not in any object.
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("secretName: access-key"), "the Secret is not mounted");
+    validate(&path);
+}
+
+#[test]
+fn every_seed_and_the_crds_are_valid_kubernetes() {
+    let s = Scratch::new();
+    for file in ["seed-001-jindo-fuse-recovery.yaml", "seed-002-jindo-meta-persist.yaml", "seed-004-juicefs.yaml"] {
+        let (path, objects) = render(&s, file);
+        assert_eq!(objects.len(), 7, "{file}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        for secret in ["your-access-key-secret", "your-access-key-id"] {
+            assert!(!text.contains(secret), "{file}: a secret value in the rendered objects");
+        }
+        validate(&path);
+    }
+    let crds = s.cistern(&["crd"]);
+    assert!(crds.status.success());
+    validate(&s.write("crds.yaml", &stdout_of(&crds)));
+}
+
+#[test]
+fn a_bad_file_names_what_is_wrong() {
+    let s = Scratch::new();
+    let bad = s.write("bad.yaml", "apiVersion: data.fluid.io/v1alpha1\nkind: Dataset\nmetadata: {name: d}\nspec: {mounts: [{mountPoint: 'ftp://x'}]}\n---\napiVersion: data.fluid.io/v1alpha1\nkind: JindoRuntime\nmetadata: {name: d}\nspec: {}\n");
+    let out = s.cistern(&["render", "-f", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    assert!(err.contains("ftp") && err.contains("mounts[0]"), "{err}");
+}
