@@ -38,6 +38,8 @@ enum Command {
     Worker(component::worker::WorkerArgs),
     /// Mount a Dataset with FUSE, reading through its master and workers.
     Fuse(component::fuse::FuseArgs),
+    /// Run the Kubernetes operator: Dataset and runtime controllers.
+    Operator(component::operator::OperatorArgs),
     /// Run the CSI node plugin (fuse.csi.fluid.io) that stages and publishes Dataset PVCs.
     Csi(component::csi::CsiArgs),
     /// Show the Datasets or runtimes that `cistern up` serves on this machine.
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Worker(a) => component::worker::run(a),
         Command::Fuse(a) => component::fuse::run(a, &cli.log_level),
         Command::Csi(a) => component::csi::run(a),
+        Command::Operator(a) => component::operator::run(a),
         Command::Get(a) => get::run(a),
         Command::Load(a) => load::run(a),
         Command::Crd => crd(),

@@ -1,0 +1,200 @@
+//! The operator's reconcilers, in the kube-rs `reconcile` + `error_policy` + finalizer style:
+//! - Datasets: a finalizer; phase NotBound until a runtime of the same name and namespace
+//!   exists, then Bound with the runtime named in `status.runtimes`; deletion waits while a
+//!   running pod mounts the Dataset's PVC.
+//! - Runtimes (one reconcile for every kind): the objects of [`crate::render`] applied with
+//!   server-side apply, owned by the runtime, and the runtime's phases from their statuses.
+
+use crate::render::{render, RenderOptions};
+use cistern_api::{AlluxioRuntime, Dataset, JindoRuntime, JuiceFSRuntime, Manifest, Runtime, SecretStore};
+use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{finalizer, Event};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const FINALIZER: &str = "data.fluid.io/cistern-dataset-controller";
+/// The field manager of everything the operator applies.
+pub const MANAGER: &str = "cistern-operator";
+/// How often statuses are refreshed when nothing changes.
+pub const SYNC_PERIOD: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("Dataset {0} is in use by pod {1}; it is deleted once no running pod mounts its PVC")]
+    InUse(String, String),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+pub struct Context {
+    pub client: Client,
+    pub opts: RenderOptions,
+}
+
+/// Requeues a failed reconcile after a pause.
+pub fn error_policy<K>(_obj: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!("reconcile failed: {error}");
+    Action::requeue(Duration::from_secs(10))
+}
+
+// ---- Datasets ----
+
+pub async fn reconcile_dataset(ds: Arc<Dataset>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = ds.namespace().unwrap_or_else(|| "default".into());
+    let api: Api<Dataset> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, ds, |event| async {
+        match event {
+            Event::Apply(ds) => bind(&ds, &ctx).await,
+            Event::Cleanup(ds) => release(&ds, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+/// The runtime of the same name and namespace, of whichever kind.
+pub async fn find_runtime(client: &Client, ns: &str, name: &str) -> Result<Option<Runtime>, Error> {
+    if let Some(r) = Api::<JindoRuntime>::namespaced(client.clone(), ns).get_opt(name).await? {
+        return Ok(Some(Runtime::Jindo(r)));
+    }
+    if let Some(r) = Api::<AlluxioRuntime>::namespaced(client.clone(), ns).get_opt(name).await? {
+        return Ok(Some(Runtime::Alluxio(r)));
+    }
+    Ok(Api::<JuiceFSRuntime>::namespaced(client.clone(), ns).get_opt(name).await?.map(Runtime::JuiceFS))
+}
+
+async fn bind(ds: &Dataset, ctx: &Context) -> Result<Action, Error> {
+    let (ns, name) = (ds.namespace().unwrap_or_else(|| "default".into()), ds.name_any());
+    let status = match find_runtime(&ctx.client, &ns, &name).await? {
+        Some(rt) => json!({"phase": "Bound", "runtimes": [{"name": name, "namespace": ns, "category": "Accelerate", "type": rt.kind().trim_end_matches("Runtime").to_lowercase()}]}),
+        None => json!({"phase": "NotBound", "runtimes": []}),
+    };
+    let api: Api<Dataset> = Api::namespaced(ctx.client.clone(), &ns);
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
+    Ok(Action::requeue(SYNC_PERIOD))
+}
+
+/// Lets the Dataset go once no running pod mounts its PVC (named after it).
+async fn release(ds: &Dataset, ctx: &Context) -> Result<Action, Error> {
+    let (ns, name) = (ds.namespace().unwrap_or_else(|| "default".into()), ds.name_any());
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    for pod in pods.list(&ListParams::default()).await? {
+        let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()).is_some_and(|p| p == "Running" || p == "Pending");
+        let mounts = pod.spec.as_ref().is_some_and(|s| {
+            s.volumes.iter().flatten().any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == name))
+        });
+        if running && mounts {
+            return Err(Error::InUse(format!("{ns}/{name}"), pod.name_any()));
+        }
+    }
+    Ok(Action::await_change())
+}
+
+// ---- Runtimes ----
+
+/// What the runtime reconcile needs of each runtime kind.
+pub trait RuntimeKind: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + serde::Serialize + Send + Sync + 'static {
+    fn wrap(self) -> Runtime;
+}
+impl RuntimeKind for JindoRuntime {
+    fn wrap(self) -> Runtime {
+        Runtime::Jindo(self)
+    }
+}
+impl RuntimeKind for AlluxioRuntime {
+    fn wrap(self) -> Runtime {
+        Runtime::Alluxio(self)
+    }
+}
+impl RuntimeKind for JuiceFSRuntime {
+    fn wrap(self) -> Runtime {
+        Runtime::JuiceFS(self)
+    }
+}
+
+pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if rt.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change()); // owned objects go with it (garbage collection)
+    }
+    let (ns, name) = (rt.namespace().unwrap_or_else(|| "default".into()), rt.name_any());
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(dataset) = Api::<Dataset>::namespaced(ctx.client.clone(), &ns).get_opt(&name).await? else {
+        let status = json!({"masterPhase": "NotReady", "workerPhase": "NotReady", "fusePhase": "NotReady"});
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
+        return Ok(Action::requeue(Duration::from_secs(10)));
+    };
+    let owner = rt.controller_owner_ref(&()).ok_or_else(|| Error::Invalid(format!("runtime {ns}/{name} has no uid yet")))?;
+    let manifest = Manifest {
+        datasets: vec![dataset],
+        runtimes: vec![(*rt).clone().wrap()],
+        // Pods mount the Secrets by name; their values never pass through the operator.
+        secrets: SecretStore::references_only(),
+        ..Default::default()
+    };
+    let plan = manifest.plan(Some(&name)).map_err(|e| Error::Invalid(format!("{ns}/{name}: {e}")))?;
+    let params = PatchParams::apply(MANAGER).force();
+    for mut object in render(&plan, &ctx.opts).map_err(Error::Invalid)? {
+        if object["kind"] != "PersistentVolume" {
+            // Cluster-scoped objects cannot be owned by a namespaced runtime.
+            object["metadata"]["ownerReferences"] = json!([owner]);
+        }
+        apply(&ctx.client, &object, &params).await?;
+    }
+    let status = runtime_status(&ctx.client, &ns, &name, plan.replicas).await?;
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
+    Ok(Action::requeue(SYNC_PERIOD))
+}
+
+/// Server-side apply of one rendered object.
+async fn apply(client: &Client, object: &Value, params: &PatchParams) -> Result<(), Error> {
+    let (api_version, kind) = (object["apiVersion"].as_str().unwrap_or_default(), object["kind"].as_str().unwrap_or_default());
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    api.patch(name, params, &Patch::Apply(object)).await?;
+    Ok(())
+}
+
+/// Phases from the StatefulSets and the DaemonSet, as Fluid reports them.
+async fn runtime_status(client: &Client, ns: &str, name: &str, replicas: u32) -> Result<Value, Error> {
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let ready = |s: Option<StatefulSet>| s.and_then(|s| s.status).and_then(|s| s.ready_replicas).unwrap_or(0);
+    let master_ready = ready(sets.get_opt(&format!("{name}-master")).await?);
+    let workers_ready = ready(sets.get_opt(&format!("{name}-worker")).await?);
+    let fuse = Api::<DaemonSet>::namespaced(client.clone(), ns).get_opt(&format!("{name}-fuse")).await?.and_then(|d| d.status);
+    let (fuse_desired, fuse_ready) = fuse.map_or((0, 0), |s| (s.desired_number_scheduled, s.number_ready));
+    let phase = |ready: i32, want: i32| match (ready, want) {
+        (r, w) if r >= w && w > 0 => "Ready",
+        (r, _) if r > 0 => "PartialReady",
+        _ => "NotReady",
+    };
+    Ok(json!({
+        "masterPhase": phase(master_ready, 1),
+        "workerPhase": phase(workers_ready, replicas as i32),
+        // FUSE pods run only where a pod uses the Dataset: none wanted is fine.
+        "fusePhase": if fuse_desired == 0 { "Ready" } else { phase(fuse_ready, fuse_desired) },
+        "desiredMasterNumberScheduled": 1,
+        "masterNumberReady": master_ready,
+        "desiredWorkerNumberScheduled": replicas,
+        "workerNumberReady": workers_ready,
+        "workerNumberAvailable": workers_ready,
+        "desiredFuseNumberScheduled": fuse_desired,
+        "fuseNumberReady": fuse_ready,
+    }))
+}

@@ -1,0 +1,223 @@
+//! The reconcilers against a scripted API server (kube-rs's tower-test mock, as in
+//! kube-rs/controller-rs): each test states the exact calls a reconcile makes, in order,
+//! checks what it sends, and answers as the API server would.
+
+use cistern_api::JindoRuntime;
+use cistern_operator::controller::{reconcile_dataset, reconcile_runtime, Context, Error, FINALIZER};
+use cistern_operator::RenderOptions;
+use http::{Request, Response};
+use kube::client::Body;
+use kube::Client;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tower_test::mock::{Handle, SendResponse};
+
+struct ApiServer(Handle<Request<Body>, Response<Body>>);
+
+/// One call the reconcile made: its query string and JSON body, and where to answer.
+struct Call {
+    query: String,
+    body: Value,
+    reply: SendResponse<Response<Body>>,
+}
+
+impl Call {
+    fn ok(self, body: &Value) {
+        self.reply.send_response(Response::builder().body(Body::from(serde_json::to_vec(body).unwrap())).unwrap());
+    }
+    fn not_found(self) {
+        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"});
+        self.reply.send_response(Response::builder().status(404).body(Body::from(serde_json::to_vec(&status).unwrap())).unwrap());
+    }
+}
+
+impl ApiServer {
+    fn new() -> (Arc<Context>, ApiServer) {
+        let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let ctx = Context { client: Client::new(service, "default"), opts: RenderOptions { image: "cistern:test".into(), ..Default::default() } };
+        (Arc::new(ctx), ApiServer(handle))
+    }
+
+    /// The next call, which must be `method path`.
+    async fn expect(&mut self, method: &str, path: &str) -> Call {
+        let (request, reply) = tokio::time::timeout(std::time::Duration::from_secs(5), self.0.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("no call came; expected {method} {path}"))
+            .expect("the client is gone");
+        assert_eq!((request.method().as_str(), request.uri().path()), (method, path), "unexpected call");
+        let query = request.uri().query().unwrap_or_default().to_string();
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        Call { query, body, reply }
+    }
+}
+
+const FLUID: &str = "/apis/data.fluid.io/v1alpha1/namespaces/default";
+
+fn dataset(finalizers: &[&str], deleting: bool) -> Value {
+    let mut d = json!({
+        "apiVersion": "data.fluid.io/v1alpha1",
+        "kind": "Dataset",
+        "metadata": {"name": "demo", "namespace": "default", "uid": "ds-uid", "finalizers": finalizers, "resourceVersion": "1"},
+        "spec": {"mounts": [{
+            "mountPoint": "oss://bucket/dir", "name": "demo", "options": {"fs.oss.endpoint": "oss.example"},
+            "encryptOptions": [{"name": "fs.oss.accessKeyId", "valueFrom": {"secretKeyRef": {"name": "access-key", "key": "id"}}}],
+        }]},
+    });
+    if deleting {
+        d["metadata"]["deletionTimestamp"] = json!("2026-11-22T00:00:00Z");
+    }
+    d
+}
+
+fn jindo(replicas: u32) -> Value {
+    json!({
+        "apiVersion": "data.fluid.io/v1alpha1",
+        "kind": "JindoRuntime",
+        "metadata": {"name": "demo", "namespace": "default", "uid": "rt-uid", "resourceVersion": "1"},
+        "spec": {
+            "replicas": replicas,
+            "tieredstore": {"levels": [{"mediumtype": "MEM", "path": "/dev/shm", "quota": "2Gi", "high": "0.99", "low": "0.95"}]},
+            "master": {"properties": {"namespace.meta-dir": "/meta"}, "volumeMounts": [{"name": "meta-vol", "mountPath": "/meta"}]},
+            "volumes": [{"name": "meta-vol", "persistentVolumeClaim": {"claimName": "demo-meta"}}],
+        },
+    })
+}
+
+fn object<T: serde::de::DeserializeOwned>(v: Value) -> Arc<T> {
+    Arc::new(serde_json::from_value(v).unwrap())
+}
+
+#[tokio::test]
+async fn a_new_dataset_gets_the_finalizer_first() {
+    let (ctx, mut api) = ApiServer::new();
+    let run = tokio::spawn(reconcile_dataset(object(dataset(&[], false)), ctx));
+    let call = api.expect("PATCH", &format!("{FLUID}/datasets/demo")).await;
+    assert!(call.body.to_string().contains(FINALIZER), "{}", call.body);
+    call.ok(&dataset(&[FINALIZER], false));
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_dataset_is_bound_by_the_runtime_of_its_name() {
+    let (ctx, mut api) = ApiServer::new();
+    let run = tokio::spawn(reconcile_dataset(object(dataset(&[FINALIZER], false)), ctx));
+    api.expect("GET", &format!("{FLUID}/jindoruntimes/demo")).await.ok(&jindo(2));
+    let call = api.expect("PATCH", &format!("{FLUID}/datasets/demo/status")).await;
+    assert_eq!(call.body["status"]["phase"], "Bound");
+    assert_eq!(call.body["status"]["runtimes"][0]["type"], "jindo");
+    assert_eq!(call.body["status"]["runtimes"][0]["name"], "demo");
+    call.ok(&dataset(&[FINALIZER], false));
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn without_a_runtime_a_dataset_is_not_bound() {
+    let (ctx, mut api) = ApiServer::new();
+    let run = tokio::spawn(reconcile_dataset(object(dataset(&[FINALIZER], false)), ctx));
+    for kind in ["jindoruntimes", "alluxioruntimes", "juicefsruntimes"] {
+        api.expect("GET", &format!("{FLUID}/{kind}/demo")).await.not_found();
+    }
+    let call = api.expect("PATCH", &format!("{FLUID}/datasets/demo/status")).await;
+    assert_eq!(call.body["status"]["phase"], "NotBound");
+    call.ok(&dataset(&[FINALIZER], false));
+    run.await.unwrap().unwrap();
+}
+
+fn pod(phase: &str, claim: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "trainer", "namespace": "default"},
+        "spec": {"containers": [{"name": "c", "image": "i"}], "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]},
+        "status": {"phase": phase},
+    })
+}
+
+fn pod_list(pods: Vec<Value>) -> Value {
+    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": pods})
+}
+
+#[tokio::test]
+async fn deletion_waits_while_a_running_pod_uses_the_pvc() {
+    let (ctx, mut api) = ApiServer::new();
+    let run = tokio::spawn(reconcile_dataset(object(dataset(&[FINALIZER], true)), ctx));
+    api.expect("GET", "/api/v1/namespaces/default/pods").await.ok(&pod_list(vec![pod("Running", "demo")]));
+    match run.await.unwrap() {
+        Err(Error::InUse(ds, pod)) => assert_eq!((ds.as_str(), pod.as_str()), ("default/demo", "trainer")),
+        other => panic!("deletion went on while the PVC is in use: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn deletion_goes_on_once_no_running_pod_uses_the_pvc() {
+    let (ctx, mut api) = ApiServer::new();
+    let run = tokio::spawn(reconcile_dataset(object(dataset(&[FINALIZER], true)), ctx));
+    let pods = pod_list(vec![pod("Succeeded", "demo"), pod("Running", "other-claim")]);
+    api.expect("GET", "/api/v1/namespaces/default/pods").await.ok(&pods);
+    let call = api.expect("PATCH", &format!("{FLUID}/datasets/demo")).await;
+    assert!(call.body.to_string().contains("remove") || !call.body.to_string().contains(FINALIZER), "finalizer not removed: {}", call.body);
+    call.ok(&dataset(&[], true));
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_runtime_applies_its_objects_owned_and_reports_phases_and_scales() {
+    for replicas in [2u32, 3] {
+        let (ctx, mut api) = ApiServer::new();
+        let run = tokio::spawn(reconcile_runtime::<JindoRuntime>(object(jindo(replicas)), ctx));
+        api.expect("GET", &format!("{FLUID}/datasets/demo")).await.ok(&dataset(&[FINALIZER], false));
+        let applied = [
+            "/api/v1/namespaces/default/configmaps/demo-cistern-config",
+            "/api/v1/namespaces/default/services/demo-master",
+            "/apis/apps/v1/namespaces/default/statefulsets/demo-master",
+            "/apis/apps/v1/namespaces/default/statefulsets/demo-worker",
+            "/apis/apps/v1/namespaces/default/daemonsets/demo-fuse",
+            "/api/v1/persistentvolumes/default-demo",
+            "/api/v1/namespaces/default/persistentvolumeclaims/demo",
+        ];
+        for path in applied {
+            let call = api.expect("PATCH", path).await;
+            assert!(call.query.contains("fieldManager=cistern-operator") && call.query.contains("force=true"), "{path}: {}", call.query);
+            let owner = &call.body["metadata"]["ownerReferences"][0];
+            if path.contains("persistentvolumes/") {
+                assert!(owner.is_null(), "a cluster-scoped PV cannot be owned by a namespaced runtime");
+            } else {
+                assert_eq!((owner["uid"].as_str(), owner["kind"].as_str(), owner["controller"].as_bool()), (Some("rt-uid"), Some("JindoRuntime"), Some(true)), "{path}");
+            }
+            if path.ends_with("statefulsets/demo-worker") {
+                assert_eq!(call.body["spec"]["replicas"], replicas, "scaling");
+            }
+            if path.ends_with("configmaps/demo-cistern-config") {
+                let yaml = call.body["data"]["dataset.yaml"].as_str().unwrap();
+                assert!(yaml.contains("access-key") && yaml.contains("secretKeyRef"), "secret references kept: {yaml}");
+            }
+            let body = call.body.clone();
+            call.ok(&body);
+        }
+        let set = |ready: u32| json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "x"}, "status": {"replicas": ready, "readyReplicas": ready}});
+        api.expect("GET", "/apis/apps/v1/namespaces/default/statefulsets/demo-master").await.ok(&set(1));
+        api.expect("GET", "/apis/apps/v1/namespaces/default/statefulsets/demo-worker").await.ok(&set(2));
+        let ds = json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "demo-fuse"},
+            "status": {"currentNumberScheduled": 1, "desiredNumberScheduled": 1, "numberMisscheduled": 0, "numberReady": 1}});
+        api.expect("GET", "/apis/apps/v1/namespaces/default/daemonsets/demo-fuse").await.ok(&ds);
+        let call = api.expect("PATCH", &format!("{FLUID}/jindoruntimes/demo/status")).await;
+        let status = &call.body["status"];
+        assert_eq!(status["masterPhase"], "Ready");
+        assert_eq!(status["workerPhase"], if replicas == 2 { "Ready" } else { "PartialReady" }, "{status}");
+        assert_eq!(status["fusePhase"], "Ready");
+        assert_eq!(status["desiredWorkerNumberScheduled"], replicas);
+        call.ok(&jindo(replicas));
+        run.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_runtime_without_its_dataset_is_not_ready() {
+    let (ctx, mut api) = ApiServer::new();
+    let run = tokio::spawn(reconcile_runtime::<JindoRuntime>(object(jindo(1)), ctx));
+    api.expect("GET", &format!("{FLUID}/datasets/demo")).await.not_found();
+    let call = api.expect("PATCH", &format!("{FLUID}/jindoruntimes/demo/status")).await;
+    assert_eq!(call.body["status"]["workerPhase"], "NotReady");
+    call.ok(&jindo(1));
+    run.await.unwrap().unwrap();
+}
