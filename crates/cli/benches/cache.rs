@@ -48,10 +48,12 @@ fn main() {
     let target = up.mountpoint.join("big.bin");
     let cold = read_through(&target, size);
     row("cold sequential read through the mount", cold, "single-stream GET", single_get);
-    let warm = read_through(&target, size);
+    // Best of three: the first open right after the cold pass may still find the cold
+    // descriptor's release in flight and read normally instead of by passthrough.
+    let warm = (0..3).map(|_| read_through(&target, size)).fold(0.0, f64::max);
     let cache_file = tree::largest_file(shm.path());
-    let direct = read_through(&cache_file, size);
-    row("warm sequential read through the mount", warm, "reading the cache file directly", direct);
+    let direct = (0..3).map(|_| read_through(&cache_file, size)).fold(0.0, f64::max);
+    row("warm sequential read through the mount (best of 3)", warm, "reading the cache file directly", direct);
     drop(up);
 
     // 3: random 4 KiB reads on a cold cache.

@@ -34,15 +34,14 @@ impl Address {
     /// A channel that connects on first use and reconnects after the peer restarts.
     pub fn channel(&self) -> Channel {
         match self {
-            Address::Tcp(hostport) => Endpoint::from_shared(format!("http://{hostport}"))
-                .expect("a checked host:port is a valid URI")
+            Address::Tcp(hostport) => with_windows(Endpoint::from_shared(format!("http://{hostport}")).expect("a checked host:port is a valid URI"))
                 .connect_timeout(Duration::from_secs(2))
                 .tcp_nodelay(true)
                 .connect_lazy(),
             Address::Unix(path) => {
                 let path = path.clone();
                 // The URI is required but unused: the connector below decides where to go.
-                Endpoint::from_static("http://localhost")
+                with_windows(Endpoint::from_static("http://localhost"))
                     .connect_timeout(Duration::from_secs(2))
                     .connect_with_connector_lazy(tower::service_fn(move |_| {
                         let path = path.clone();
@@ -87,6 +86,12 @@ impl fmt::Display for Address {
             Address::Tcp(hp) => write!(f, "http://{hp}"),
         }
     }
+}
+
+/// HTTP/2 flow-control windows sized for MiB-sized read replies: with the 64 KiB default, a
+/// 1 MiB reply waits for a window update every 64 KiB.
+fn with_windows(e: Endpoint) -> Endpoint {
+    e.initial_stream_window_size(Some(8 << 20)).initial_connection_window_size(Some(32 << 20))
 }
 
 /// Accepted connections of either kind.
