@@ -132,3 +132,26 @@ fn a_bad_file_names_what_is_wrong() {
     let err = stderr_of(&out);
     assert!(err.contains("ftp") && err.contains("mounts[0]"), "{err}");
 }
+
+/// `scripts/validate_crs.py`: the CRDs' schemas as an API server with strict field validation.
+fn validate_crs(crds: &Path, resources: &[PathBuf]) -> (bool, String) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/validate_crs.py");
+    let out = Command::new("python3").arg(script).arg(crds).args(resources).output().expect("python3");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn the_seed_custom_resources_validate_against_the_generated_crds() {
+    let s = Scratch::new();
+    let crds = s.write("crds.yaml", &stdout_of(&s.cistern(&["crd"])));
+    let seeds: Vec<PathBuf> = ["seed-001-jindo-fuse-recovery.yaml", "seed-002-jindo-meta-persist.yaml", "seed-004-juicefs.yaml"]
+        .iter()
+        .map(|f| s.write(f, &seed(f)))
+        .collect();
+    let (ok, text) = validate_crs(&crds, &seeds);
+    assert!(ok && text.contains("6 custom resources checked, 0 errors"), "{text}");
+    // The check can fail: an unknown field and a wrong type are caught.
+    let bad = s.write("bad.yaml", "apiVersion: data.fluid.io/v1alpha1\nkind: JindoRuntime\nmetadata: {name: x}\nspec: {replicas: two, tieredstor: {}}\n");
+    let (ok, text) = validate_crs(&crds, &[bad]);
+    assert!(!ok && text.contains("unknown field spec.tieredstor") && text.contains("replicas"), "{text}");
+}
