@@ -127,3 +127,21 @@ pub fn largest_file(dir: &Path) -> PathBuf {
     }
     best.1
 }
+
+/// Reads `path` from start to end in 1 MiB reads, checks it had `expect` bytes; MiB/s.
+#[allow(dead_code)]
+pub fn sequential_read_mib_s(path: &Path, expect: u64) -> f64 {
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let t = std::time::Instant::now();
+    let mut n = 0u64;
+    loop {
+        let r = f.read(&mut buf).unwrap();
+        if r == 0 {
+            break;
+        }
+        n += r as u64;
+    }
+    assert_eq!(n, expect, "{} read short", path.display());
+    n as f64 / (1u64 << 20) as f64 / t.elapsed().as_secs_f64()
+}

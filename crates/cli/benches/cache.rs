@@ -14,7 +14,6 @@
 #[path = "../../../tests/support/mod.rs"]
 mod support;
 
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::Instant;
@@ -159,17 +158,5 @@ async fn single_stream_get(op: &opendal::Operator) -> f64 {
 /// Reads a file from start to end in 1 MiB reads after dropping its page cache; MiB/s.
 fn read_through(path: &Path, expect: u64) -> f64 {
     tree::drop_page_cache(path.parent().unwrap());
-    let mut f = std::fs::File::open(path).unwrap();
-    let mut buf = vec![0u8; MIB as usize];
-    let t = Instant::now();
-    let mut n = 0u64;
-    loop {
-        let r = f.read(&mut buf).unwrap();
-        if r == 0 {
-            break;
-        }
-        n += r as u64;
-    }
-    assert_eq!(n, expect, "{} read short", path.display());
-    n as f64 / MIB as f64 / t.elapsed().as_secs_f64()
+    tree::sequential_read_mib_s(path, expect)
 }

@@ -13,9 +13,7 @@
 #[path = "../../../tests/support/mod.rs"]
 mod support;
 
-use std::io::Read;
 use std::path::Path;
-use std::time::Instant;
 use support::*;
 
 const MIB: u64 = 1 << 20;
@@ -105,17 +103,5 @@ fn drop_caches() {
 /// Reads a file from start to end in 1 MiB reads after dropping caches; MiB/s.
 fn read_through(path: &Path, expect: u64) -> f64 {
     drop_caches();
-    let mut f = std::fs::File::open(path).unwrap();
-    let mut buf = vec![0u8; MIB as usize];
-    let t = Instant::now();
-    let mut n = 0u64;
-    loop {
-        let r = f.read(&mut buf).unwrap();
-        if r == 0 {
-            break;
-        }
-        n += r as u64;
-    }
-    assert_eq!(n, expect, "{} read short", path.display());
-    n as f64 / MIB as f64 / t.elapsed().as_secs_f64()
+    tree::sequential_read_mib_s(path, expect)
 }
