@@ -43,11 +43,7 @@ impl Served {
         ds["metadata"]["namespace"] = plan.namespace.clone().into();
         ds["metadata"]["creationTimestamp"] = self.created.clone().into();
         ds["status"] = status::dataset_status("Bound", &sum, &stats, (&plan.name, &plan.namespace, plan.runtime_kind));
-        let mut rtv = match &plan.runtime {
-            cistern_api::Runtime::Jindo(r) => serde_json::to_value(r)?,
-            cistern_api::Runtime::Alluxio(r) => serde_json::to_value(r)?,
-            cistern_api::Runtime::JuiceFS(r) => serde_json::to_value(r)?,
-        };
+        let mut rtv = plan.runtime.to_value()?;
         rtv["metadata"]["namespace"] = plan.namespace.clone().into();
         rtv["metadata"]["creationTimestamp"] = self.created.clone().into();
         rtv["status"] = status::runtime_status(plan.replicas, self.registry.live().len() as u32, &stats);

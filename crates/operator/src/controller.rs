@@ -38,6 +38,32 @@ pub enum Error {
 pub struct Context {
     pub client: Client,
     pub opts: RenderOptions,
+    /// The masters' web base URL for every Dataset (tests); by default each master's Service,
+    /// `http://<name>-master.<ns>.svc:19999`.
+    pub master_web: Option<String>,
+}
+
+impl Context {
+    pub fn new(client: Client, opts: RenderOptions) -> Context {
+        Context { client, opts, master_web: None }
+    }
+
+    fn master_web(&self, ns: &str, name: &str) -> String {
+        self.master_web.clone().unwrap_or_else(|| format!("http://{name}-master.{ns}.svc:{}", crate::render::WEB_PORT))
+    }
+}
+
+/// The master's own view (`/api/v1/status`): the Dataset's UFS totals and cache figures.
+/// `None` while the master is not reachable; the phases then come from Kubernetes alone.
+async fn master_status(base: &str) -> Option<Value> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().ok()?;
+    match client.get(format!("{base}/api/v1/status")).send().await.and_then(|r| r.error_for_status()) {
+        Ok(r) => r.json().await.ok(),
+        Err(e) => {
+            tracing::debug!("master status at {base}: {e}");
+            None
+        }
+    }
 }
 
 /// Requeues a failed reconcile after a pause.
@@ -152,8 +178,17 @@ pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) ->
         }
         apply(&ctx.client, &object, &params).await?;
     }
-    let status = runtime_status(&ctx.client, &ns, &name, plan.replicas).await?;
+    let mut status = runtime_status(&ctx.client, &ns, &name, plan.replicas).await?;
+    let figures = master_status(&ctx.master_web(&ns, &name)).await;
+    if let Some(cache) = figures.as_ref().map(|f| &f["runtime"]["status"]["cacheStates"]).filter(|c| c.is_object()) {
+        status["cacheStates"] = cache.clone();
+    }
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
+    if let Some(ds) = figures.as_ref().map(|f| &f["dataset"]["status"]).filter(|s| s.is_object()) {
+        // What `kubectl get dataset` prints: UFS total, cached, capacity, cached %.
+        let copied = json!({"ufsTotal": ds["ufsTotal"], "fileNum": ds["fileNum"], "cacheStates": ds["cacheStates"]});
+        Api::<Dataset>::namespaced(ctx.client.clone(), &ns).patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": copied}))).await?;
+    }
     Ok(Action::requeue(SYNC_PERIOD))
 }
 

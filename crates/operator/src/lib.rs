@@ -27,7 +27,7 @@ pub fn to_yaml(objects: &[serde_json::Value]) -> Result<String, String> {
 
 /// Runs the Dataset controller and one runtime controller per kind until the process stops.
 pub async fn run(client: Client, opts: RenderOptions) {
-    let ctx = Arc::new(Context { client: client.clone(), opts });
+    let ctx = Arc::new(Context::new(client.clone(), opts));
     let datasets = Controller::new(Api::<Dataset>::all(client.clone()), watcher::Config::default())
         .run(reconcile_dataset, error_policy, ctx.clone())
         .for_each(|r| async move {

@@ -33,8 +33,14 @@ impl Call {
 
 impl ApiServer {
     fn new() -> (Arc<Context>, ApiServer) {
+        // No master answers there (a closed port): phases come from Kubernetes alone.
+        ApiServer::with_master("http://127.0.0.1:1")
+    }
+
+    fn with_master(master_web: &str) -> (Arc<Context>, ApiServer) {
         let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let ctx = Context { client: Client::new(service, "default"), opts: RenderOptions { image: "cistern:test".into(), ..Default::default() } };
+        let mut ctx = Context::new(Client::new(service, "default"), RenderOptions { image: "cistern:test".into(), ..Default::default() });
+        ctx.master_web = Some(master_web.into());
         (Arc::new(ctx), ApiServer(handle))
     }
 
@@ -219,5 +225,53 @@ async fn a_runtime_without_its_dataset_is_not_ready() {
     let call = api.expect("PATCH", &format!("{FLUID}/jindoruntimes/demo/status")).await;
     assert_eq!(call.body["status"]["workerPhase"], "NotReady");
     call.ok(&jindo(1));
+    run.await.unwrap().unwrap();
+}
+
+/// A master's web port that answers `/api/v1/status` with `status`, once per connection.
+async fn fake_master(status: Value) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let n = conn.read(&mut buf).await.unwrap_or(0);
+            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("GET /api/v1/status "), "{}", String::from_utf8_lossy(&buf[..n]));
+            let body = status.to_string();
+            let reply = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let _ = conn.write_all(reply.as_bytes()).await;
+        }
+    });
+    base
+}
+
+#[tokio::test]
+async fn the_masters_figures_go_into_the_runtime_and_dataset_statuses() {
+    let figures = json!({
+        "dataset": {"status": {"phase": "Bound", "ufsTotal": "72.00MiB", "fileNum": "2",
+            "cacheStates": {"cached": "64.00MiB", "cacheCapacity": "2.00GiB", "cachedPercentage": "88.9%"}}},
+        "runtime": {"status": {"cacheStates": {"cached": "64.00MiB", "cacheCapacity": "2.00GiB"}}},
+    });
+    let (ctx, mut api) = ApiServer::with_master(&fake_master(figures).await);
+    let run = tokio::spawn(reconcile_runtime::<JindoRuntime>(object(jindo(1)), ctx));
+    api.expect("GET", &format!("{FLUID}/datasets/demo")).await.ok(&dataset(&[FINALIZER], false));
+    for _ in 0..7 {
+        let (_, reply) = api.0.next_request().await.unwrap();
+        reply.send_response(Response::builder().body(Body::from(b"{}".to_vec())).unwrap());
+    }
+    for path in ["statefulsets/demo-master", "statefulsets/demo-worker", "daemonsets/demo-fuse"] {
+        api.expect("GET", &format!("/apis/apps/v1/namespaces/default/{path}")).await.not_found();
+    }
+    let call = api.expect("PATCH", &format!("{FLUID}/jindoruntimes/demo/status")).await;
+    assert_eq!(call.body["status"]["cacheStates"]["cached"], "64.00MiB", "{}", call.body);
+    assert_eq!(call.body["status"]["masterPhase"], "NotReady");
+    call.ok(&jindo(1));
+    let call = api.expect("PATCH", &format!("{FLUID}/datasets/demo/status")).await;
+    let status = &call.body["status"];
+    assert_eq!((status["ufsTotal"].as_str(), status["fileNum"].as_str()), (Some("72.00MiB"), Some("2")));
+    assert_eq!(status["cacheStates"]["cachedPercentage"], "88.9%");
+    assert!(status.get("phase").is_none(), "the Dataset controller owns the phase");
+    call.ok(&dataset(&[FINALIZER], false));
     run.await.unwrap().unwrap();
 }
