@@ -56,6 +56,9 @@ impl Context {
 /// The master's own view (`/api/v1/status`): the Dataset's UFS totals and cache figures.
 /// `None` while the master is not reachable; the phases then come from Kubernetes alone.
 async fn master_status(base: &str) -> Option<Value> {
+    // reqwest is built with rustls but no provider of its own (one provider for the whole
+    // binary: ring, as kube uses); plain HTTP still builds its TLS config.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().ok()?;
     match client.get(format!("{base}/api/v1/status")).send().await.and_then(|r| r.error_for_status()) {
         Ok(r) => r.json().await.ok(),
