@@ -94,3 +94,43 @@ fn parse_size(s: &str) -> u64 {
     };
     (n.parse::<f64>().unwrap() * mult) as u64
 }
+
+/// `cistern load --master`: what the DataLoad Job runs on Kubernetes. No mount is read; the
+/// workers fetch from the UFS and keep the bytes, and the status counts them.
+#[test]
+fn load_through_the_master_without_a_mount() {
+    let s = Scratch::new();
+    let ufs = s.path("ufs");
+    let files = tree::layout(60, 8 << 20);
+    tree::write_local(&ufs, &files);
+    let yaml = dataset_yaml("demo", &format!("local://{}", ufs.display()), "", &s.path("cache"), "256Mi", 2);
+    let ds = s.write("demo.yaml", &yaml);
+    let _up = Up::start(&s, &ds, &[], "default", "demo");
+    let master = format!("unix:{}", s.run_root().join("default-demo/master.sock").display());
+
+    // A target that does not exist fails with the reason, naming the path.
+    let o = s.cistern(&["load", "--master", &master, "--load-name", "job", "/nope"]);
+    assert!(!o.status.success());
+    let err = stderr_of(&o);
+    assert!(err.contains("DataLoad job: Failed") && err.contains("target path `/nope`: not found"), "{err}");
+
+    let o = s.cistern(&["load", "--master", &master, "/d1"]);
+    let err = stderr_of(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("DataLoad load: Complete"), "{err}");
+    let d1: Vec<_> = files.iter().filter(|(k, _)| k.starts_with("d1/")).collect();
+    assert!(!d1.is_empty());
+    assert!(stdout_of(&o).contains(&format!("loaded {} files", d1.len())), "{}", stdout_of(&o));
+    let want: u64 = d1.iter().map(|(_, v)| v.len() as u64).sum();
+    let cached = eventually(10, "the loaded part in the status", || {
+        let cached = cached_bytes(&s);
+        (cached + (6 << 10) >= want).then_some(cached)
+    });
+    let total: u64 = files.values().map(|v| v.len() as u64).sum();
+    assert!(cached < total, "only /d1 was loaded: cached {cached} of {total}");
+
+    // A master that is not there: a clear error, not a hang.
+    let o = s.cistern(&["load", "--master", "unix:/nonexistent/master.sock", "--master-timeout-secs", "2"]);
+    assert!(!o.status.success());
+    assert!(stderr_of(&o).contains("the master at unix:/nonexistent/master.sock is unreachable"), "{}", stderr_of(&o));
+}

@@ -124,6 +124,25 @@ fn every_seed_and_the_crds_are_valid_kubernetes() {
 }
 
 #[test]
+fn a_dataload_renders_as_a_loader_job_against_the_master() {
+    let s = Scratch::new();
+    let load = "---\napiVersion: data.fluid.io/v1alpha1\nkind: DataLoad\nmetadata:\n  name: warm\nspec:\n  dataset:\n    name: demo\n    namespace: default\n  target:\n    - path: /train\n";
+    let input = s.write("with-load.yaml", &(seed("seed-002-jindo-meta-persist.yaml") + load));
+    let out = s.cistern(&["render", "-f", input.to_str().unwrap(), "--image", "cistern:test"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = stdout_of(&out);
+    let objects: Vec<Value> = text.split("\n---\n").map(|d| d.trim_start_matches("---\n")).filter(|d| !d.trim().is_empty()).map(|d| serde_saphyr::from_str(d).unwrap()).collect();
+    let job = find(&objects, "Job", "warm-loader");
+    let spec = &job["spec"]["template"]["spec"];
+    assert_eq!(spec["restartPolicy"], "Never");
+    let args: Vec<&str> = spec["containers"][0]["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert_eq!(args[0], "load");
+    assert!(args.windows(2).any(|w| w == ["--master", "demo-master.default.svc:19998"]), "{args:?}");
+    assert_eq!(args.last(), Some(&"/train"));
+    validate(&s.write("with-load.rendered.yaml", &text));
+}
+
+#[test]
 fn a_bad_file_names_what_is_wrong() {
     let s = Scratch::new();
     let bad = s.write("bad.yaml", "apiVersion: data.fluid.io/v1alpha1\nkind: Dataset\nmetadata: {name: d}\nspec: {mounts: [{mountPoint: 'ftp://x'}]}\n---\napiVersion: data.fluid.io/v1alpha1\nkind: JindoRuntime\nmetadata: {name: d}\nspec: {}\n");

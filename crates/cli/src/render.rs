@@ -1,5 +1,6 @@
 //! `cistern render -f dataset.yaml`: prints, without a cluster, the objects the operator would
-//! create for each Dataset in the file (like `helm template`), for review and for tests.
+//! create for each Dataset in the file (like `helm template`), for review and for tests, and
+//! the loader Job of each DataLoad in it.
 
 use anyhow::{anyhow, Result};
 use cistern_api::{Manifest, SecretStore};
@@ -37,7 +38,10 @@ pub fn run(args: RenderArgs) -> Result<()> {
     let mut out = String::new();
     for name in names {
         let plan = manifest.plan(Some(&name)).map_err(|e| anyhow!("{}: {e}", args.file.display()))?;
-        let objects = cistern_operator::render(&plan, &opts).map_err(|e| anyhow!("rendering {name}: {e}"))?;
+        let mut objects = cistern_operator::render(&plan, &opts).map_err(|e| anyhow!("rendering {name}: {e}"))?;
+        for dl in manifest.dataloads.iter().filter(|dl| dl.spec.dataset.name == name) {
+            objects.push(cistern_operator::dataload::loader_job(dl, &plan.runtime, &opts));
+        }
         out.push_str(&cistern_operator::to_yaml(&objects).map_err(|e| anyhow!(e))?);
     }
     print!("{out}");

@@ -196,7 +196,7 @@ pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) ->
 }
 
 /// Server-side apply of one rendered object.
-async fn apply(client: &Client, object: &Value, params: &PatchParams) -> Result<(), Error> {
+pub(crate) async fn apply(client: &Client, object: &Value, params: &PatchParams) -> Result<(), Error> {
     let (api_version, kind) = (object["apiVersion"].as_str().unwrap_or_default(), object["kind"].as_str().unwrap_or_default());
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));

@@ -1,16 +1,18 @@
 //! Cistern on Kubernetes: the objects that run a Dataset's runtime ([`render`], which
 //! `cistern render` prints) and the controllers that apply them ([`controller`], `cistern
-//! operator`).
+//! operator`), and the DataLoad controller ([`dataload`]).
 
 pub mod controller;
+pub mod dataload;
 pub mod render;
 
 pub use render::{render, RenderOptions};
 
-use cistern_api::{AlluxioRuntime, Dataset, JindoRuntime, JuiceFSRuntime};
+use cistern_api::{AlluxioRuntime, DataLoad, Dataset, JindoRuntime, JuiceFSRuntime};
 use controller::{error_policy, reconcile_dataset, reconcile_runtime, Context, RuntimeKind};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client};
 use std::sync::Arc;
@@ -35,8 +37,17 @@ pub async fn run(client: Client, opts: RenderOptions) {
                 tracing::debug!("dataset: {e}");
             }
         });
+    let loads = Controller::new(Api::<DataLoad>::all(client.clone()), watcher::Config::default())
+        .owns(Api::<Job>::all(client.clone()), watcher::Config::default())
+        .run(dataload::reconcile_dataload, error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!("dataload: {e}");
+            }
+        });
     tokio::join!(
         datasets,
+        loads,
         runtime_controller::<JindoRuntime>(&client, ctx.clone()),
         runtime_controller::<AlluxioRuntime>(&client, ctx.clone()),
         runtime_controller::<JuiceFSRuntime>(&client, ctx.clone()),

@@ -275,3 +275,86 @@ async fn the_masters_figures_go_into_the_runtime_and_dataset_statuses() {
     call.ok(&dataset(&[FINALIZER], false));
     run.await.unwrap().unwrap();
 }
+
+// ---- DataLoads ----
+
+fn dataload(phase: Option<&str>) -> Value {
+    let mut d = json!({
+        "apiVersion": "data.fluid.io/v1alpha1",
+        "kind": "DataLoad",
+        "metadata": {"name": "warm", "namespace": "default", "uid": "dl-uid", "resourceVersion": "1"},
+        "spec": {"dataset": {"name": "demo", "namespace": "default"}, "target": [{"path": "/train"}]},
+    });
+    if let Some(p) = phase {
+        d["status"] = json!({"phase": p});
+    }
+    d
+}
+
+fn job(status: Value) -> Value {
+    json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "warm-loader", "namespace": "default"}, "status": status})
+}
+
+/// Runs one DataLoad reconcile against a bound Dataset whose loader Job has `job_status`;
+/// returns the status the reconcile wrote.
+async fn reconcile_load_with_job(job_status: Value) -> Value {
+    let (ctx, mut api) = ApiServer::new();
+    let run = tokio::spawn(cistern_operator::dataload::reconcile_dataload(object(dataload(None)), ctx));
+    api.expect("GET", &format!("{FLUID}/datasets/demo")).await.ok(&dataset(&[FINALIZER], false));
+    api.expect("GET", &format!("{FLUID}/jindoruntimes/demo")).await.ok(&jindo(1));
+    let call = api.expect("PATCH", "/apis/batch/v1/namespaces/default/jobs/warm-loader").await;
+    assert!(call.query.contains("fieldManager=cistern-operator"), "{}", call.query);
+    let owner = &call.body["metadata"]["ownerReferences"][0];
+    assert_eq!((owner["kind"].as_str(), owner["uid"].as_str()), (Some("DataLoad"), Some("dl-uid")));
+    let args: Vec<&str> = call.body["spec"]["template"]["spec"]["containers"][0]["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(args.windows(2).any(|w| w == ["--master", "demo-master.default.svc:19998"]) && args.ends_with(&["/train"]), "{args:?}");
+    let body = call.body.clone();
+    call.ok(&body);
+    api.expect("GET", "/apis/batch/v1/namespaces/default/jobs/warm-loader").await.ok(&job(job_status));
+    let call = api.expect("PATCH", &format!("{FLUID}/dataloads/warm/status")).await;
+    let status = call.body["status"].clone();
+    call.ok(&dataload(status["phase"].as_str()));
+    run.await.unwrap().unwrap();
+    status
+}
+
+#[tokio::test]
+async fn a_dataload_mirrors_its_loader_jobs_phase() {
+    assert_eq!(reconcile_load_with_job(json!({})).await["phase"], "Pending");
+    assert_eq!(reconcile_load_with_job(json!({"active": 1})).await["phase"], "Executing");
+    let done = reconcile_load_with_job(json!({
+        "succeeded": 1, "startTime": "2026-11-22T00:00:00Z", "completionTime": "2026-11-22T00:01:05Z",
+        "conditions": [{"type": "Complete", "status": "True"}],
+    }))
+    .await;
+    assert_eq!((done["phase"].as_str(), done["duration"].as_str()), (Some("Complete"), Some("65s")));
+    let failed = reconcile_load_with_job(json!({
+        "failed": 4, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}],
+    }))
+    .await;
+    assert_eq!(failed["phase"], "Failed");
+    assert_eq!(failed["conditions"][0]["reason"], "BackoffLimitExceeded");
+    assert!(failed["conditions"][0]["message"].as_str().unwrap().contains("backoff limit"), "{failed}");
+}
+
+#[tokio::test]
+async fn a_dataload_waits_for_its_dataset() {
+    let (ctx, mut api) = ApiServer::new();
+    let run = tokio::spawn(cistern_operator::dataload::reconcile_dataload(object(dataload(None)), ctx));
+    api.expect("GET", &format!("{FLUID}/datasets/demo")).await.not_found();
+    let call = api.expect("PATCH", &format!("{FLUID}/dataloads/warm/status")).await;
+    assert_eq!(call.body["status"]["phase"], "Pending");
+    assert!(call.body["status"]["conditions"][0]["message"].as_str().unwrap().contains("Dataset default/demo does not exist"), "{}", call.body);
+    call.ok(&dataload(Some("Pending")));
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_finished_dataload_is_left_alone() {
+    for phase in ["Complete", "Failed"] {
+        let (ctx, mut api) = ApiServer::new();
+        cistern_operator::dataload::reconcile_dataload(object(dataload(Some(phase))), ctx).await.unwrap();
+        let call = tokio::time::timeout(std::time::Duration::from_millis(200), api.0.next_request()).await;
+        assert!(!matches!(call, Ok(Some(_))), "{phase}: a finished DataLoad made an API call");
+    }
+}

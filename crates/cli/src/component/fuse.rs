@@ -11,7 +11,7 @@
 //! serves in one process, the fallback for kernels without FUSE_NOTIFY_RESEND (6.9+): a dead
 //! daemon then leaves a dead mount, which the next one takes down and mounts again.
 
-use super::{default_run_dir, fsname, master::SYNC_TTL, master_socket, DatasetArgs};
+use super::{connect, default_run_dir, fsname, master::SYNC_TTL, master_socket, DatasetArgs};
 use crate::mountpoint::prepare_mountpoint;
 use anyhow::{anyhow, bail, Context, Result};
 use cistern_client::Client;
@@ -67,7 +67,6 @@ pub struct FuseArgs {
 }
 
 /// How often the client asks the master which workers are live.
-const WORKER_REFRESH: Duration = Duration::from_secs(2);
 /// The descriptor numbers a daemon finds the connection and the open-file table at.
 const DAEMON_FD: RawFd = 3;
 const TABLE_FD: RawFd = 4;
@@ -105,32 +104,6 @@ pub fn run(args: FuseArgs, log_level: &str) -> Result<()> {
     supervise(&args, &t, log_level)
 }
 
-/// A client of the master, once it lists at least one worker.
-fn connect(rt: &tokio::runtime::Runtime, master: &Address) -> Result<Arc<Client>> {
-    // Channels spawn their connection tasks on the runtime they are made in.
-    let client = Arc::new(rt.block_on(async { Client::remote(master) }));
-    rt.block_on(async {
-        loop {
-            match client.refresh_workers().await {
-                Ok(n) if n > 0 => return Ok(()),
-                Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                Err(e) => return Err(anyhow!("the master at {master} is unreachable: {}", e.message)),
-            }
-        }
-    })?;
-    let refresher = client.clone();
-    rt.spawn(async move {
-        let mut tick = tokio::time::interval(WORKER_REFRESH);
-        loop {
-            tick.tick().await;
-            if let Err(e) = refresher.refresh_workers().await {
-                tracing::debug!("worker list: {}", e.message);
-            }
-        }
-    });
-    Ok(client)
-}
-
 fn file_system(t: &Target, client: Arc<Client>, rt: &tokio::runtime::Runtime) -> CisternFs {
     let ttl = if t.plan.auto_sync { SYNC_TTL } else { Duration::from_secs(3600) };
     CisternFs::new(client, rt.handle().clone(), ttl)
@@ -142,7 +115,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn standalone(args: &FuseArgs, t: &Target) -> Result<()> {
     let rt = runtime()?;
-    let client = connect(&rt, &t.master)?;
+    let client = connect(&rt, &t.master, None)?;
     let created = prepare_mountpoint(&t.mountpoint, &fsname(&t.plan))?;
     let mount = FuseMount::mount(&t.mountpoint, &fsname(&t.plan), file_system(t, client, &rt), args.threads)
         .with_context(|| format!("cannot mount {}", t.mountpoint.display()))?;
@@ -163,7 +136,7 @@ fn daemon(args: &FuseArgs, t: &Target, fd: RawFd) -> Result<()> {
     let file = unsafe { std::fs::File::from_raw_fd(fd) };
     let rt = runtime()?;
     // Requests wait in the kernel until the threads below start reading.
-    let client = connect(&rt, &t.master)?;
+    let client = connect(&rt, &t.master, None)?;
     let mut fs = file_system(t, client, &rt);
     if let Some(table) = args.open_table_fd {
         // SAFETY: as above, a descriptor the supervisor placed for this process.

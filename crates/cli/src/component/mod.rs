@@ -12,7 +12,11 @@ pub mod worker;
 use anyhow::{anyhow, Result};
 use cistern_api::{DatasetPlan, Manifest, Medium};
 use cistern_worker::LevelSpec;
+use cistern_client::Client;
+use cistern_rpc::Address;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Which Dataset a component serves: the same YAML (and Secrets) every component reads.
 #[derive(clap::Args, Debug, Clone)]
@@ -139,3 +143,38 @@ pub async fn open_mounts(plan: &DatasetPlan, probe: bool, tolerate: bool) -> Res
 pub fn namespace_stored(plan: &DatasetPlan) -> bool {
     plan.meta_dir.join(cistern_master::store::STORE_FILE).exists()
 }
+
+/// How often a client asks the master which workers are live.
+const WORKER_REFRESH: Duration = Duration::from_secs(2);
+
+/// A client of the master, once it lists at least one worker; calls retry an unreachable
+/// peer for `patience` (the client's default when `None`).
+pub fn connect(rt: &tokio::runtime::Runtime, master: &Address, patience: Option<Duration>) -> Result<Arc<Client>> {
+    // Channels spawn their connection tasks on the runtime they are made in.
+    let mut client = rt.block_on(async { Client::remote(master) });
+    if let Some(budget) = patience {
+        client = client.with_backoff(cistern_rpc::Backoff { budget, ..Default::default() });
+    }
+    let client = Arc::new(client);
+    rt.block_on(async {
+        loop {
+            match client.refresh_workers().await {
+                Ok(n) if n > 0 => return Ok(()),
+                Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => return Err(anyhow!("the master at {master} is unreachable: {}", e.message)),
+            }
+        }
+    })?;
+    let refresher = client.clone();
+    rt.spawn(async move {
+        let mut tick = tokio::time::interval(WORKER_REFRESH);
+        loop {
+            tick.tick().await;
+            if let Err(e) = refresher.refresh_workers().await {
+                tracing::debug!("worker list: {}", e.message);
+            }
+        }
+    });
+    Ok(client)
+}
+

@@ -1,0 +1,196 @@
+//! `cistern load`: prefetch a Dataset (or some of its paths) into the cache, like a Fluid
+//! DataLoad.
+//!
+//! In embedded mode the cache belongs to the `cistern up` process, so the load reads through
+//! that process's mount: every byte goes through the normal read path, lands in the worker
+//! that owns the file, and counts in the Dataset's status. The kernel's page cache is dropped
+//! for each file first (fadvise), so the reads really reach the cache engine.
+//!
+//! With `--master`, the load goes through the Dataset's master and workers over gRPC instead,
+//! with no mount: what the DataLoad Job runs on Kubernetes (see [`source`]).
+//!
+//! The DataLoad status goes Pending → Executing → Complete (or Failed, with the reason); it is
+//! printed and, in embedded mode, written to the run directory as `dataload-<name>.json`.
+
+mod progress;
+mod source;
+
+use crate::rundir::discover;
+use anyhow::{anyhow, bail, Result};
+use cistern_api::quantity::format_bytes;
+use cistern_api::Manifest;
+use progress::Progress;
+use serde_json::json;
+use source::Source;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Debug)]
+pub struct LoadArgs {
+    /// A file with a DataLoad, or with the Dataset to load (optional with --master).
+    #[arg(short = 'f', long = "filename", required_unless_present_any = ["master", "mount"])]
+    pub file: Option<PathBuf>,
+    /// Paths inside the Dataset to load (default: all of it, or the DataLoad's targets).
+    pub paths: Vec<String>,
+    /// Files read at the same time.
+    #[arg(long, default_value_t = 4)]
+    pub parallel: usize,
+    /// Load through the Dataset's master (`HOST:PORT` or `unix:/path.sock`) and its workers,
+    /// without a mount: what the DataLoad Job runs on Kubernetes.
+    #[arg(long, conflicts_with = "mount")]
+    pub master: Option<String>,
+    /// Load by reading this directory, where the Dataset is mounted (a PVC in a Job's pod).
+    #[arg(long)]
+    pub mount: Option<PathBuf>,
+    /// How long to wait for an unreachable master or worker before failing, with --master.
+    #[arg(long, default_value_t = 60)]
+    pub master_timeout_secs: u64,
+    /// The DataLoad's name in the progress lines, with --master or --mount and no -f.
+    #[arg(long, default_value = "load")]
+    pub load_name: String,
+    #[command(flatten)]
+    pub run: crate::RunRootArg,
+}
+
+struct Job {
+    name: String,
+    namespace: String,
+    dataset: String,
+    targets: Vec<String>,
+}
+
+pub fn run(args: LoadArgs) -> Result<()> {
+    let manifest = match &args.file {
+        Some(f) => Some(Manifest::from_path(f)?),
+        None => None,
+    };
+    let job = match &manifest {
+        Some(m) => pick_job(m, &args)?,
+        None => Job {
+            name: args.load_name.clone(),
+            namespace: String::new(),
+            dataset: String::new(),
+            targets: if args.paths.is_empty() { vec!["/".into()] } else { args.paths.clone() },
+        },
+    };
+    let (source, status_file) = match (&args.master, &args.mount) {
+        (_, Some(dir)) => (Source::Mount(dir.clone()), None),
+        (Some(master), None) => {
+            let address = cistern_rpc::Address::parse(master).map_err(|e| anyhow!("--master {e}"))?;
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            let client = crate::component::connect(&rt, &address, Some(Duration::from_secs(args.master_timeout_secs)))?;
+            (Source::Master { rt, client }, None)
+        }
+        (None, None) => {
+            let served = discover(&args.run.run_root);
+            let status = served
+                .iter()
+                .find(|s| s.dataset["metadata"]["name"] == job.dataset.as_str() && s.dataset["metadata"]["namespace"] == job.namespace.as_str())
+                .ok_or_else(|| {
+                    anyhow!(
+                        "Dataset {}/{} is not served on this machine: start it with `cistern up -f <file>` first",
+                        job.namespace,
+                        job.dataset
+                    )
+                })?;
+            let run_dir = args.run.run_root.join(format!("{}-{}", job.namespace, job.dataset));
+            (Source::Mount(status.mountpoint.clone()), Some(run_dir.join(format!("dataload-{}.json", job.name))))
+        }
+    };
+    let who = if job.namespace.is_empty() { job.name.clone() } else { format!("{}/{}", job.namespace, job.name) };
+    let report = |phase: &str, extra: serde_json::Value| {
+        let mut st = json!({"phase": phase});
+        if let (Some(o), Some(e)) = (st.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        if let Some(path) = &status_file {
+            let obj = json!({
+                "apiVersion": "data.fluid.io/v1alpha1", "kind": "DataLoad",
+                "metadata": {"name": job.name, "namespace": job.namespace},
+                "spec": {"dataset": {"name": job.dataset, "namespace": job.namespace}, "target": job.targets.iter().map(|p| json!({"path": p})).collect::<Vec<_>>()},
+                "status": st,
+            });
+            let _ = std::fs::write(path, serde_json::to_vec_pretty(&obj).unwrap_or_default());
+        }
+        eprintln!("DataLoad {who}: {phase}");
+    };
+    report("Pending", json!({}));
+    let started = Instant::now();
+    report("Executing", json!({}));
+    match load(&source, &job.targets, args.parallel.max(1)) {
+        Ok((files, bytes)) => {
+            let secs = started.elapsed().as_secs_f64();
+            report("Complete", json!({"duration": format!("{secs:.1}s")}));
+            println!(
+                "loaded {files} files, {} in {secs:.1}s ({}/s)",
+                format_bytes(bytes),
+                format_bytes((bytes as f64 / secs.max(0.001)) as u64)
+            );
+            Ok(())
+        }
+        Err(e) => {
+            report("Failed", json!({"conditions": [{"type": "Failed", "status": "True", "reason": "LoadFailed", "message": format!("{e:#}")}]}));
+            Err(e)
+        }
+    }
+}
+
+fn pick_job(m: &Manifest, args: &LoadArgs) -> Result<Job> {
+    if let Some(dl) = m.dataloads.first() {
+        let namespace = dl.metadata.namespace.clone().or_else(|| dl.spec.dataset.namespace.clone()).unwrap_or_else(|| "default".into());
+        let mut targets: Vec<String> = dl.spec.target.iter().map(|t| t.path.clone()).collect();
+        targets.extend(args.paths.iter().cloned());
+        return Ok(Job {
+            name: dl.metadata.name.clone().unwrap_or_default(),
+            namespace,
+            dataset: dl.spec.dataset.name.clone(),
+            targets: if targets.is_empty() { vec!["/".into()] } else { targets },
+        });
+    }
+    let ds = match m.datasets.as_slice() {
+        [one] => one,
+        [] => bail!("{}: no DataLoad and no Dataset: add a `kind: DataLoad` or the Dataset to load", file_name(args)),
+        _ => bail!("{}: several Datasets; add a DataLoad naming the one to load", file_name(args)),
+    };
+    let dataset = ds.metadata.name.clone().unwrap_or_default();
+    Ok(Job {
+        name: format!("{dataset}-load"),
+        namespace: ds.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        dataset,
+        targets: if args.paths.is_empty() { vec!["/".into()] } else { args.paths.clone() },
+    })
+}
+
+fn file_name(args: &LoadArgs) -> String {
+    args.file.as_ref().map(|f| f.display().to_string()).unwrap_or_default()
+}
+
+/// Reads every file under the targets, `parallel` at a time; returns (files, bytes).
+fn load(source: &Source, targets: &[String], parallel: usize) -> Result<(u64, u64)> {
+    let files = source.list(targets)?;
+    let total: u64 = files.iter().map(|f| f.1).sum();
+    let count = files.len() as u64;
+    let progress = Progress::new(total, count);
+    let queue = Arc::new(Mutex::new(files));
+    let failure: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
+    std::thread::scope(|s| {
+        for _ in 0..parallel {
+            s.spawn(|| loop {
+                let Some((entry, size)) = queue.lock().expect("queue lock").pop() else { return };
+                if let Err(e) = source.read(&entry, size, &progress) {
+                    *failure.lock().expect("failure lock") = Some(e);
+                    queue.lock().expect("queue lock").clear();
+                    return;
+                }
+                progress.file_done();
+            });
+        }
+    });
+    progress.finish();
+    if let Some(e) = failure.lock().expect("failure lock").take() {
+        return Err(e);
+    }
+    Ok((count, progress.bytes.load(Ordering::Relaxed)))
+}

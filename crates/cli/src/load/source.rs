@@ -1,0 +1,121 @@
+//! Where a load reads from:
+//! - [`Source::Mount`]: the FUSE mount of this machine's `cistern up` (embedded mode). Every
+//!   byte goes through the normal read path and lands in the worker that owns the file.
+//! - [`Source::Master`]: the Dataset's master over gRPC, reading from its workers, without a
+//!   mount: what the DataLoad Job runs on Kubernetes. The workers fetch from the UFS and keep
+//!   what they fetch, exactly as for a read through FUSE.
+
+use super::progress::Progress;
+use anyhow::{Context, Result};
+use cistern_client::Client;
+use cistern_master::{Ino, ROOT_INO};
+use std::io::Read;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Bytes asked of a worker at a time when loading through the master.
+const CHUNK: u64 = 4 << 20;
+
+pub enum Source {
+    Mount(PathBuf),
+    Master { rt: tokio::runtime::Runtime, client: Arc<Client> },
+}
+
+/// One file to load.
+pub enum Entry {
+    Path(PathBuf),
+    Ino(Ino),
+}
+
+impl Source {
+    /// Every file under the targets, with its size.
+    pub fn list(&self, targets: &[String]) -> Result<Vec<(Entry, u64)>> {
+        let mut files = Vec::new();
+        for t in targets {
+            match self {
+                Source::Mount(mountpoint) => {
+                    let root = mountpoint.join(t.trim_start_matches('/'));
+                    let meta = std::fs::metadata(&root).with_context(|| format!("target path `{t}`: not found in the Dataset"))?;
+                    if meta.is_dir() {
+                        walk_dir(&root, &mut files)?;
+                    } else {
+                        files.push((Entry::Path(root), meta.len()));
+                    }
+                }
+                Source::Master { rt, client } => rt.block_on(async {
+                    let mut node = client.getattr(ROOT_INO).await.map_err(|e| anyhow::anyhow!("the master: {e}"))?;
+                    for name in t.split('/').filter(|c| !c.is_empty()) {
+                        node = client
+                            .lookup(node.ino, name)
+                            .await
+                            .map_err(|e| anyhow::anyhow!("target path `{t}`: not found in the Dataset ({e})"))?;
+                    }
+                    walk_master(client, node, &mut files).await
+                })?,
+            }
+        }
+        Ok(files)
+    }
+
+    /// Reads one file whole, counting its bytes.
+    pub fn read(&self, entry: &Entry, size: u64, progress: &Progress) -> Result<()> {
+        match (self, entry) {
+            (Source::Mount(_), Entry::Path(path)) => read_path(path, progress),
+            (Source::Master { rt, client }, Entry::Ino(ino)) => rt.block_on(async {
+                let mut offset = 0;
+                while offset < size {
+                    let got = client.read(*ino, offset, CHUNK.min(size - offset)).await.map_err(|e| anyhow::anyhow!("inode {ino}: {e}"))?;
+                    if got.is_empty() {
+                        break; // the file shrank since it was listed
+                    }
+                    offset += got.len() as u64;
+                    progress.add(got.len() as u64);
+                }
+                Ok(())
+            }),
+            _ => unreachable!("entries come from the same source"),
+        }
+    }
+}
+
+fn walk_dir(dir: &Path, out: &mut Vec<(Entry, u64)>) -> Result<()> {
+    for e in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let e = e?;
+        let meta = e.metadata()?;
+        if meta.is_dir() {
+            walk_dir(&e.path(), out)?;
+        } else {
+            out.push((Entry::Path(e.path()), meta.len()));
+        }
+    }
+    Ok(())
+}
+
+async fn walk_master(client: &Client, root: cistern_master::Inode, out: &mut Vec<(Entry, u64)>) -> Result<()> {
+    let mut dirs = vec![root];
+    while let Some(node) = dirs.pop() {
+        if !node.is_dir() {
+            out.push((Entry::Ino(node.ino), node.size));
+            continue;
+        }
+        let children = client.readdir(node.ino).await.map_err(|e| anyhow::anyhow!("cannot list `{}`: {e}", node.name))?;
+        dirs.extend(children);
+    }
+    Ok(())
+}
+
+fn read_path(path: &Path, progress: &Progress) -> Result<()> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    // Drop the kernel's copy so the reads reach the cache engine.
+    // SAFETY: fadvise on an fd we own.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        progress.add(n as u64);
+    }
+}
