@@ -246,6 +246,10 @@ pub struct RuntimeStatus {
     pub fuse_number_ready: i32,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cache_states: BTreeMap<String, String>,
+    /// The node affinity that places a pod next to the cache (the nodes labelled
+    /// `fluid.io/s-<ns>-<name>`), as Fluid reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_affinity: Option<k8s_openapi::api::core::v1::NodeAffinity>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

@@ -3,7 +3,8 @@
 //!   exists, then Bound with the runtime named in `status.runtimes`; deletion waits while a
 //!   running pod mounts the Dataset's PVC.
 //! - Runtimes (one reconcile for every kind): the objects of [`crate::render`] applied with
-//!   server-side apply, owned by the runtime, and the runtime's phases from their statuses.
+//!   server-side apply, owned by the runtime, and the runtime's phases from their statuses;
+//!   the nodes that hold the cache are labelled ([`crate::locality`]).
 
 use crate::render::{render, RenderOptions};
 use cistern_api::{AlluxioRuntime, Dataset, JindoRuntime, JuiceFSRuntime, Manifest, Runtime, SecretStore};
@@ -182,6 +183,13 @@ pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) ->
         apply(&ctx.client, &object, &params).await?;
     }
     let mut status = runtime_status(&ctx.client, &ns, &name, plan.replicas).await?;
+    let holding = crate::locality::label_cache_nodes(&ctx.client, &ns, &name).await?;
+    if !holding.is_empty() {
+        let key = crate::locality::cache_label(&ns, &name);
+        status["cacheAffinity"] = json!({"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": key, "operator": "In", "values": ["true"]}]}
+        ]}});
+    }
     let figures = master_status(&ctx.master_web(&ns, &name)).await;
     if let Some(cache) = figures.as_ref().map(|f| &f["runtime"]["status"]["cacheStates"]).filter(|c| c.is_object()) {
         status["cacheStates"] = cache.clone();

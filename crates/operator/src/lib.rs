@@ -4,6 +4,7 @@
 
 pub mod controller;
 pub mod dataload;
+pub mod locality;
 pub mod render;
 
 pub use render::{render, RenderOptions};

@@ -206,8 +206,14 @@ async fn a_runtime_applies_its_objects_owned_and_reports_phases_and_scales() {
         let ds = json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "demo-fuse"},
             "status": {"currentNumberScheduled": 1, "desiredNumberScheduled": 1, "numberMisscheduled": 0, "numberReady": 1}});
         api.expect("GET", "/apis/apps/v1/namespaces/default/daemonsets/demo-fuse").await.ok(&ds);
+        // Workers run on node-a and node-b; node-c still carries the label from an old worker.
+        let workers = vec![worker_pod("Running", "node-a"), worker_pod("Running", "node-b"), worker_pod("Pending", "node-d")];
+        let patched = answer_locality(&mut api, workers, &["node-b", "node-c"], 2).await;
+        assert_eq!(patched, [("node-a".to_string(), json!("true")), ("node-c".to_string(), Value::Null)]);
         let call = api.expect("PATCH", &format!("{FLUID}/jindoruntimes/demo/status")).await;
         let status = &call.body["status"];
+        let term = &status["cacheAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"][0];
+        assert_eq!(term["key"], "fluid.io/s-default-demo", "{status}");
         assert_eq!(status["masterPhase"], "Ready");
         assert_eq!(status["workerPhase"], if replicas == 2 { "Ready" } else { "PartialReady" }, "{status}");
         assert_eq!(status["fusePhase"], "Ready");
@@ -226,6 +232,37 @@ async fn a_runtime_without_its_dataset_is_not_ready() {
     assert_eq!(call.body["status"]["workerPhase"], "NotReady");
     call.ok(&jindo(1));
     run.await.unwrap().unwrap();
+}
+
+fn worker_pod(phase: &str, node: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("demo-worker-{node}"), "namespace": "default", "labels": {"release": "demo", "role": "worker"}},
+        "spec": {"nodeName": node, "containers": [{"name": "worker", "image": "i"}]},
+        "status": {"phase": phase},
+    })
+}
+
+/// Answers the cache-locality calls: the worker pods, the nodes already labelled, then
+/// `patches` node patches; returns each as (node, the label's new value).
+async fn answer_locality(api: &mut ApiServer, workers: Vec<Value>, labelled: &[&str], patches: usize) -> Vec<(String, Value)> {
+    let call = api.expect("GET", "/api/v1/namespaces/default/pods").await;
+    assert!(call.query.contains("labelSelector=release%3Ddemo%2Crole%3Dworker"), "{}", call.query);
+    call.ok(&pod_list(workers));
+    let call = api.expect("GET", "/api/v1/nodes").await;
+    assert!(call.query.contains("labelSelector=fluid.io%2Fs-default-demo"), "{}", call.query);
+    let nodes: Vec<Value> = labelled.iter().map(|n| json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n, "labels": {"fluid.io/s-default-demo": "true"}}})).collect();
+    call.ok(&json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {"resourceVersion": "1"}, "items": nodes}));
+    let mut patched = Vec::new();
+    for _ in 0..patches {
+        let (request, reply) = tokio::time::timeout(std::time::Duration::from_secs(5), api.0.next_request()).await.expect("a node patch").expect("client");
+        assert_eq!(request.method(), "PATCH");
+        let node = request.uri().path().strip_prefix("/api/v1/nodes/").unwrap_or_else(|| panic!("not a node patch: {}", request.uri())).to_string();
+        let body: Value = serde_json::from_slice(&request.into_body().collect_bytes().await.unwrap()).unwrap();
+        patched.push((node.clone(), body["metadata"]["labels"]["fluid.io/s-default-demo"].clone()));
+        reply.send_response(Response::builder().body(Body::from(serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}})).unwrap())).unwrap());
+    }
+    patched
 }
 
 /// A master's web port that answers `/api/v1/status` with `status`, once per connection.
@@ -263,6 +300,7 @@ async fn the_masters_figures_go_into_the_runtime_and_dataset_statuses() {
     for path in ["statefulsets/demo-master", "statefulsets/demo-worker", "daemonsets/demo-fuse"] {
         api.expect("GET", &format!("/apis/apps/v1/namespaces/default/{path}")).await.not_found();
     }
+    assert!(answer_locality(&mut api, vec![], &[], 0).await.is_empty());
     let call = api.expect("PATCH", &format!("{FLUID}/jindoruntimes/demo/status")).await;
     assert_eq!(call.body["status"]["cacheStates"]["cached"], "64.00MiB", "{}", call.body);
     assert_eq!(call.body["status"]["masterPhase"], "NotReady");
@@ -357,4 +395,67 @@ async fn a_finished_dataload_is_left_alone() {
         let call = tokio::time::timeout(std::time::Duration::from_millis(200), api.0.next_request()).await;
         assert!(!matches!(call, Ok(Some(_))), "{phase}: a finished DataLoad made an API call");
     }
+}
+
+// ---- Seed 002, unchanged ----
+
+/// The Dataset and JindoRuntime of seed 002's YAML, as the API server would return them.
+fn seed_002() -> (Value, Value) {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/examples/seed-002-jindo-meta-persist.yaml");
+    let m = cistern_api::Manifest::from_path(&path).unwrap_or_else(|e| panic!("{}: {e} (../shared must be beside the checkout)", path.display()));
+    let mut ds = serde_json::to_value(&m.datasets[0]).unwrap();
+    let mut rt = m.runtimes[0].to_value().unwrap();
+    for (o, uid) in [(&mut ds, "ds-uid"), (&mut rt, "rt-uid")] {
+        o["metadata"]["namespace"] = json!("default");
+        o["metadata"]["uid"] = json!(uid);
+        o["metadata"]["resourceVersion"] = json!("1");
+    }
+    ds["metadata"]["finalizers"] = json!([FINALIZER]);
+    (ds, rt)
+}
+
+#[tokio::test]
+async fn seed_002_creates_the_objects_and_binds_the_dataset() {
+    let (ds, rt) = seed_002();
+    assert_eq!((ds["metadata"]["name"].as_str(), rt["kind"].as_str()), (Some("demo"), Some("JindoRuntime")));
+
+    // The runtime: every object applied, the master's meta-dir on the seed's PVC.
+    let (ctx, mut api) = ApiServer::new();
+    let run = tokio::spawn(reconcile_runtime::<JindoRuntime>(object(rt.clone()), ctx));
+    api.expect("GET", &format!("{FLUID}/datasets/demo")).await.ok(&ds);
+    let mut applied = Vec::new();
+    for _ in 0..7 {
+        let (request, reply) = api.0.next_request().await.unwrap();
+        assert_eq!(request.method(), "PATCH");
+        let path = request.uri().path().to_string();
+        let body: Value = serde_json::from_slice(&request.into_body().collect_bytes().await.unwrap()).unwrap();
+        reply.send_response(Response::builder().body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap());
+        applied.push((path, body));
+    }
+    let get = |suffix: &str| &applied.iter().find(|(p, _)| p.ends_with(suffix)).unwrap_or_else(|| panic!("{suffix} not applied")).1;
+    let master = &get("statefulsets/demo-master")["spec"]["template"]["spec"];
+    let claim = master["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "meta-vol").expect("meta-vol");
+    assert_eq!(claim["persistentVolumeClaim"]["claimName"], "demo-jindo-master-meta");
+    assert_eq!(get("statefulsets/demo-worker")["spec"]["replicas"], 2);
+    assert_eq!(get("persistentvolumes/default-demo")["spec"]["csi"]["driver"], "fuse.csi.fluid.io");
+    assert_eq!(get("persistentvolumeclaims/demo")["spec"]["volumeName"], "default-demo");
+    let text = serde_json::to_string(&applied.iter().map(|a| &a.1).collect::<Vec<_>>()).unwrap();
+    assert!(!text.contains("******"), "a secret value in an applied object");
+    for path in ["statefulsets/demo-master", "statefulsets/demo-worker", "daemonsets/demo-fuse"] {
+        api.expect("GET", &format!("/apis/apps/v1/namespaces/default/{path}")).await.not_found();
+    }
+    answer_locality(&mut api, vec![], &[], 0).await;
+    let call = api.expect("PATCH", &format!("{FLUID}/jindoruntimes/demo/status")).await;
+    assert_eq!(call.body["status"]["desiredWorkerNumberScheduled"], 2);
+    call.ok(&rt);
+    run.await.unwrap().unwrap();
+
+    // The Dataset: bound by the runtime of its name.
+    let (ctx, mut api) = ApiServer::new();
+    let run = tokio::spawn(reconcile_dataset(object(ds.clone()), ctx));
+    api.expect("GET", &format!("{FLUID}/jindoruntimes/demo")).await.ok(&rt);
+    let call = api.expect("PATCH", &format!("{FLUID}/datasets/demo/status")).await;
+    assert_eq!(call.body["status"]["phase"], "Bound");
+    call.ok(&ds);
+    run.await.unwrap().unwrap();
 }
