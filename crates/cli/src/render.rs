@@ -38,6 +38,13 @@ pub fn run(args: RenderArgs) -> Result<()> {
     let mut out = String::new();
     for name in names {
         let plan = manifest.plan(Some(&name)).map_err(|e| anyhow!("{}: {e}", args.file.display()))?;
+        if let Some(vol) = cistern_api::juicefs::JuiceFsVolume::from_plan(&plan, Some(&plan.meta_dir)).map_err(|e| anyhow!(e))?.filter(|v| v.meta_defaulted) {
+            eprintln!(
+                "warning: {}: no `metaurl`: each node's JuiceFS client gets its own SQLite metadata under {}, so nodes do not share one volume; set encryptOptions `metaurl` to a shared engine (redis://, mysql://, tikv://)",
+                vol.field,
+                plan.meta_dir.display()
+            );
+        }
         let mut objects = cistern_operator::render(&plan, &opts).map_err(|e| anyhow!("rendering {name}: {e}"))?;
         for dl in manifest.dataloads.iter().filter(|dl| dl.spec.dataset.name == name) {
             objects.push(cistern_operator::dataload::loader_job(dl, &plan.runtime, &opts));

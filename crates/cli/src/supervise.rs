@@ -39,6 +39,17 @@ pub struct ChildSpec {
     /// The subcommand and its arguments.
     pub args: Vec<OsString>,
     pub ready: Ready,
+    /// Another program than `cistern` itself (the `juicefs` engine), and environment
+    /// variables for it (where secrets go, never in `args`).
+    pub program: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+}
+
+impl ChildSpec {
+    /// A component run by the `cistern` binary itself.
+    pub fn cistern(name: String, args: Vec<OsString>, ready: Ready) -> ChildSpec {
+        ChildSpec { name, args, ready, program: None, env: Vec::new() }
+    }
 }
 
 struct Slot {
@@ -71,12 +82,18 @@ impl Supervisor {
     }
 
     fn spawn(&self, spec: &ChildSpec) -> Result<Child> {
-        let mut cmd = Command::new(&self.exe);
-        cmd.args(&spec.args).env("CISTERN_COMPONENT", &spec.name);
+        let mut cmd = Command::new(spec.program.as_ref().unwrap_or(&self.exe));
+        cmd.args(&spec.args).env("CISTERN_COMPONENT", &spec.name).envs(spec.env.iter().map(|(k, v)| (k, v)));
         let parent = std::process::id() as libc::pid_t;
+        // Another program gets its own process group, so that the helpers it forks (JuiceFS
+        // runs a watchdog and a mount process) can be killed with it.
+        let own_group = spec.program.is_some();
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
+                if own_group && libc::setpgid(0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -145,6 +162,25 @@ impl Supervisor {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(10));
+        }
+        let slot = &self.slots[i];
+        if slot.spec.program.is_some() {
+            // What it left behind would serve (or hold) the old mount: gone with the group.
+            // SAFETY: killpg(2) on the group our child led.
+            unsafe { libc::killpg(slot.child.id() as libc::pid_t, libc::SIGKILL) };
+        }
+        if let Ready::Mount(path, fsname) = &slot.spec.ready {
+            // A mount whose daemon died with the child: a new one cannot stack on it. The
+            // kernel aborts it once the last holder of its descriptor is gone.
+            // Our own FUSE components take a dead mount down themselves: no wait for them.
+            let patience = if slot.spec.program.is_some() { Duration::from_secs(2) } else { Duration::ZERO };
+            let until = Instant::now() + patience;
+            while !crate::mountpoint::unmount_if_dead(path, fsname)?
+                && Instant::now() < until
+                && crate::mountpoint::mount_source(path).as_deref() == Some(fsname)
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         let child = self.spawn(&self.slots[i].spec)?;
         let slot = &mut self.slots[i];

@@ -13,6 +13,7 @@ use crate::rundir::{RunDir, StatusFile};
 use crate::status;
 use crate::supervise::{ChildSpec, Ready, Supervisor};
 use anyhow::{anyhow, Result};
+use cistern_api::juicefs::JuiceFsVolume;
 use cistern_api::DatasetPlan;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -52,15 +53,24 @@ extern "C" fn on_stop_signal(_: libc::c_int) {
 
 pub fn run(args: UpArgs, log_level: &str) -> Result<()> {
     let plan = args.dataset.plan()?;
+    // A juicefs:// Dataset runs on the JuiceFS engine (crate::juicefs), as in Fluid.
+    let juicefs = JuiceFsVolume::from_plan(&plan, Some(&plan.meta_dir)).map_err(|e| anyhow!("{}: {e}", args.dataset.file.display()))?;
+    if let Some(vol) = &juicefs {
+        crate::juicefs::find_binary(vol)?;
+    }
     let run_dir_path = args.run_dir.clone().unwrap_or_else(|| args.run.run_root.join(format!("{}-{}", plan.namespace, plan.name)));
     let run_dir = RunDir::acquire(&run_dir_path, &plan.namespace, &plan.name)?;
     let mountpoint = args.mount_root.join(&plan.namespace).join(&plan.name);
-    let created = prepare_mountpoint(&mountpoint, &fsname(&plan))?;
+    let fs_name = juicefs.as_ref().map(crate::juicefs::fsname).unwrap_or_else(|| fsname(&plan));
+    let created = prepare_mountpoint(&mountpoint, &fs_name)?;
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores to an atomic.
         unsafe { libc::signal(sig, on_stop_signal as *const () as libc::sighandler_t) };
     }
-    let result = check(&plan).and_then(|()| serve(&args, &plan, &run_dir.path, &mountpoint, log_level));
+    let result = match &juicefs {
+        Some(vol) => crate::juicefs::serve(&plan, vol, &run_dir.path, &mountpoint, &STOP),
+        None => check(&plan).and_then(|()| serve(&args, &plan, &run_dir.path, &mountpoint, log_level)),
+    };
     run_dir.clear();
     if created {
         let _ = std::fs::remove_dir(&mountpoint);
@@ -100,39 +110,39 @@ fn serve(args: &UpArgs, plan: &DatasetPlan, run_dir: &Path, mountpoint: &Path, l
     };
     let web: &dyn AsRef<std::ffi::OsStr> = &args.web_addr;
     sup.start(
-        ChildSpec {
-            name: "master".into(),
-            args: child_args("master", &[&"--web-addr", web, &"--mountpoint", &mountpoint]),
-            ready: Ready::Socket(master_socket(run_dir)),
-        },
+        ChildSpec::cistern(
+            "master".into(),
+            child_args("master", &[&"--web-addr", web, &"--mountpoint", &mountpoint]),
+            Ready::Socket(master_socket(run_dir)),
+        ),
         &STOP,
     )?;
     for i in 0..plan.replicas as usize {
         let index = i.to_string();
         sup.start(
-            ChildSpec {
-                name: format!("worker-{i}"),
-                args: child_args("worker", &[&"--index", &index]),
-                ready: Ready::Socket(worker_socket(run_dir, i)),
-            },
+            ChildSpec::cistern(
+                format!("worker-{i}"),
+                child_args("worker", &[&"--index", &index]),
+                Ready::Socket(worker_socket(run_dir, i)),
+            ),
             &STOP,
         )?;
     }
     let threads = args.fuse_threads.to_string();
     let fuse = if args.fuse_standalone {
         // Restarted by `sup` like any child; it unmounts the dead mount and mounts again.
-        ChildSpec {
-            name: "fuse".into(),
-            args: child_args("fuse", &[&"--mountpoint", &mountpoint, &"--threads", &threads, &"--standalone"]),
-            ready: Ready::Mount(mountpoint.to_path_buf(), fsname(plan)),
-        }
+        ChildSpec::cistern(
+            "fuse".into(),
+            child_args("fuse", &[&"--mountpoint", &mountpoint, &"--threads", &threads, &"--standalone"]),
+            Ready::Mount(mountpoint.to_path_buf(), fsname(plan)),
+        )
     } else {
-        ChildSpec {
-            // It runs and replaces the FUSE daemon itself, which it names in fuse.pid.
-            name: "fuse-supervisor".into(),
-            args: child_args("fuse", &[&"--mountpoint", &mountpoint, &"--threads", &threads]),
-            ready: Ready::Mount(mountpoint.to_path_buf(), fsname(plan)),
-        }
+        // It runs and replaces the FUSE daemon itself, which it names in fuse.pid.
+        ChildSpec::cistern(
+            "fuse-supervisor".into(),
+            child_args("fuse", &[&"--mountpoint", &mountpoint, &"--threads", &threads]),
+            Ready::Mount(mountpoint.to_path_buf(), fsname(plan)),
+        )
     };
     sup.start(fuse, &STOP)?;
     let first = first_status(run_dir, plan.replicas);

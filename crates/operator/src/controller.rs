@@ -182,7 +182,9 @@ pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) ->
         }
         apply(&ctx.client, &object, &params).await?;
     }
-    let mut status = runtime_status(&ctx.client, &ns, &name, plan.replicas).await?;
+    // JuiceFS runs its own engine: no Cistern master to wait for or to ask for figures.
+    let has_master = !matches!(plan.runtime, Runtime::JuiceFS(_));
+    let mut status = runtime_status(&ctx.client, &ns, &name, plan.replicas, has_master).await?;
     let holding = crate::locality::label_cache_nodes(&ctx.client, &ns, &name).await?;
     if !holding.is_empty() {
         let key = crate::locality::cache_label(&ns, &name);
@@ -190,7 +192,7 @@ pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) ->
             {"matchExpressions": [{"key": key, "operator": "In", "values": ["true"]}]}
         ]}});
     }
-    let figures = master_status(&ctx.master_web(&ns, &name)).await;
+    let figures = if has_master { master_status(&ctx.master_web(&ns, &name)).await } else { None };
     if let Some(cache) = figures.as_ref().map(|f| &f["runtime"]["status"]["cacheStates"]).filter(|c| c.is_object()) {
         status["cacheStates"] = cache.clone();
     }
@@ -218,10 +220,10 @@ pub(crate) async fn apply(client: &Client, object: &Value, params: &PatchParams)
 }
 
 /// Phases from the StatefulSets and the DaemonSet, as Fluid reports them.
-async fn runtime_status(client: &Client, ns: &str, name: &str, replicas: u32) -> Result<Value, Error> {
+async fn runtime_status(client: &Client, ns: &str, name: &str, replicas: u32, has_master: bool) -> Result<Value, Error> {
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     let ready = |s: Option<StatefulSet>| s.and_then(|s| s.status).and_then(|s| s.ready_replicas).unwrap_or(0);
-    let master_ready = ready(sets.get_opt(&format!("{name}-master")).await?);
+    let master_ready = if has_master { ready(sets.get_opt(&format!("{name}-master")).await?) } else { 1 };
     let workers_ready = ready(sets.get_opt(&format!("{name}-worker")).await?);
     let fuse = Api::<DaemonSet>::namespaced(client.clone(), ns).get_opt(&format!("{name}-fuse")).await?.and_then(|d| d.status);
     let (fuse_desired, fuse_ready) = fuse.map_or((0, 0), |s| (s.desired_number_scheduled, s.number_ready));

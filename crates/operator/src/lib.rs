@@ -6,6 +6,7 @@ pub mod controller;
 pub mod dataload;
 pub mod locality;
 pub mod render;
+pub mod render_juicefs;
 
 pub use render::{render, RenderOptions};
 

@@ -10,6 +10,7 @@
 //! - a PersistentVolume for the CSI driver `fuse.csi.fluid.io` and a PVC named after the
 //!   Dataset, which pods mount.
 
+use cistern_api::juicefs::JuiceFsVolume;
 use cistern_api::plan::{DatasetPlan, Medium};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -18,6 +19,8 @@ use std::path::Path;
 pub const MASTER_PORT: u16 = 19998;
 pub const WEB_PORT: u16 = 19999;
 pub const WORKER_PORT: u16 = 29999;
+/// The type of the FUSE mount the CSI plugin waits for.
+pub const MOUNT_TYPE: &str = "fuse.cistern";
 /// The size Fluid gives its PVs: the Dataset is not bounded by it.
 const PV_CAPACITY: &str = "100Pi";
 const CONFIG_DIR: &str = "/etc/cistern";
@@ -38,19 +41,19 @@ impl Default for RenderOptions {
 }
 
 /// Names shared by the objects of one Dataset.
-struct Names<'a> {
-    ns: &'a str,
-    name: &'a str,
+pub(crate) struct Names<'a> {
+    pub ns: &'a str,
+    pub name: &'a str,
 }
 
 impl Names<'_> {
     fn id(&self) -> String {
         format!("{}-{}", self.ns, self.name)
     }
-    fn labels(&self, role: &str) -> Value {
+    pub fn labels(&self, role: &str) -> Value {
         json!({"app": "cistern", "release": self.name, "role": role, "fluid.io/dataset-id": self.id()})
     }
-    fn meta(&self, name: String, role: &str) -> Value {
+    pub fn meta(&self, name: String, role: &str) -> Value {
         json!({"name": name, "namespace": self.ns, "labels": self.labels(role)})
     }
     fn master_address(&self) -> String {
@@ -63,8 +66,12 @@ pub fn fluid_path(plan: &DatasetPlan, opts: &RenderOptions) -> String {
     format!("{}/{}/{}/cistern-fuse", opts.mount_root, plan.namespace, plan.name)
 }
 
-/// Every object, in the order they can be applied.
+/// Every object, in the order they can be applied. A `juicefs://` Dataset runs on JuiceFS's
+/// own engine ([`crate::render_juicefs`]).
 pub fn render(plan: &DatasetPlan, opts: &RenderOptions) -> Result<Vec<Value>, String> {
+    if let Some(vol) = JuiceFsVolume::from_plan(plan, Some(&plan.meta_dir))? {
+        return Ok(crate::render_juicefs::render(plan, &vol, opts));
+    }
     let n = Names { ns: &plan.namespace, name: &plan.name };
     Ok(vec![
         config_map(plan, &n)?,
@@ -72,7 +79,7 @@ pub fn render(plan: &DatasetPlan, opts: &RenderOptions) -> Result<Vec<Value>, St
         master(plan, &n, opts),
         workers(plan, &n, opts),
         fuse(plan, &n, opts),
-        persistent_volume(plan, &n, opts),
+        persistent_volume(plan, &n, opts, MOUNT_TYPE),
         persistent_volume_claim(plan, &n),
     ])
 }
@@ -233,7 +240,7 @@ fn covered(path: &Path, mounts: &[k8s_openapi::api::core::v1::VolumeMount]) -> b
 }
 
 /// The tiered store's volumes and mounts, at the same paths inside the pod as on the node.
-fn tier_volumes(plan: &DatasetPlan, read_only: bool) -> (Vec<Value>, Vec<Value>) {
+pub(crate) fn tier_volumes(plan: &DatasetPlan, read_only: bool) -> (Vec<Value>, Vec<Value>) {
     let (mut volumes, mut mounts) = (Vec::new(), Vec::new());
     let levels = &plan.runtime.spec().tieredstore.levels;
     for (i, tier) in plan.tiers.iter().enumerate() {
@@ -332,7 +339,7 @@ fn fuse(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
     })
 }
 
-fn access_modes(plan: &DatasetPlan) -> Vec<String> {
+pub(crate) fn access_modes(plan: &DatasetPlan) -> Vec<String> {
     let modes = &plan.dataset.spec.access_modes;
     if modes.is_empty() {
         vec!["ReadOnlyMany".into()]
@@ -345,7 +352,7 @@ fn pv_label(n: &Names) -> String {
     format!("fluid.io/s-{}-{}", n.ns, n.name)
 }
 
-fn persistent_volume(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
+pub(crate) fn persistent_volume(plan: &DatasetPlan, n: &Names, opts: &RenderOptions, mount_type: &str) -> Value {
     let policy = plan.runtime.spec().fuse.clean_policy.clone().unwrap_or_else(|| "OnDemand".into());
     json!({
         "apiVersion": "v1",
@@ -361,7 +368,7 @@ fn persistent_volume(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Val
                 "volumeHandle": n.id(),
                 "volumeAttributes": {
                     "fluid_path": fluid_path(plan, opts),
-                    "mount_type": "fuse.cistern",
+                    "mount_type": mount_type,
                     "runtime_name": n.name,
                     "runtime_namespace": n.ns,
                     "fuse_clean_policy": policy,
@@ -371,7 +378,7 @@ fn persistent_volume(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Val
     })
 }
 
-fn persistent_volume_claim(plan: &DatasetPlan, n: &Names) -> Value {
+pub(crate) fn persistent_volume_claim(plan: &DatasetPlan, n: &Names) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",

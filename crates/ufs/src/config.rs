@@ -96,7 +96,7 @@ pub(crate) fn build(m: &MountPlan) -> Result<Built, UfsError> {
         Scheme::JuiceFs => {
             return Err(err(
                 m,
-                "mountPoint: juicefs:// is served by the JuiceFS engine, which embedded mode does not run yet; use local://, s3://, oss://, http(s):// or hdfs://".into(),
+                "mountPoint: juicefs:// is served by the JuiceFS engine (the `juicefs` binary), not by Cistern's master and workers: run it with `cistern up`, or a JuiceFSRuntime on Kubernetes".into(),
             ))
         }
     }

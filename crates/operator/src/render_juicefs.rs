@@ -1,0 +1,125 @@
+//! The objects of a JuiceFSRuntime: JuiceFS's own engine, as Fluid runs it (seed 004). There
+//! is no Cistern master: the FUSE DaemonSet runs `juicefs format` then `juicefs mount` at the
+//! PV's `fluid_path`, and the worker StatefulSet runs a `juicefs mount` of its own whose cache
+//! (the tiered store's paths, `quota` in MiB) is what DataLoads warm. The PV and PVC are the
+//! same as for every runtime, with `mount_type: fuse.juicefs`.
+//!
+//! Secrets reach the pods as environment variables from the Secrets (`METAURL`, `ACCESS_KEY`,
+//! `SECRET_KEY`), never as values in the objects.
+
+use crate::render::{fluid_path, persistent_volume, persistent_volume_claim, tier_volumes, Names, RenderOptions};
+use cistern_api::juicefs::JuiceFsVolume;
+use cistern_api::DatasetPlan;
+use serde_json::{json, Value};
+
+pub const MOUNT_TYPE: &str = "fuse.juicefs";
+
+/// Where a worker mounts the volume inside its pod (only to fill its cache).
+const WORKER_MOUNT: &str = "/runtime-mnt/juicefs-worker";
+
+/// Environment variables the JuiceFS commands read, from the encryptOptions' Secrets.
+fn secret_env(plan: &DatasetPlan) -> Vec<Value> {
+    let spec = &plan.dataset.spec;
+    let var = |name: &str| match name {
+        "metaurl" | "meta-url" => Some("METAURL"),
+        "access-key" => Some("ACCESS_KEY"),
+        "secret-key" => Some("SECRET_KEY"),
+        "token" => Some("SESSION_TOKEN"),
+        _ => None,
+    };
+    spec.shared_encrypt_options
+        .iter()
+        .chain(spec.mounts.iter().flat_map(|m| &m.encrypt_options))
+        .filter_map(|e| {
+            var(&e.name).map(|v| {
+                json!({"name": v, "valueFrom": {"secretKeyRef": {"name": e.value_from.secret_key_ref.name, "key": e.value_from.secret_key_ref.key}}})
+            })
+        })
+        .collect()
+}
+
+/// A shell line: the metadata URL comes from `$METAURL` when a Secret gives it.
+fn shell(args: &[std::ffi::OsString], meta_url: &str, from_secret: bool) -> String {
+    args.iter()
+        .map(|a| {
+            let a = a.to_string_lossy();
+            if from_secret && a == meta_url {
+                "\"$METAURL\"".to_string()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn container(plan: &DatasetPlan, vol: &JuiceFsVolume, opts: &RenderOptions, role: &str, mountpoint: &str, mounts: Vec<Value>) -> Value {
+    let env = secret_env(plan);
+    let from_secret = env.iter().any(|e| e["name"] == "METAURL");
+    let format = shell(&vol.format_args(), &vol.meta_url, from_secret);
+    let mount = shell(&vol.mount_args(std::path::Path::new(mountpoint), "0.0.0.0:9567"), &vol.meta_url, from_secret);
+    json!({
+        "name": role,
+        "image": opts.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["sh", "-c", format!("mkdir -p '{mountpoint}' && juicefs {format} && exec juicefs {mount}")],
+        "env": env,
+        "ports": [{"name": "metrics", "containerPort": 9567}],
+        "securityContext": {"privileged": true},
+        "volumeMounts": mounts,
+    })
+}
+
+pub fn render(plan: &DatasetPlan, vol: &JuiceFsVolume, opts: &RenderOptions) -> Vec<Value> {
+    let n = Names { ns: &plan.namespace, name: &plan.name };
+    let spec = plan.runtime.spec();
+    let (tier_vols, tier_mounts) = tier_volumes(plan, false);
+    // SQLite (no metaurl): the database lives on the node, beside the cache.
+    let mut meta = Vec::new();
+    if vol.meta_url.starts_with("sqlite3://") {
+        meta.push((json!({"name": "meta", "hostPath": {"path": plan.meta_dir, "type": "DirectoryOrCreate"}}), json!({"name": "meta", "mountPath": plan.meta_dir})));
+    }
+    let volumes = |extra: Vec<Value>| -> Vec<Value> { tier_vols.iter().cloned().chain(meta.iter().map(|m| m.0.clone())).chain(extra).collect() };
+    let mounts = |extra: Vec<Value>| -> Vec<Value> { tier_mounts.iter().cloned().chain(meta.iter().map(|m| m.1.clone())).chain(extra).collect() };
+
+    let worker = container(plan, vol, opts, "worker", WORKER_MOUNT, mounts(vec![]));
+    let workers = json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": n.meta(format!("{}-worker", n.name), "worker"),
+        "spec": {
+            "replicas": plan.replicas,
+            "serviceName": format!("{}-worker", n.name),
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": n.labels("worker")},
+            "template": {"metadata": {"labels": n.labels("worker")}, "spec": {
+                "containers": [worker],
+                "volumes": volumes(vec![]),
+                "nodeSelector": spec.worker.node_selector,
+                "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"labelSelector": {"matchLabels": n.labels("worker")}, "topologyKey": "kubernetes.io/hostname"}
+                ]}},
+            }},
+        },
+    });
+
+    let mount_dir = format!("{}/{}/{}", opts.mount_root, n.ns, n.name);
+    let fuse_mount = json!({"name": "fuse-mount", "mountPath": mount_dir, "mountPropagation": "Bidirectional"});
+    let fuse_container = container(plan, vol, opts, "fuse", &fluid_path(plan, opts), mounts(vec![fuse_mount]));
+    let mut selector = spec.fuse.node_selector.clone();
+    selector.insert(cistern_csi::fuse_label(n.ns, n.name), "true".into());
+    let fuse = json!({
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": n.meta(format!("{}-fuse", n.name), "fuse"),
+        "spec": {
+            "selector": {"matchLabels": n.labels("fuse")},
+            "template": {"metadata": {"labels": n.labels("fuse")}, "spec": {
+                "containers": [fuse_container],
+                "volumes": volumes(vec![json!({"name": "fuse-mount", "hostPath": {"path": mount_dir, "type": "DirectoryOrCreate"}})]),
+                "nodeSelector": selector,
+            }},
+        },
+    });
+    vec![workers, fuse, persistent_volume(plan, &n, opts, MOUNT_TYPE), persistent_volume_claim(plan, &n)]
+}
