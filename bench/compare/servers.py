@@ -1,0 +1,285 @@
+"""The S3 server and the contenders' mounts, each with a way to empty its own cache.
+
+Every contender reads the same data from the same SeaweedFS bucket on 127.0.0.1 (JuiceFS keeps
+its own block format, so it gets a copy written through it under its own prefix), and each one's
+`cold()` stops it, wipes its cache, drops the kernel's caches and mounts it again.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+ACCESS_KEY = "bench-key"
+SECRET_KEY = "bench-secret-5c1f"
+BUCKET = "bench"
+
+
+def drop_caches():
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def free_base():
+    """Five consecutive free ports and their +10000 gRPC twins (weed's convention)."""
+    for _ in range(200):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        base = s.getsockname()[1]
+        s.close()
+        if not 20000 <= base <= 50000:
+            continue
+        ok = True
+        for port in [base + i for i in range(6)] + [base + i + 10000 for i in range(6)]:
+            t = socket.socket()
+            try:
+                t.bind(("127.0.0.1", port))
+            except OSError:
+                ok = False
+            finally:
+                t.close()
+        if ok:
+            return base
+    raise RuntimeError("no free port range for the S3 server")
+
+
+def wait_mounted(path, proc=None, timeout=90):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.ismount(path):
+            try:
+                os.listdir(path)
+                return
+            except OSError:
+                pass
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the mount of {path} exited ({proc.returncode}); see its log")
+        time.sleep(0.1)
+    raise RuntimeError(f"{path} not mounted after {timeout}s")
+
+
+def unmount(path):
+    if os.path.ismount(path):
+        subprocess.run(["umount", "-l", path], check=False)
+
+
+class S3Server:
+    """`weed mini` with the bench's keys, and anonymous reads for the curl references."""
+
+    def __init__(self, work):
+        self.dir = os.path.join(work, "weed")
+        os.makedirs(self.dir, exist_ok=True)
+        config = os.path.join(self.dir, "s3.json")
+        with open(config, "w") as f:
+            json.dump({"identities": [
+                {"name": "admin", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                 "actions": ["Admin", "Read", "List", "Tagging", "Write"]},
+                {"name": "anonymous", "actions": ["Read", "List", "Write"]},
+            ]}, f)
+        base = free_base()
+        self.port = base + 3
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ)
+        env.pop("AWS_CA_BUNDLE", None)
+        self.proc = subprocess.Popen(
+            ["weed", "mini", f"-dir={self.dir}/data", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+             f"-master.port={base}", f"-filer.port={base + 1}", f"-volume.port={base + 2}",
+             f"-s3.port={base + 3}", f"-admin.port={base + 4}", f"-s3.config={config}",
+             f"-bucket={BUCKET}", "-admin.ui=false", "-webdav=false"],
+            stdout=open(os.path.join(self.dir, "weed.log"), "w"), stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + 90
+        while True:
+            try:
+                self.put("ready-probe", b"ok")
+                return
+            except OSError:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"the S3 server did not start; see {self.dir}/weed.log")
+                time.sleep(0.5)
+
+    def connection(self):
+        import http.client
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+
+    def put(self, key, data, conn=None):
+        c = conn or self.connection()
+        c.request("PUT", f"/{BUCKET}/{key}", body=data, headers={"Content-Length": str(len(data))})
+        r = c.getresponse()
+        r.read()
+        if r.status != 200:
+            raise OSError(f"PUT {key}: HTTP {r.status}")
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+class Mount:
+    """A contender: `start()` mounts, `stop()` unmounts, `cold()` empties its cache."""
+
+    name = "?"
+
+    def __init__(self, work, s3, data_prefix):
+        self.work = os.path.join(work, self.name)
+        self.mnt = os.path.join(self.work, "mnt")
+        self.cache = os.path.join(self.work, "cache")
+        os.makedirs(self.mnt, exist_ok=True)
+        self.s3 = s3
+        self.prefix = data_prefix
+        self.proc = None
+
+    def root(self):
+        """Where the dataset's top directory appears."""
+        return os.path.join(self.mnt, self.prefix)
+
+    def log(self):
+        return open(os.path.join(self.work, "mount.log"), "a")
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+        unmount(self.mnt)
+
+    def cold(self):
+        self.stop()
+        shutil.rmtree(self.cache, ignore_errors=True)
+        os.makedirs(self.cache, exist_ok=True)
+        drop_caches()
+        self.start()
+
+
+class Tmpfs(Mount):
+    """The limit: the same bytes in /dev/shm, read directly."""
+
+    name = "tmpfs (limit)"
+
+    def __init__(self, shm_root):
+        self.mnt = shm_root
+        self.prefix = ""
+        self.proc = None
+
+    def root(self):
+        return self.mnt
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+    def cold(self):
+        pass
+
+
+class Cistern(Mount):
+    name = "cistern"
+
+    def __init__(self, work, s3, prefix, binary, quota_mib):
+        self.binary = binary
+        self.quota = quota_mib
+        super().__init__(work, s3, prefix)
+
+    def root(self):
+        return os.path.join(self.mnt, "default", "bench")
+
+    def start(self):
+        yaml = f"""apiVersion: data.fluid.io/v1alpha1
+kind: Dataset
+metadata: {{name: bench}}
+spec:
+  mounts:
+    - mountPoint: s3://{BUCKET}/{self.prefix}
+      name: bench
+      path: /
+      options: {{fs.s3.endpoint: "{self.s3.endpoint}", fs.s3.region: us-east-1, fs.s3.accessKeyId: {ACCESS_KEY}, fs.s3.accessKeySecret: {SECRET_KEY}}}
+---
+apiVersion: data.fluid.io/v1alpha1
+kind: JindoRuntime
+metadata: {{name: bench}}
+spec:
+  replicas: 1
+  tieredstore:
+    levels:
+      - {{mediumtype: MEM, path: /dev/shm/cistern-bench-cache, quota: {self.quota}Mi, high: "0.95", low: "0.7"}}
+  master:
+    properties: {{namespace.meta-dir: {self.cache}/meta}}
+"""
+        path = os.path.join(self.work, "dataset.yaml")
+        with open(path, "w") as f:
+            f.write(yaml)
+        env = dict(os.environ, CISTERN_WEB_ADDR="127.0.0.1:0", CISTERN_RUN_ROOT=os.path.join(self.work, "run"))
+        self.proc = subprocess.Popen([self.binary, "up", "-f", path, "--mount-root", self.mnt],
+                                     stdout=self.log(), stderr=subprocess.STDOUT, env=env)
+        wait_mounted(self.root(), self.proc)
+
+    def cold(self):
+        self.stop()
+        shutil.rmtree("/dev/shm/cistern-bench-cache", ignore_errors=True)
+        shutil.rmtree(self.cache, ignore_errors=True)
+        os.makedirs(self.cache, exist_ok=True)
+        drop_caches()
+        self.start()
+
+
+class JuiceFs(Mount):
+    """JuiceFS with SQLite metadata and a local disk cache, on the same bucket (its own prefix)."""
+
+    name = "juicefs"
+
+    def __init__(self, work, s3, prefix, quota_mib):
+        self.quota = quota_mib
+        super().__init__(work, s3, prefix)
+        self.meta = f"sqlite3://{self.work}/meta.db"
+        self.env = dict(os.environ, ACCESS_KEY=ACCESS_KEY, SECRET_KEY=SECRET_KEY)
+        self.env.pop("AWS_CA_BUNDLE", None)
+        subprocess.run(["juicefs", "format", "--storage", "s3", "--bucket", f"{s3.endpoint}/{BUCKET}",
+                        "--trash-days", "0", self.meta, "jfs"], check=True, env=self.env,
+                       stdout=self.log(), stderr=subprocess.STDOUT)
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["juicefs", "mount", "--no-usage-report", "--metrics", "127.0.0.1:0", "--cache-dir", self.cache,
+             "--cache-size", str(self.quota), self.meta, self.mnt],
+            stdout=self.log(), stderr=subprocess.STDOUT, env=self.env)
+        wait_mounted(self.mnt, self.proc)
+
+
+class Rclone(Mount):
+    name = "rclone"
+
+    def start(self):
+        env = dict(os.environ, RCLONE_CONFIG_B_TYPE="s3", RCLONE_CONFIG_B_PROVIDER="Other",
+                   RCLONE_CONFIG_B_ENDPOINT=self.s3.endpoint, RCLONE_CONFIG_B_ACCESS_KEY_ID=ACCESS_KEY,
+                   RCLONE_CONFIG_B_SECRET_ACCESS_KEY=SECRET_KEY, RCLONE_CONFIG_B_ENV_AUTH="false")
+        env.pop("AWS_CA_BUNDLE", None)
+        self.proc = subprocess.Popen(
+            ["rclone", "mount", f"b:{BUCKET}", self.mnt, "--vfs-cache-mode", "full", "--cache-dir", self.cache,
+             "--read-only", "--dir-cache-time", "1h", "--allow-other"],
+            stdout=self.log(), stderr=subprocess.STDOUT, env=env)
+        wait_mounted(self.mnt, self.proc)
+
+
+class S3fs(Mount):
+    name = "s3fs"
+
+    def start(self):
+        passwd = os.path.join(self.work, "passwd")
+        with open(passwd, "w") as f:
+            f.write(f"{ACCESS_KEY}:{SECRET_KEY}\n")
+        os.chmod(passwd, 0o600)
+        env = dict(os.environ)
+        env.pop("AWS_CA_BUNDLE", None)
+        self.proc = subprocess.Popen(
+            ["s3fs", BUCKET, self.mnt, "-f", "-o", f"url={self.s3.endpoint}", "-o", "use_path_request_style",
+             "-o", f"passwd_file={passwd}", "-o", f"use_cache={self.cache}", "-o", "ro", "-o", "allow_other"],
+            stdout=self.log(), stderr=subprocess.STDOUT, env=env)
+        wait_mounted(self.mnt, self.proc)
