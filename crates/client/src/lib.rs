@@ -6,7 +6,10 @@
 //! restarting peer: transport failures are retried with backoff ([`cistern_rpc::with_retry`]),
 //! so a read in flight while the master or a worker is killed and restarted simply waits.
 //! A file's metadata is kept for [`INODE_TTL`] so that reads do not ask the master each time;
-//! any newer answer from the master replaces it at once.
+//! any newer answer from the master replaces it at once. Directory entries (from lookups and
+//! listings) are kept as long as the kernel would keep them ([`Client::set_entry_ttl`], the
+//! mount's entry timeout), so a lookup after the kernel dropped its dentries, or an `ls -l`
+//! stating every entry just listed, does not cost a round trip to the master each.
 
 pub mod remote;
 pub mod service;
@@ -99,6 +102,10 @@ pub struct Client {
     /// fails); false for a fixed set in this process.
     discover: bool,
     inodes: Mutex<HashMap<Ino, (Instant, Inode)>>,
+    /// (parent, name) → the entry, with when it was learned.
+    entries: Mutex<HashMap<(Ino, String), (Instant, Inode)>>,
+    /// How long entries are reused, in milliseconds (0: never).
+    entry_ttl_ms: std::sync::atomic::AtomicU64,
     backoff: Backoff,
 }
 
@@ -123,7 +130,15 @@ impl Client {
     }
 
     fn with(meta: Arc<dyn MetaService>, workers: WorkerSet, discover: bool) -> Client {
-        Client { meta, workers: RwLock::new(workers), discover, inodes: Mutex::default(), backoff: Backoff::default() }
+        Client {
+            meta,
+            workers: RwLock::new(workers),
+            discover,
+            inodes: Mutex::default(),
+            entries: Mutex::default(),
+            entry_ttl_ms: std::sync::atomic::AtomicU64::new(0),
+            backoff: Backoff::default(),
+        }
     }
 
     /// How long calls keep retrying an unreachable peer before failing with EIO.
@@ -171,9 +186,24 @@ impl Client {
         Ok(node)
     }
 
+    /// Reuses directory entries for `ttl` (the mount's entry timeout); zero turns it off.
+    pub fn set_entry_ttl(&self, ttl: Duration) {
+        self.entry_ttl_ms.store(ttl.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn entry_ttl(&self) -> Duration {
+        Duration::from_millis(self.entry_ttl_ms.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     pub async fn lookup(&self, parent: Ino, name: &str) -> Result<Inode, ClientError> {
+        let ttl = self.entry_ttl();
+        let kept = self.entries.lock().expect("entries lock").get(&(parent, name.to_string())).filter(|(at, _)| at.elapsed() < ttl).map(|(_, n)| n.clone());
+        if let Some(node) = kept {
+            return Ok(node);
+        }
         let node = with_retry("lookup", self.backoff, || self.meta.lookup(parent, name)).await?;
         self.remember(&node, true);
+        self.keep_entries(parent, std::slice::from_ref(&node));
         Ok(node)
     }
 
@@ -182,7 +212,26 @@ impl Client {
         for n in &nodes {
             self.remember(n, false);
         }
+        self.keep_entries(ino, &nodes);
         Ok(nodes)
+    }
+
+    fn keep_entries(&self, parent: Ino, nodes: &[Inode]) {
+        let ttl = self.entry_ttl();
+        if ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock().expect("entries lock");
+        if entries.len() + nodes.len() > INODE_CACHE_MAX {
+            entries.retain(|_, (at, _)| at.elapsed() < ttl);
+            if entries.len() + nodes.len() > INODE_CACHE_MAX {
+                entries.clear(); // all fresh: start over rather than grow without bound
+            }
+        }
+        let now = Instant::now();
+        for n in nodes.iter().take(INODE_CACHE_MAX) {
+            entries.insert((parent, n.name.clone()), (now, n.clone()));
+        }
     }
 
     /// Keeps the newest metadata of a file for reads; `insert` false only refreshes what is

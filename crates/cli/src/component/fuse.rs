@@ -106,6 +106,8 @@ pub fn run(args: FuseArgs, log_level: &str) -> Result<()> {
 
 fn file_system(t: &Target, client: Arc<Client>, rt: &tokio::runtime::Runtime) -> CisternFs {
     let ttl = if t.plan.auto_sync { SYNC_TTL } else { Duration::from_secs(3600) };
+    // The daemon keeps entries as long as the kernel may: no staler than the mount already is.
+    client.set_entry_ttl(ttl);
     CisternFs::new(client, rt.handle().clone(), ttl)
 }
 
