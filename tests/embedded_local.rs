@@ -32,6 +32,15 @@ fn local_tree_is_served_byte_for_byte_and_stops_cleanly() {
     }
     assert_eq!(std::fs::metadata(mnt.join("d1")).unwrap().permissions().mode(), 0o40755);
 
+    // No extended attributes: the kernel answers EOPNOTSUPP itself (the daemon said ENOSYS once),
+    // so `ls -l` does not pay two daemon round trips per entry.
+    let path = std::ffi::CString::new(mnt.join("empty").into_os_string().into_encoded_bytes()).unwrap();
+    for _ in 0..2 {
+        // SAFETY: a valid C path and a null buffer of size 0 (a size query).
+        let rc = unsafe { libc::getxattr(path.as_ptr(), c"user.x".as_ptr(), std::ptr::null_mut(), 0) };
+        assert_eq!((rc, std::io::Error::last_os_error().raw_os_error()), (-1, Some(libc::EOPNOTSUPP)));
+    }
+
     // Read-only: writes fail with EROFS, nothing reaches the UFS.
     let err = std::fs::write(mnt.join("new.txt"), b"x").unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
