@@ -10,9 +10,30 @@ fn up_fails(s: &Scratch, file: &std::path::Path, extra: &[&str]) -> String {
     let root = s.mount_root();
     let mut args = vec!["up", "-f", file.to_str().unwrap(), "--mount-root", root.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let o = s.cistern(&args);
-    let err = stderr_of(&o);
-    assert!(!o.status.success(), "expected failure, got success:\n{}", stdout_of(&o));
+    // Bounded: an input that wrongly starts serving must fail the test, not hang it.
+    let (out, errf) = (s.path("up-fails.out"), s.path("up-fails.err"));
+    let mut child = std::process::Command::new(cistern_bin())
+        .args(&args)
+        .env("CISTERN_RUN_ROOT", s.run_root())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&errf).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            // SAFETY: SIGTERM to our own child, so that it unmounts what it mounted.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+            panic!("expected a failure, but `up` still ran after 60s:\n{}", std::fs::read_to_string(&out).unwrap_or_default());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let err = std::fs::read_to_string(&errf).unwrap();
+    assert!(!status.success(), "expected failure, got success:\n{}", std::fs::read_to_string(&out).unwrap_or_default());
     assert_eq!(err.trim_end().lines().count(), 1, "expected one line:\n{err}");
     assert!(err.starts_with("error: "), "{err}");
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();

@@ -48,6 +48,12 @@ impl JuiceFsVolume {
         let Some(m) = plan.mounts.iter().find(|m| m.scheme == Scheme::JuiceFs) else {
             return Ok(None);
         };
+        if !matches!(plan.runtime, crate::Runtime::JuiceFS(_)) {
+            return Err(format!(
+                "{}.mountPoint: juicefs:// is served by the JuiceFS engine, which runs for a JuiceFSRuntime; this Dataset has a {}: declare a JuiceFSRuntime of the same name instead",
+                m.field, plan.runtime_kind
+            ));
+        }
         if plan.mounts.len() > 1 {
             return Err(format!("{}: a juicefs:// mount must be the Dataset's only mount (JuiceFS mounts one volume)", m.field));
         }
