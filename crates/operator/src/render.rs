@@ -289,8 +289,13 @@ fn workers(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
     let mut volumes = base_volumes(plan, n);
     volumes.extend(rt_vols);
     volumes.extend(tier_vols);
+    worker_set(plan, n, c, volumes)
+}
+
+/// The workers' StatefulSet around their container: `replicas` pods, one per node.
+pub(crate) fn worker_set(plan: &DatasetPlan, n: &Names, container: Value, volumes: Vec<Value>) -> Value {
     let extra = json!({
-        "nodeSelector": spec.worker.node_selector,
+        "nodeSelector": plan.runtime.spec().worker.node_selector,
         "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
             {"labelSelector": {"matchLabels": n.labels("worker")}, "topologyKey": "kubernetes.io/hostname"}
         ]}},
@@ -304,7 +309,7 @@ fn workers(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
             "serviceName": format!("{}-worker", n.name),
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": n.labels("worker")},
-            "template": pod_template(n, "worker", vec![c], volumes, extra),
+            "template": pod_template(n, "worker", vec![container], volumes, extra),
         },
     })
 }
@@ -325,16 +330,20 @@ fn fuse(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
     volumes.extend(rt_vols);
     volumes.push(json!({"name": "fuse-mount", "hostPath": {"path": mount_dir, "type": "DirectoryOrCreate"}}));
     volumes.extend(tier_vols.into_iter().filter(|v| v.get("hostPath").is_some()));
-    let mut selector = spec.fuse.node_selector.clone();
+    fuse_set(plan, n, c, volumes)
+}
+
+/// The FUSE DaemonSet around its container: on the nodes the CSI plugin labelled.
+pub(crate) fn fuse_set(plan: &DatasetPlan, n: &Names, container: Value, volumes: Vec<Value>) -> Value {
+    let mut selector = plan.runtime.spec().fuse.node_selector.clone();
     selector.insert(cistern_csi::fuse_label(n.ns, n.name), "true".into());
-    let extra = json!({"nodeSelector": selector});
     json!({
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
         "metadata": n.meta(format!("{}-fuse", n.name), "fuse"),
         "spec": {
             "selector": {"matchLabels": n.labels("fuse")},
-            "template": pod_template(n, "fuse", vec![c], volumes, extra),
+            "template": pod_template(n, "fuse", vec![container], volumes, json!({"nodeSelector": selector})),
         },
     })
 }

@@ -7,7 +7,7 @@
 //! Secrets reach the pods as environment variables from the Secrets (`METAURL`, `ACCESS_KEY`,
 //! `SECRET_KEY`), never as values in the objects.
 
-use crate::render::{fluid_path, persistent_volume, persistent_volume_claim, tier_volumes, Names, RenderOptions};
+use crate::render::{fluid_path, fuse_set, persistent_volume, persistent_volume_claim, tier_volumes, worker_set, Names, RenderOptions};
 use cistern_api::juicefs::JuiceFsVolume;
 use cistern_api::DatasetPlan;
 use serde_json::{json, Value};
@@ -72,7 +72,6 @@ fn container(plan: &DatasetPlan, vol: &JuiceFsVolume, opts: &RenderOptions, role
 
 pub fn render(plan: &DatasetPlan, vol: &JuiceFsVolume, opts: &RenderOptions) -> Vec<Value> {
     let n = Names { ns: &plan.namespace, name: &plan.name };
-    let spec = plan.runtime.spec();
     let (tier_vols, tier_mounts) = tier_volumes(plan, false);
     // SQLite (no metaurl): the database lives on the node, beside the cache.
     let mut meta = Vec::new();
@@ -83,43 +82,11 @@ pub fn render(plan: &DatasetPlan, vol: &JuiceFsVolume, opts: &RenderOptions) -> 
     let mounts = |extra: Vec<Value>| -> Vec<Value> { tier_mounts.iter().cloned().chain(meta.iter().map(|m| m.1.clone())).chain(extra).collect() };
 
     let worker = container(plan, vol, opts, "worker", WORKER_MOUNT, mounts(vec![]));
-    let workers = json!({
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": n.meta(format!("{}-worker", n.name), "worker"),
-        "spec": {
-            "replicas": plan.replicas,
-            "serviceName": format!("{}-worker", n.name),
-            "podManagementPolicy": "Parallel",
-            "selector": {"matchLabels": n.labels("worker")},
-            "template": {"metadata": {"labels": n.labels("worker")}, "spec": {
-                "containers": [worker],
-                "volumes": volumes(vec![]),
-                "nodeSelector": spec.worker.node_selector,
-                "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-                    {"labelSelector": {"matchLabels": n.labels("worker")}, "topologyKey": "kubernetes.io/hostname"}
-                ]}},
-            }},
-        },
-    });
-
+    let workers = worker_set(plan, &n, worker, volumes(vec![]));
     let mount_dir = format!("{}/{}/{}", opts.mount_root, n.ns, n.name);
     let fuse_mount = json!({"name": "fuse-mount", "mountPath": mount_dir, "mountPropagation": "Bidirectional"});
     let fuse_container = container(plan, vol, opts, "fuse", &fluid_path(plan, opts), mounts(vec![fuse_mount]));
-    let mut selector = spec.fuse.node_selector.clone();
-    selector.insert(cistern_csi::fuse_label(n.ns, n.name), "true".into());
-    let fuse = json!({
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": n.meta(format!("{}-fuse", n.name), "fuse"),
-        "spec": {
-            "selector": {"matchLabels": n.labels("fuse")},
-            "template": {"metadata": {"labels": n.labels("fuse")}, "spec": {
-                "containers": [fuse_container],
-                "volumes": volumes(vec![json!({"name": "fuse-mount", "hostPath": {"path": mount_dir, "type": "DirectoryOrCreate"}})]),
-                "nodeSelector": selector,
-            }},
-        },
-    });
+    let fuse_volume = json!({"name": "fuse-mount", "hostPath": {"path": mount_dir, "type": "DirectoryOrCreate"}});
+    let fuse = fuse_set(plan, &n, fuse_container, volumes(vec![fuse_volume]));
     vec![workers, fuse, persistent_volume(plan, &n, opts, MOUNT_TYPE), persistent_volume_claim(plan, &n)]
 }
