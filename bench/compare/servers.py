@@ -17,6 +17,14 @@ SECRET_KEY = "bench-secret-5c1f"
 BUCKET = "bench"
 
 
+def clean_env(**extra):
+    """The environment for a server or a peer: plain HTTP to 127.0.0.1, so no CA bundle meant
+    for other hosts."""
+    env = dict(os.environ, **extra)
+    env.pop("AWS_CA_BUNDLE", None)
+    return env
+
+
 def drop_caches():
     os.sync()
     with open("/proc/sys/vm/drop_caches", "w") as f:
@@ -82,8 +90,7 @@ class S3Server:
         base = free_base()
         self.port = base + 3
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ)
-        env.pop("AWS_CA_BUNDLE", None)
+        env = clean_env()
         self.proc = subprocess.Popen(
             ["weed", "mini", f"-dir={self.dir}/data", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
              f"-master.port={base}", f"-filer.port={base + 1}", f"-volume.port={base + 2}",
@@ -216,7 +223,7 @@ spec:
         path = os.path.join(self.work, "dataset.yaml")
         with open(path, "w") as f:
             f.write(yaml)
-        env = dict(os.environ, CISTERN_WEB_ADDR="127.0.0.1:0", CISTERN_RUN_ROOT=os.path.join(self.work, "run"))
+        env = clean_env(CISTERN_WEB_ADDR="127.0.0.1:0", CISTERN_RUN_ROOT=os.path.join(self.work, "run"))
         self.proc = subprocess.Popen([self.binary, "up", "-f", path, "--mount-root", self.mnt],
                                      stdout=self.log(), stderr=subprocess.STDOUT, env=env)
         wait_mounted(self.root(), self.proc)
@@ -239,8 +246,7 @@ class JuiceFs(Mount):
         self.quota = quota_mib
         super().__init__(work, s3, prefix)
         self.meta = f"sqlite3://{self.work}/meta.db"
-        self.env = dict(os.environ, ACCESS_KEY=ACCESS_KEY, SECRET_KEY=SECRET_KEY)
-        self.env.pop("AWS_CA_BUNDLE", None)
+        self.env = clean_env(ACCESS_KEY=ACCESS_KEY, SECRET_KEY=SECRET_KEY)
         subprocess.run(["juicefs", "format", "--storage", "s3", "--bucket", f"{s3.endpoint}/{BUCKET}",
                         "--trash-days", "0", self.meta, "jfs"], check=True, env=self.env,
                        stdout=self.log(), stderr=subprocess.STDOUT)
@@ -257,10 +263,9 @@ class Rclone(Mount):
     name = "rclone"
 
     def start(self):
-        env = dict(os.environ, RCLONE_CONFIG_B_TYPE="s3", RCLONE_CONFIG_B_PROVIDER="Other",
+        env = clean_env(RCLONE_CONFIG_B_TYPE="s3", RCLONE_CONFIG_B_PROVIDER="Other",
                    RCLONE_CONFIG_B_ENDPOINT=self.s3.endpoint, RCLONE_CONFIG_B_ACCESS_KEY_ID=ACCESS_KEY,
                    RCLONE_CONFIG_B_SECRET_ACCESS_KEY=SECRET_KEY, RCLONE_CONFIG_B_ENV_AUTH="false")
-        env.pop("AWS_CA_BUNDLE", None)
         self.proc = subprocess.Popen(
             ["rclone", "mount", f"b:{BUCKET}", self.mnt, "--vfs-cache-mode", "full", "--cache-dir", self.cache,
              "--read-only", "--dir-cache-time", "1h", "--allow-other"],
@@ -276,8 +281,7 @@ class S3fs(Mount):
         with open(passwd, "w") as f:
             f.write(f"{ACCESS_KEY}:{SECRET_KEY}\n")
         os.chmod(passwd, 0o600)
-        env = dict(os.environ)
-        env.pop("AWS_CA_BUNDLE", None)
+        env = clean_env()
         self.proc = subprocess.Popen(
             ["s3fs", BUCKET, self.mnt, "-f", "-o", f"url={self.s3.endpoint}", "-o", "use_path_request_style",
              "-o", f"passwd_file={passwd}", "-o", f"use_cache={self.cache}", "-o", "ro", "-o", "allow_other"],
