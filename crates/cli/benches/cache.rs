@@ -93,6 +93,44 @@ fn main() {
     row(&format!("churn, pass 1 ({quota} MiB cache)"), first, "single-stream GET", single_get);
     row(&format!("churn, pass 2 ({quota} MiB cache)"), second, "single-stream GET", single_get);
     drop(up);
+
+    // 5: the same object on a far server, where each connection is limited as object stores
+    //    limit them (tests/support/far.rs): what parallel range fetches are for.
+    let link = match support::far::FarLink::up(FAR_MIB_PER_CONNECTION) {
+        Ok(link) => link,
+        Err(e) => return println!("far server: skipped ({e})"),
+    };
+    let far = s3::far_server(&link);
+    let op = s3::operator(&far);
+    eprintln!("uploading the object to the far server {} ...", far.endpoint);
+    rt.block_on(upload(&op, size));
+    let far_get = rt.block_on(single_stream_get(&op));
+    let parallel = rt.block_on(parallel_ranged_get(&op, size, 8));
+    println!(
+        "far server ({FAR_MIB_PER_CONNECTION} MiB/s per connection): single-stream GET {far_get:.0} MiB/s, 8 ranged GETs at once {parallel:.0} MiB/s"
+    );
+    let far_file = s.write("far.yaml", &yaml(&far.endpoint, shm.path(), &format!("{}Mi", mib * 2), "0.95", "0.7"));
+    let up = Up::start(&s, &far_file, &[], "default", "bench");
+    let cold = read_through(&up.mountpoint.join("big.bin"), size);
+    row("far server: cold sequential read through the mount", cold, "single-stream GET", far_get);
+    drop(up);
+    drop(link);
+}
+
+/// The per-connection rate of the far server.
+const FAR_MIB_PER_CONNECTION: u64 = 85;
+
+/// The object read as `streams` ranged GETs at a time, in 4 MiB ranges; MiB/s.
+async fn parallel_ranged_get(op: &opendal::Operator, size: u64, streams: usize) -> f64 {
+    use futures::StreamExt;
+    let t = Instant::now();
+    let part = 4 * MIB;
+    let reads = (0..size.div_ceil(part)).map(|i| {
+        let op = op.clone();
+        async move { op.read_with(OBJECT).range(i * part..((i + 1) * part).min(size)).await.unwrap().len() as u64 }
+    });
+    let n: u64 = futures::stream::iter(reads).buffer_unordered(streams).fold(0, |a, b| async move { a + b }).await;
+    n as f64 / MIB as f64 / t.elapsed().as_secs_f64()
 }
 
 fn row(what: &str, value: f64, reference: &str, ref_value: f64) {

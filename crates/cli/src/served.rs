@@ -69,8 +69,9 @@ impl WebSource for Served {
         };
         let stats = self.stats();
         let mut levels = Vec::new();
-        let (mut fetches, mut fetched, mut corrupt) = (0, 0, 0);
+        let (mut fetches, mut fetched, mut corrupt, mut short_circuit) = (0, 0, 0, 0);
         for (id, f) in self.registry.last_figures() {
+            short_circuit += f.short_circuit_bytes;
             fetches += f.ufs_fetches;
             fetched += f.ufs_fetched_bytes;
             corrupt += f.corrupt_blocks;
@@ -98,6 +99,7 @@ impl WebSource for Served {
             ufs_fetches: fetches,
             ufs_fetched_bytes: fetched,
             corrupt_blocks: corrupt,
+            short_circuit_bytes: short_circuit,
             levels,
         }
     }

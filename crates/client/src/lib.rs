@@ -13,6 +13,7 @@
 
 pub mod remote;
 pub mod service;
+pub mod short_circuit;
 
 use bytes::Bytes;
 use cistern_master::{Ino, Inode, Namespace};
@@ -20,6 +21,7 @@ use cistern_rpc::{pb, with_retry, Address, Backoff, RpcError};
 use cistern_worker::rpc::WorkerService;
 use cistern_worker::Worker;
 use service::{LocalMaster, LocalWorker};
+use short_circuit::ShortCircuit;
 pub use service::{DataService, MetaService};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -107,6 +109,8 @@ pub struct Client {
     /// How long entries are reused, in milliseconds (0: never).
     entry_ttl_ms: std::sync::atomic::AtomicU64,
     backoff: Backoff,
+    /// Reads of cache files of workers on this node (`None`: every byte comes over the RPC).
+    short_circuit: Option<ShortCircuit>,
 }
 
 impl Client {
@@ -138,6 +142,7 @@ impl Client {
             entries: Mutex::default(),
             entry_ttl_ms: std::sync::atomic::AtomicU64::new(0),
             backoff: Backoff::default(),
+            short_circuit: ShortCircuit::from_env(),
         }
     }
 
@@ -260,11 +265,41 @@ impl Client {
     /// Reads up to `len` bytes at `offset` of a file.
     pub async fn read(&self, ino: Ino, offset: u64, len: u64) -> Result<Bytes, ClientError> {
         let file = file_ref(&self.file(ino).await?)?;
+        let end = (offset + len).min(file.size);
+        let node = self.short_circuit.as_ref().map(|s| s.node().to_string()).unwrap_or_default();
+        let reply = self.read_from_worker(ino, &file, offset, len, node, false).await?;
+        let (Some(local), Some(sc)) = (reply.local, &self.short_circuit) else {
+            return Ok(reply.data);
+        };
+        match sc.read(&local, offset, end) {
+            Ok(data) => Ok(data),
+            Err(e) => {
+                sc.fallbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!("short-circuit read failed ({e}); reading through the worker");
+                Ok(self.read_from_worker(ino, &file, offset, len, String::new(), true).await?.data)
+            }
+        }
+    }
+
+    /// One read RPC; `recheck` asks the worker to verify its cache of the range on disk first.
+    async fn read_from_worker(&self, ino: Ino, file: &pb::FileRef, offset: u64, len: u64, node: String, recheck: bool) -> Result<pb::ReadReply, ClientError> {
         self.with_worker("read", ino, |w| {
-            let file = file.clone();
-            async move { w.read(file, offset, len).await }
+            let r = pb::ReadRequest { file: Some(file.clone()), offset, len, short_circuit_node: node.clone(), recheck };
+            async move { w.read(r).await }
         })
         .await
+    }
+
+    /// Short-circuit reads: turned off (`false`), or back on (if not disabled by the
+    /// environment).
+    pub fn set_short_circuit(&mut self, on: bool) {
+        self.short_circuit = if on { ShortCircuit::from_env() } else { None };
+    }
+
+    /// Bytes read from workers' cache files directly, and reads that fell back to the worker.
+    pub fn short_circuit_figures(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.short_circuit.as_ref().map_or((0, 0), |s| (s.bytes.load(Relaxed), s.fallbacks.load(Relaxed)))
     }
 
     /// The cache file holding all of `node`'s bytes when its worker runs on this node and has

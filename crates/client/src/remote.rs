@@ -1,7 +1,6 @@
 //! The master and workers of other processes, over gRPC.
 
 use crate::service::{DataService, MetaService};
-use bytes::Bytes;
 use cistern_master::{Ino, Inode};
 use cistern_rpc::pb;
 use cistern_rpc::pb::master_client::MasterClient;
@@ -46,9 +45,8 @@ impl RemoteWorker {
 
 #[async_trait::async_trait]
 impl DataService for RemoteWorker {
-    async fn read(&self, file: pb::FileRef, offset: u64, len: u64) -> Result<Bytes, Status> {
-        let r = pb::ReadRequest { file: Some(file), offset, len };
-        Ok(self.0.clone().read(r).await?.into_inner().data)
+    async fn read(&self, r: pb::ReadRequest) -> Result<pb::ReadReply, Status> {
+        Ok(self.0.clone().read(r).await?.into_inner())
     }
     async fn locate(&self, file: pb::FileRef) -> Result<pb::LocateReply, Status> {
         Ok(self.0.clone().locate(file).await?.into_inner())

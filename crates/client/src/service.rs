@@ -2,7 +2,6 @@
 //! (results are tonic statuses, so one retry policy covers both), implemented over the wire
 //! ([`crate::remote`]) and in this process (here: tests and tools that need no processes).
 
-use bytes::Bytes;
 use cistern_master::rpc::{MasterService, WorkerRegistry};
 use cistern_master::{Ino, Inode, Namespace, Summary};
 use cistern_rpc::pb;
@@ -24,7 +23,7 @@ pub trait MetaService: Send + Sync {
 
 #[async_trait::async_trait]
 pub trait DataService: Send + Sync {
-    async fn read(&self, file: pb::FileRef, offset: u64, len: u64) -> Result<Bytes, Status>;
+    async fn read(&self, r: pb::ReadRequest) -> Result<pb::ReadReply, Status>;
     async fn locate(&self, file: pb::FileRef) -> Result<pb::LocateReply, Status>;
 }
 
@@ -74,9 +73,8 @@ pub struct LocalWorker(pub WorkerService);
 
 #[async_trait::async_trait]
 impl DataService for LocalWorker {
-    async fn read(&self, file: pb::FileRef, offset: u64, len: u64) -> Result<Bytes, Status> {
-        let r = pb::ReadRequest { file: Some(file), offset, len };
-        Ok(self.0.read(Request::new(r)).await?.into_inner().data)
+    async fn read(&self, r: pb::ReadRequest) -> Result<pb::ReadReply, Status> {
+        Ok(self.0.read(Request::new(r)).await?.into_inner())
     }
     async fn locate(&self, file: pb::FileRef) -> Result<pb::LocateReply, Status> {
         Ok(self.0.locate(Request::new(file)).await?.into_inner())

@@ -85,6 +85,7 @@ async fn index(State(s): State<Source>) -> Html<String> {
         ("Capacity bytes", f.capacity_bytes.to_string()),
         ("Served from local cache", f.local_bytes.to_string()),
         ("Served from the UFS", f.ufs_bytes.to_string()),
+        ("Of those, read by short-circuit", f.short_circuit_bytes.to_string()),
         ("UFS requests", f.ufs_fetches.to_string()),
         ("Corrupt blocks refetched", f.corrupt_blocks.to_string()),
     ];

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 pub use store::level::{LevelSpec, LevelStats, Tiers};
-pub use store::{TierStore, BLOCK_SIZE};
+pub use store::{LocalRange, TierStore, BLOCK_SIZE};
 
 /// How the worker reads ahead and how much a random miss fetches.
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +81,15 @@ pub struct WorkerCounters {
     pub ufs_fetches: AtomicU64,
     /// Bytes fetched from the UFS (whole fetch units, including readahead).
     pub ufs_fetched_bytes: AtomicU64,
+    /// Bytes of `local_bytes` handed to clients as a place in a cache file (short-circuit).
+    pub short_circuit_bytes: AtomicU64,
+}
+
+/// What a read answers: the bytes, or where they are for a client that can read them there.
+#[derive(Debug, Clone)]
+pub enum Served {
+    Bytes(Bytes),
+    Local(LocalRange),
 }
 
 type Fetch = Shared<BoxFuture<'static, Result<Bytes, WorkerError>>>;
@@ -137,16 +146,58 @@ impl Worker {
         self.tiers.corrupt_blocks()
     }
 
+    /// Checks what is cached of `len` bytes at `offset` on disk, dropping damaged blocks: a
+    /// short-circuit reader found a chunk there that failed its checksum.
+    pub fn recheck(&self, f: &FileRef, offset: u64, len: u64) -> Result<(), WorkerError> {
+        let end = (offset + len).min(f.size);
+        if offset < end {
+            self.tiers.verify_range(&f.key, offset, end)?;
+        }
+        Ok(())
+    }
+
     /// Reads up to `len` bytes at `offset`; fewer only at the end of the file.
     pub async fn read(self: &Arc<Self>, f: &FileRef, offset: u64, len: u64) -> Result<Bytes, WorkerError> {
+        match self.serve(f, offset, len, false).await? {
+            Served::Bytes(b) => Ok(b),
+            Served::Local(_) => unreachable!("no short-circuit was asked for"),
+        }
+    }
+
+    /// Reads up to `len` bytes at `offset` (fewer only at the end of the file), fetching what
+    /// is missing. With `short_circuit`, the answer is where the bytes are in a cache file
+    /// whenever one file holds them all (the caller runs on this node), so they need not be
+    /// copied to the caller.
+    pub async fn serve(self: &Arc<Self>, f: &FileRef, offset: u64, len: u64, short_circuit: bool) -> Result<Served, WorkerError> {
         let end = (offset + len).min(f.size);
         if offset >= end {
-            return Ok(Bytes::new());
+            return Ok(Served::Bytes(Bytes::new()));
         }
         // Noted on arrival, so that the requests the kernel sends together see each other.
         let sequential_hint = self.sequential_hint(&f.key, offset);
         self.track(&f.key, offset, end);
-        self.read_range(f, offset, end, sequential_hint).await
+        // A reader going on through a file keeps its readahead window full at every read, hit
+        // or miss, so the fetches ahead of it never all finish before the next ones start.
+        if sequential_hint && offset >= BLOCK_SIZE {
+            self.read_ahead(f, offset / BLOCK_SIZE);
+        }
+        if short_circuit {
+            if let Some(local) = self.tiers.locate_range(&f.key, offset, end) {
+                self.counters.local_bytes.fetch_add(end - offset, Ordering::Relaxed);
+                self.counters.short_circuit_bytes.fetch_add(end - offset, Ordering::Relaxed);
+                return Ok(Served::Local(local));
+            }
+        }
+        let data = self.read_range(f, offset, end, sequential_hint).await?;
+        if short_circuit && data.len() as u64 == end - offset {
+            // Fetched and stored just now: the caller reads it from the file all the same,
+            // which costs it one copy instead of the RPC's several.
+            if let Some(local) = self.tiers.locate_range(&f.key, offset, end) {
+                self.counters.short_circuit_bytes.fetch_add(end - offset, Ordering::Relaxed);
+                return Ok(Served::Local(local));
+            }
+        }
+        Ok(Served::Bytes(data))
     }
 
     /// True when a read at `at` continues the file's last read: near its end, and not the same
@@ -184,7 +235,7 @@ impl Worker {
         }
         if let Some(data) = self.tiers.read_cached(&f.key, b, s, e)? {
             self.counters.local_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-            return Ok(Bytes::from(data));
+            return Ok(data);
         }
         let block_len = BLOCK_SIZE.min(f.size - base);
         // Whatever fetch in flight already covers this range is joined, so concurrent readers of
@@ -263,7 +314,7 @@ impl Worker {
     fn read_ahead(self: &Arc<Self>, f: &FileRef, b: u64) {
         let blocks = f.size.div_ceil(BLOCK_SIZE);
         for ahead in b + 1..(b + 1 + self.options.readahead_blocks).min(blocks) {
-            if self.tiers.contains(&f.key, ahead) {
+            if self.tiers.contains(&f.key, ahead) || self.block_in_flight(&f.key, ahead) {
                 continue;
             }
             let len = BLOCK_SIZE.min(f.size - ahead * BLOCK_SIZE);
@@ -272,6 +323,11 @@ impl Worker {
                 let _ = fut.await;
             });
         }
+    }
+
+    fn block_in_flight(&self, key: &str, b: u64) -> bool {
+        let inflight = self.inflight.lock().expect("inflight lock");
+        inflight.keys().any(|(k, rb, rs, _)| k == key && *rb == b && *rs == 0)
     }
 
     /// `[s, e)` of block `b`, fetched once for all concurrent callers: a fetch in flight that
@@ -311,14 +367,16 @@ impl Worker {
         // A fetch that finished between our cache miss and this call stored the range before
         // leaving `inflight`: serve that rather than fetch again.
         if let Some(data) = self.tiers.read_cached(&f.key, b, s, e)? {
-            return Ok(Bytes::from(data));
+            return Ok(data);
         }
         // Chunks at either end already cached (a tail or unit fetched just before) are read
         // back, not fetched again.
         let (fs, fe) = self.trim_cached(f, b, s, e);
-        let mut out = BytesMut::with_capacity((e - s) as usize);
+        // The pieces in order; most fetches are one piece, which is then kept as it came
+        // rather than copied into a new buffer.
+        let mut parts: Vec<Bytes> = Vec::with_capacity(3);
         if s < fs {
-            out.extend_from_slice(&self.cached_or_ufs(f, b, s, fs).await?);
+            parts.push(self.cached_or_ufs(f, b, s, fs).await?);
         }
         // The gaps from the UFS, the rest from the fetches in flight inside the range.
         let mut at = fs;
@@ -327,27 +385,27 @@ impl Worker {
                 continue; // overlaps a piece already taken
             }
             if at < rs {
-                out.extend_from_slice(&self.read_ufs(f, b, at, rs).await?);
+                parts.push(self.read_ufs(f, b, at, rs).await?);
             }
             let part = match fut.await {
                 Ok(d) if d.len() as u64 == re - rs => d,
                 _ => self.read_ufs(f, b, rs, re).await?, // that fetch failed: ours does not
             };
-            out.extend_from_slice(&part);
+            parts.push(part);
             at = re;
         }
         if at < fe {
             let part = self.read_ufs(f, b, at, fe).await?;
             let short = (part.len() as u64) < fe - at;
-            out.extend_from_slice(&part);
+            parts.push(part);
             if short {
-                return Ok(out.freeze()); // the object is shorter than its metadata said
+                return Ok(concat(parts)); // the object is shorter than its metadata said
             }
         }
         if fe < e {
-            out.extend_from_slice(&self.cached_or_ufs(f, b, fe, e).await?);
+            parts.push(self.cached_or_ufs(f, b, fe, e).await?);
         }
-        let data = out.freeze();
+        let data = concat(parts);
         if data.len() as u64 == e - s {
             if let Err(err) = self.tiers.insert(&f.key, b, f.size, s, &data) {
                 tracing::warn!(worker = self.id, error = %err, "could not cache a block; serving it uncached");
@@ -382,7 +440,7 @@ impl Worker {
     /// since it was found there.
     async fn cached_or_ufs(&self, f: &FileRef, b: u64, s: u64, e: u64) -> Result<Bytes, WorkerError> {
         match self.tiers.read_cached(&f.key, b, s, e)? {
-            Some(d) => Ok(Bytes::from(d)),
+            Some(d) => Ok(d),
             None => self.read_ufs(f, b, s, e).await,
         }
     }
@@ -394,4 +452,16 @@ impl Worker {
         self.counters.ufs_fetched_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(data)
     }
+}
+
+/// The pieces as one buffer: the piece itself when there is one.
+fn concat(mut parts: Vec<Bytes>) -> Bytes {
+    if parts.len() == 1 {
+        return parts.pop().expect("one part");
+    }
+    let mut out = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+    for p in parts {
+        out.extend_from_slice(&p);
+    }
+    out.freeze()
 }

@@ -1,6 +1,7 @@
 //! The worker's gRPC service (reads and figures), and its heartbeat to the master.
 
-use crate::{FileRef, Worker, WorkerError};
+use crate::{FileRef, Served, Worker, WorkerError};
+use bytes::Bytes;
 use cistern_rpc::pb;
 use cistern_rpc::pb::master_client::MasterClient;
 use cistern_rpc::pb::worker_server::{Worker as WorkerRpc, WorkerServer};
@@ -24,6 +25,7 @@ impl Worker {
             ufs_fetches: c.ufs_fetches.load(Ordering::Relaxed),
             ufs_fetched_bytes: c.ufs_fetched_bytes.load(Ordering::Relaxed),
             corrupt_blocks: self.corrupt_blocks(),
+            short_circuit_bytes: c.short_circuit_bytes.load(Ordering::Relaxed),
             levels: self
                 .tiers()
                 .stats()
@@ -72,8 +74,26 @@ impl WorkerRpc for WorkerService {
     async fn read(&self, r: Request<pb::ReadRequest>) -> Result<Response<pb::ReadReply>, Status> {
         let r = r.into_inner();
         let file = self.file_ref(r.file.ok_or_else(|| status_with_errno(22, "read: no file"))?)?;
-        let data = self.worker.read(&file, r.offset, r.len).await.map_err(status)?;
-        Ok(Response::new(pb::ReadReply { data }))
+        static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let here = NODE.get_or_init(cistern_rpc::node_name);
+        let short_circuit = !r.short_circuit_node.is_empty() && r.short_circuit_node == *here;
+        if r.recheck {
+            self.worker.recheck(&file, r.offset, r.len).map_err(status)?;
+        }
+        let reply = match self.worker.serve(&file, r.offset, r.len, short_circuit).await.map_err(status)? {
+            Served::Bytes(data) => pb::ReadReply { data, local: None },
+            Served::Local(l) => pb::ReadReply {
+                data: Bytes::new(),
+                local: Some(pb::LocalRange {
+                    path: l.path.to_string_lossy().into_owned(),
+                    file_id: l.file_id,
+                    offset: l.offset,
+                    end: l.end,
+                    crcs: l.crcs,
+                }),
+            },
+        };
+        Ok(Response::new(reply))
     }
 
     async fn locate(&self, r: Request<pb::FileRef>) -> Result<Response<pb::LocateReply>, Status> {

@@ -10,7 +10,7 @@
 //! A key lives on one path of a level, chosen by a hash weighted by the paths' quotas, so a
 //! fully cached file is one ordinary file on that path.
 
-use super::{Lower, TierStore};
+use super::{Lower, TierStore, BLOCK_SIZE};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -130,7 +130,7 @@ impl Tiers {
     }
 
     /// Reads from the first level that has the chunks.
-    pub fn read_cached(&self, key: &str, b: u64, start: u64, end: u64) -> io::Result<Option<Vec<u8>>> {
+    pub fn read_cached(&self, key: &str, b: u64, start: u64, end: u64) -> io::Result<Option<bytes::Bytes>> {
         for l in &self.levels {
             if let Some(data) = l.store_for(key).read_cached(key, b, start, end)? {
                 return Ok(Some(data));
@@ -159,6 +159,27 @@ impl Tiers {
     }
 
     /// The cache file of `key` if one level holds all of it.
+    /// Reads and verifies what is cached of `[start, end)` (file offsets) of `key`, dropping
+    /// any block that fails its checksum.
+    pub fn verify_range(&self, key: &str, start: u64, end: u64) -> io::Result<()> {
+        for b in start / BLOCK_SIZE..=(end.max(start + 1) - 1) / BLOCK_SIZE {
+            let base = b * BLOCK_SIZE;
+            let (s, e) = (start.max(base) - base, end.min(base + BLOCK_SIZE) - base);
+            for l in &self.levels {
+                let store = l.store_for(key);
+                if store.covers(key, b, s, e) {
+                    store.read_cached(key, b, s, e)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Where `[start, end)` of `key` is, when one level's file holds all of it.
+    pub fn locate_range(&self, key: &str, start: u64, end: u64) -> Option<super::locate::LocalRange> {
+        self.levels.iter().find_map(|l| l.store_for(key).locate_range(key, start, end))
+    }
+
     pub fn complete_file(&self, key: &str) -> Option<PathBuf> {
         self.levels.iter().find_map(|l| l.store_for(key).complete_file(key))
     }
@@ -194,7 +215,7 @@ fn fnv(s: &str) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::BLOCK_SIZE;
+
     use super::*;
 
     fn two_levels(root: &Path, top_blocks: u64, bottom_blocks: u64) -> Tiers {

@@ -29,7 +29,11 @@
 
 pub mod checksum;
 pub mod level;
+mod locate;
 
+pub use locate::LocalRange;
+
+use bytes::Bytes;
 use checksum::{BlockSums, CHUNK};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
@@ -53,6 +57,9 @@ pub trait Lower: Send + Sync {
 
 struct CachedFile {
     file: Arc<File>,
+    /// The file's inode number: short-circuit readers tell a recreated file from the one they
+    /// hold open by it.
+    id: u64,
     sidecar: Arc<File>,
     size: u64,
     blocks: Vec<Option<BlockSums>>,
@@ -134,9 +141,9 @@ impl TierStore {
 
     /// Reads `[start, end)` of block `b` of `key` if those chunks are cached and their
     /// checksums hold; `None` otherwise (a corrupt block is dropped on the way).
-    pub fn read_cached(&self, key: &str, b: u64, start: u64, end: u64) -> io::Result<Option<Vec<u8>>> {
+    pub fn read_cached(&self, key: &str, b: u64, start: u64, end: u64) -> io::Result<Option<Bytes>> {
         if start >= end {
-            return Ok(self.covers(key, b, 0, 1).then(Vec::new));
+            return Ok(self.covers(key, b, 0, 1).then(Bytes::new));
         }
         let gate = self.io_gate.read().expect("io gate");
         let (file, sums) = {
@@ -160,9 +167,7 @@ impl TierStore {
             self.drop_block(key, b)?;
             return Ok(None);
         }
-        buf.drain(..(start - from) as usize);
-        buf.truncate((end - start) as usize);
-        Ok(Some(buf))
+        Ok(Some(Bytes::from(buf).slice((start - from) as usize..(end - from) as usize)))
     }
 
     /// True when block `b` of `key` is wholly cached (no I/O).
@@ -252,8 +257,9 @@ impl TierStore {
         file.set_len(file_size)?;
         let sidecar = open(self.dir.join(format!("{key}{SIDECAR}")))?;
         let blocks = file_size.div_ceil(BLOCK_SIZE).max(1) as usize;
+        let id = std::os::unix::fs::MetadataExt::ino(&file.metadata()?);
         let (file, sidecar) = (Arc::new(file), Arc::new(sidecar));
-        let cf = CachedFile { file: file.clone(), sidecar: sidecar.clone(), size: file_size, blocks: vec![None; blocks] };
+        let cf = CachedFile { file: file.clone(), id, sidecar: sidecar.clone(), size: file_size, blocks: vec![None; blocks] };
         ix.files.insert(key.clone(), cf);
         Ok((file, sidecar))
     }
@@ -380,7 +386,8 @@ impl TierStore {
                     blocks[b as usize] = Some(sums);
                 }
             }
-            let cf = CachedFile { file: Arc::new(file), sidecar: Arc::new(sidecar), size, blocks };
+            let id = std::os::unix::fs::MetadataExt::ino(&file.metadata()?);
+            let cf = CachedFile { file: Arc::new(file), id, sidecar: Arc::new(sidecar), size, blocks };
             ix.files.insert(key, cf);
         }
         let over = ix.used > self.quota;
