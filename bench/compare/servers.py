@@ -156,8 +156,13 @@ class Mount:
             self.proc = None
         unmount(self.mnt)
 
+    # Cache directories outside `self.cache` that `cold()` also empties.
+    extra_caches = ()
+
     def cold(self):
         self.stop()
+        for d in self.extra_caches:
+            shutil.rmtree(d, ignore_errors=True)
         shutil.rmtree(self.cache, ignore_errors=True)
         os.makedirs(self.cache, exist_ok=True)
         drop_caches()
@@ -228,13 +233,8 @@ spec:
                                      stdout=self.log(), stderr=subprocess.STDOUT, env=env)
         wait_mounted(self.root(), self.proc)
 
-    def cold(self):
-        self.stop()
-        shutil.rmtree("/dev/shm/cistern-bench-cache", ignore_errors=True)
-        shutil.rmtree(self.cache, ignore_errors=True)
-        os.makedirs(self.cache, exist_ok=True)
-        drop_caches()
-        self.start()
+    # The MEM tier.
+    extra_caches = ("/dev/shm/cistern-bench-cache",)
 
 
 class JuiceFs(Mount):
