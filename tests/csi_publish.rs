@@ -39,7 +39,7 @@ fn a_dataset_is_staged_and_published_into_a_pod_target() {
     eventually(20, "the CSI socket", || sock.exists().then_some(()));
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut client = rt.block_on(async { NodeClient::new(Address::Unix(sock.clone()).channel()) });
+    let mut client = rt.block_on(async { NodeClient::new(Address::Unix(sock.clone()).channel(cistern_rpc::tls::Role::Client).unwrap()) });
     let mut context = HashMap::new();
     context.insert("fluid_path".to_string(), up.mountpoint.display().to_string());
     context.insert("mount_type".to_string(), "fuse.cistern".to_string());

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 pub const EMBEDDED_META_DB: &str = "juicefs.db";
 
 /// What JuiceFS needs to format and mount one Dataset.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct JuiceFsVolume {
     /// `spec.mounts[i]`, for errors.
     pub field: String,
@@ -38,6 +38,24 @@ pub struct JuiceFsVolume {
     pub cache_size_mib: u64,
     /// Secret values, passed as environment variables only.
     pub env: Vec<(String, String)>,
+}
+
+/// Everything but the secret values of `env`, which print as their names only.
+impl std::fmt::Debug for JuiceFsVolume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JuiceFsVolume")
+            .field("field", &self.field)
+            .field("name", &self.name)
+            .field("meta_url", &self.meta_url)
+            .field("meta_defaulted", &self.meta_defaulted)
+            .field("storage", &self.storage)
+            .field("bucket", &self.bucket)
+            .field("subdir", &self.subdir)
+            .field("cache_dirs", &self.cache_dirs)
+            .field("cache_size_mib", &self.cache_size_mib)
+            .field("env", &self.env.iter().map(|(k, _)| format!("{k}=<redacted>")).collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl JuiceFsVolume {
@@ -134,14 +152,19 @@ fn subdir_of(m: &MountPlan) -> Result<String, String> {
     Ok(if rest.is_empty() { "/".into() } else { rest.to_string() })
 }
 
-/// `redis://user:secret@host/1` → (`redis://user@host/1`, `secret`).
-fn split_password(url: &str) -> (String, Option<String>) {
+/// `redis://user:secret@host/1` → (`redis://user@host/1`, `secret`). The password may hold
+/// `/`, `@` and `:` (users paste them unescaped): the user information ends at the last `@`
+/// before the host, and the password starts at its first `:`.
+pub(crate) fn split_password(url: &str) -> (String, Option<String>) {
     let Some((scheme, rest)) = url.split_once("://") else { return (url.to_string(), None) };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
+    if rest.starts_with('/') {
+        return (url.to_string(), None); // no authority (sqlite3:///path)
+    }
+    let Some((userinfo, after)) = rest.rsplit_once('@') else { return (url.to_string(), None) };
+    let (host, path) = match after.find('/') {
+        Some(i) => after.split_at(i),
+        None => (after, ""),
     };
-    let Some((userinfo, host)) = authority.rsplit_once('@') else { return (url.to_string(), None) };
     match userinfo.split_once(':') {
         Some(("", password)) if !password.is_empty() => (format!("{scheme}://{host}{path}"), Some(password.to_string())),
         Some((user, password)) if !password.is_empty() => (format!("{scheme}://{user}@{host}{path}"), Some(password.to_string())),
@@ -188,5 +211,7 @@ mod tests {
         assert_eq!(split_password("redis://:pw@h:6379/1"), ("redis://h:6379/1".into(), Some("pw".into())));
         assert_eq!(split_password("mysql://u:pw@(h:3306)/db"), ("mysql://u@(h:3306)/db".into(), Some("pw".into())));
         assert_eq!(split_password("sqlite3:///var/m.db"), ("sqlite3:///var/m.db".into(), None));
+        assert_eq!(split_password("redis://:p/w@x:y@h:6379/1"), ("redis://h:6379/1".into(), Some("p/w@x:y".into())));
+        assert_eq!(split_password("redis://u:a:b/c@h/1"), ("redis://u@h/1".into(), Some("a:b/c".into())));
     }
 }

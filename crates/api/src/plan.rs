@@ -67,6 +67,19 @@ pub struct MountPlan {
 }
 
 impl MountPlan {
+    /// Every secret value of this mount, and the password inside a secret URL (a JuiceFS
+    /// `metaurl`), for scrubbing from logs and errors.
+    pub fn secret_values(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for v in self.secrets.values() {
+            out.push(v.expose().to_string());
+            if let (_, Some(password)) = crate::juicefs::split_password(v.expose()) {
+                out.push(password);
+            }
+        }
+        out
+    }
+
     /// An option from `options` or `encryptOptions`, the first of `names` that is set.
     pub fn option(&self, names: &[&str]) -> Option<String> {
         names.iter().find_map(|n| {

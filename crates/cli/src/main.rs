@@ -2,6 +2,7 @@
 //! shows what runs; `crd` prints the CustomResourceDefinitions.
 
 mod component;
+mod credentials;
 mod format;
 mod get;
 mod juicefs;
@@ -83,7 +84,7 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line: the outermost context, then its causes.
             let msg = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
-            eprintln!("error: {msg}");
+            eprintln!("error: {}", logging::scrub(&msg));
             ExitCode::FAILURE
         }
     }

@@ -35,7 +35,7 @@ impl RunDir {
     /// Creates and locks the run directory of a Dataset, or says who holds it.
     pub fn acquire(path: &Path, namespace: &str, name: &str) -> Result<RunDir> {
         let path = path.to_path_buf();
-        std::fs::create_dir_all(&path).with_context(|| format!("cannot create run directory {}", path.display()))?;
+        create_private_dir(&path)?;
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -68,10 +68,21 @@ impl RunDir {
     }
 }
 
-/// Replaces `dir/status.json` atomically (readers never see half a file).
+/// Creates a run directory readable by its owner only (0700): it holds the components'
+/// sockets and the Dataset's credentials.
+pub fn create_private_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path).with_context(|| format!("cannot create run directory {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).with_context(|| format!("cannot chmod 700 {}", path.display()))
+}
+
+/// Replaces `dir/status.json` (0600) atomically (readers never see half a file).
 pub fn write_status(dir: &Path, status: &StatusFile) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = dir.join("status.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(status)?)?;
+    let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(&serde_json::to_vec_pretty(status)?)?;
     std::fs::rename(&tmp, dir.join("status.json"))?;
     Ok(())
 }

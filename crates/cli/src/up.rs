@@ -100,6 +100,9 @@ fn check(plan: &DatasetPlan) -> Result<()> {
 }
 
 fn serve(args: &UpArgs, plan: &DatasetPlan, run_dir: &Path, mountpoint: &Path, log_level: &str) -> Result<()> {
+    // Made before any component starts, so workers find the key the master signs with.
+    crate::credentials::ensure_ref_key(&crate::credentials::default_dir(run_dir))?;
+    crate::credentials::ensure_tls(&crate::credentials::default_dir(run_dir))?;
     let mut sup = Supervisor::new(run_dir)?;
     let child_args = |sub: &str, extra: &[&dyn AsRef<std::ffi::OsStr>]| -> Vec<OsString> {
         let mut v: Vec<OsString> = vec![sub.into(), "--log-level".into(), log_level.into()];

@@ -49,12 +49,22 @@ impl From<Status> for ClientError {
     }
 }
 
-/// What a worker needs to know of a file to read it.
+/// What a worker needs to know of a file to read it: the reference the master signed.
 fn file_ref(node: &Inode) -> Result<pb::FileRef, ClientError> {
-    let Some(mount) = node.mount.filter(|_| !node.is_dir()) else {
+    if node.is_dir() || node.mount.is_none() {
         return Err(ClientError { errno: 21, message: format!("{}: is a directory", node.name) });
-    };
-    Ok(pb::FileRef { mount: mount as u32, path: node.ufs_path.clone(), size: node.size, key: node.cache_key() })
+    }
+    node.file_ref.clone().ok_or_else(|| ClientError { errno: 5, message: format!("{}: the master sent no file reference (a master of an older release?)", node.name) })
+}
+
+/// A worker's answer to a read of `[offset, end)`: never more than asked for (a short answer
+/// is the end of the file, which the caller sees as such).
+fn bounded(data: Bytes, offset: u64, end: u64) -> Result<Bytes, ClientError> {
+    let asked = end.saturating_sub(offset);
+    if data.len() as u64 > asked {
+        return Err(ClientError { errno: 5, message: format!("a worker answered a read of {asked} bytes with {}", data.len()) });
+    }
+    Ok(data)
 }
 
 /// Cache figures summed over the workers.
@@ -87,13 +97,13 @@ struct WorkerSet {
 impl WorkerSet {
     /// The worker that owns `ino`: worker `ino % replicas` when it is live, else a live one
     /// picked the same way, so a file still goes to one place while a worker is away.
-    fn pick(&self, ino: Ino) -> Option<Arc<dyn DataService>> {
+    fn pick(&self, ino: Ino) -> Option<(u32, Arc<dyn DataService>)> {
         let want = (ino % self.replicas.max(1) as u64) as u32;
         if let Some((_, w)) = self.by_id.get(&want) {
-            return Some(w.clone());
+            return Some((want, w.clone()));
         }
         let n = self.by_id.len() as u64;
-        (n > 0).then(|| self.by_id.values().nth((ino % n) as usize).map(|(_, w)| w.clone())).flatten()
+        (n > 0).then(|| self.by_id.iter().nth((ino % n) as usize).map(|(id, (_, w))| (*id, w.clone()))).flatten()
     }
 }
 
@@ -110,7 +120,7 @@ pub struct Client {
     entry_ttl_ms: std::sync::atomic::AtomicU64,
     backoff: Backoff,
     /// Reads of cache files of workers on this node (`None`: every byte comes over the RPC).
-    short_circuit: Option<ShortCircuit>,
+    short_circuit: Option<Arc<ShortCircuit>>,
 }
 
 impl Client {
@@ -118,10 +128,11 @@ impl Client {
     pub fn local(ns: Arc<Namespace>, workers: Vec<Arc<Worker>>) -> Client {
         assert!(!workers.is_empty(), "a client needs at least one worker");
         let mounts: Vec<_> = ns.mounts().iter().map(|m| m.ufs.clone()).collect();
-        let meta = Arc::new(LocalMaster::new(ns, &workers));
+        let refs = cistern_rpc::RefKey::generate();
+        let meta = Arc::new(LocalMaster::new(ns, &workers, refs.clone()));
         let mut set = WorkerSet { replicas: workers.len() as u32, by_id: BTreeMap::new() };
         for w in workers {
-            let local: Arc<dyn DataService> = Arc::new(LocalWorker(WorkerService { worker: w.clone(), mounts: mounts.clone() }));
+            let local: Arc<dyn DataService> = Arc::new(LocalWorker(WorkerService { worker: w.clone(), mounts: mounts.clone(), refs: refs.clone() }));
             set.by_id.insert(w.id as u32, (format!("local:{}", w.id), local));
         }
         Client::with(meta, set, false)
@@ -129,8 +140,9 @@ impl Client {
 
     /// A client of the master at `master`; workers are found through it (see
     /// [`Client::refresh_workers`]).
-    pub fn remote(master: &Address) -> Client {
-        Client::with(Arc::new(remote::RemoteMaster::new(master)), WorkerSet::default(), true)
+    pub fn remote(master: &Address) -> Result<Client, ClientError> {
+        let meta = remote::RemoteMaster::new(master).map_err(|message| ClientError { errno: 22, message })?;
+        Ok(Client::with(Arc::new(meta), WorkerSet::default(), true))
     }
 
     fn with(meta: Arc<dyn MetaService>, workers: WorkerSet, discover: bool) -> Client {
@@ -142,7 +154,7 @@ impl Client {
             entries: Mutex::default(),
             entry_ttl_ms: std::sync::atomic::AtomicU64::new(0),
             backoff: Backoff::default(),
-            short_circuit: ShortCircuit::from_env(),
+            short_circuit: None,
         }
     }
 
@@ -171,8 +183,8 @@ impl Client {
             let kept = set.by_id.remove(&w.id).filter(|(addr, _)| *addr == w.address);
             let entry = match kept {
                 Some(e) => e,
-                None => match Address::parse(&w.address) {
-                    Ok(a) => (w.address.clone(), Arc::new(remote::RemoteWorker::new(&a)) as Arc<dyn DataService>),
+                None => match Address::parse(&w.address).and_then(|a| remote::RemoteWorker::new(&a)) {
+                    Ok(rw) => (w.address.clone(), Arc::new(rw) as Arc<dyn DataService>),
                     Err(e) => {
                         tracing::warn!(worker = w.id, "unusable worker address: {e}");
                         continue;
@@ -265,24 +277,37 @@ impl Client {
     /// Reads up to `len` bytes at `offset` of a file.
     pub async fn read(&self, ino: Ino, offset: u64, len: u64) -> Result<Bytes, ClientError> {
         let file = file_ref(&self.file(ino).await?)?;
-        let end = (offset + len).min(file.size);
+        let end = offset.saturating_add(len).min(file.size);
         let node = self.short_circuit.as_ref().map(|s| s.node().to_string()).unwrap_or_default();
-        let reply = self.read_from_worker(ino, &file, offset, len, node, false).await?;
+        let (worker, reply) = self.read_from_worker(ino, &file, offset, len, node, false).await?;
         let (Some(local), Some(sc)) = (reply.local, &self.short_circuit) else {
-            return Ok(reply.data);
+            return bounded(reply.data, offset, end);
         };
-        match sc.read(&local, offset, end) {
+        let opened = if sc.has(local.file_id) {
+            Ok(())
+        } else {
+            // Once per cache file: a blocking round trip on the worker's descriptor socket.
+            let (sc, file) = (sc.clone(), file.clone());
+            match tokio::task::spawn_blocking(move || sc.open(worker, &file, false)).await {
+                Ok(Ok(Some(_))) => Ok(()),
+                Ok(Ok(None)) => Err(std::io::Error::new(std::io::ErrorKind::NotFound, "evicted meanwhile")),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(std::io::Error::other(e)),
+            }
+        };
+        match opened.and_then(|()| sc.read(&local, offset, end)) {
             Ok(data) => Ok(data),
             Err(e) => {
                 sc.fallbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!("short-circuit read failed ({e}); reading through the worker");
-                Ok(self.read_from_worker(ino, &file, offset, len, String::new(), true).await?.data)
+                bounded(self.read_from_worker(ino, &file, offset, len, String::new(), true).await?.1.data, offset, end)
             }
         }
     }
 
-    /// One read RPC; `recheck` asks the worker to verify its cache of the range on disk first.
-    async fn read_from_worker(&self, ino: Ino, file: &pb::FileRef, offset: u64, len: u64, node: String, recheck: bool) -> Result<pb::ReadReply, ClientError> {
+    /// One read RPC, with the id of the worker that answered; `recheck` asks the worker to
+    /// verify its cache of the range on disk first.
+    async fn read_from_worker(&self, ino: Ino, file: &pb::FileRef, offset: u64, len: u64, node: String, recheck: bool) -> Result<(u32, pb::ReadReply), ClientError> {
         self.with_worker("read", ino, |w| {
             let r = pb::ReadRequest { file: Some(file.clone()), offset, len, short_circuit_node: node.clone(), recheck };
             async move { w.read(r).await }
@@ -290,10 +315,12 @@ impl Client {
         .await
     }
 
-    /// Short-circuit reads: turned off (`false`), or back on (if not disabled by the
-    /// environment).
-    pub fn set_short_circuit(&mut self, on: bool) {
-        self.short_circuit = if on { ShortCircuit::from_env() } else { None };
+    /// Short-circuit reads and passthrough files from the workers whose descriptor sockets
+    /// are in `dir` (the run directory on this node; `None`: off). Unless disabled by
+    /// `CISTERN_NO_SHORT_CIRCUIT`.
+    pub fn with_short_circuit(mut self, dir: Option<PathBuf>) -> Client {
+        self.short_circuit = dir.and_then(ShortCircuit::new).map(Arc::new);
+        self
     }
 
     /// Bytes read from workers' cache files directly, and reads that fell back to the worker.
@@ -302,22 +329,28 @@ impl Client {
         self.short_circuit.as_ref().map_or((0, 0), |s| (s.bytes.load(Relaxed), s.fallbacks.load(Relaxed)))
     }
 
-    /// The cache file holding all of `node`'s bytes when its worker runs on this node and has
-    /// it complete: what FUSE passthrough hands the kernel. `None` otherwise.
-    pub async fn local_file(&self, node: &Inode) -> Result<Option<PathBuf>, ClientError> {
+    /// A read-only descriptor of the cache file holding all of `node`'s bytes, when the
+    /// worker that owns it runs on this node and has it complete (and verified): what FUSE
+    /// passthrough hands the kernel. `None` otherwise. Blocking (a descriptor socket round
+    /// trip): for the FUSE threads.
+    pub fn local_file(&self, node: &Inode) -> Result<Option<std::fs::File>, ClientError> {
+        let Some(sc) = &self.short_circuit else { return Ok(None) };
         let file = file_ref(node)?;
-        let reply = self
-            .with_worker("locate", node.ino, |w| {
-                let file = file.clone();
-                async move { w.locate(file).await }
-            })
-            .await?;
-        let here = self.discover.then(cistern_rpc::node_name);
-        Ok(reply.path.filter(|_| here.is_none_or(|n| n == reply.node)).map(PathBuf::from))
+        let Some((worker, _)) = self.workers.read().expect("workers lock").pick(node.ino) else { return Ok(None) };
+        match sc.open(worker, &file, true) {
+            Ok(Some((_, f))) => Ok(f.try_clone().ok()),
+            Ok(None) => Ok(None),
+            // No worker of ours on this node (no socket), or one that refuses: read normally.
+            Err(e) => {
+                tracing::debug!(worker, "no passthrough file: {e}");
+                Ok(None)
+            }
+        }
     }
 
-    /// Calls the worker that owns `ino`, retried across its restarts.
-    async fn with_worker<T, F, Fut>(&self, what: &str, ino: Ino, call: F) -> Result<T, ClientError>
+    /// Calls the worker that owns `ino`, retried across its restarts; with the id of the
+    /// worker that answered.
+    async fn with_worker<T, F, Fut>(&self, what: &str, ino: Ino, call: F) -> Result<(u32, T), ClientError>
     where
         F: Fn(Arc<dyn DataService>) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
@@ -333,7 +366,7 @@ impl Client {
                 }
                 let worker = self.workers.read().expect("workers lock").pick(ino);
                 match worker {
-                    Some(w) => call(w).await,
+                    Some((id, w)) => call(w).await.map(|t| (id, t)),
                     None => Err(Status::unavailable("no worker is ready")),
                 }
             }

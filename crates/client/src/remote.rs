@@ -5,6 +5,7 @@ use cistern_master::{Ino, Inode};
 use cistern_rpc::pb;
 use cistern_rpc::pb::master_client::MasterClient;
 use cistern_rpc::pb::worker_client::WorkerClient;
+use cistern_rpc::tls::Role;
 use cistern_rpc::{Address, MAX_MESSAGE};
 use tonic::transport::Channel;
 use tonic::Status;
@@ -12,8 +13,8 @@ use tonic::Status;
 pub struct RemoteMaster(MasterClient<Channel>);
 
 impl RemoteMaster {
-    pub fn new(address: &Address) -> RemoteMaster {
-        RemoteMaster(MasterClient::new(address.channel()).max_decoding_message_size(MAX_MESSAGE))
+    pub fn new(address: &Address) -> Result<RemoteMaster, String> {
+        Ok(RemoteMaster(MasterClient::new(address.channel(Role::Master)?).max_decoding_message_size(MAX_MESSAGE)))
     }
 }
 
@@ -38,8 +39,8 @@ impl MetaService for RemoteMaster {
 pub struct RemoteWorker(WorkerClient<Channel>);
 
 impl RemoteWorker {
-    pub fn new(address: &Address) -> RemoteWorker {
-        RemoteWorker(WorkerClient::new(address.channel()).max_decoding_message_size(MAX_MESSAGE))
+    pub fn new(address: &Address) -> Result<RemoteWorker, String> {
+        Ok(RemoteWorker(WorkerClient::new(address.channel(Role::Worker)?).max_decoding_message_size(MAX_MESSAGE)))
     }
 }
 
@@ -47,8 +48,5 @@ impl RemoteWorker {
 impl DataService for RemoteWorker {
     async fn read(&self, r: pb::ReadRequest) -> Result<pb::ReadReply, Status> {
         Ok(self.0.clone().read(r).await?.into_inner())
-    }
-    async fn locate(&self, file: pb::FileRef) -> Result<pb::LocateReply, Status> {
-        Ok(self.0.clone().locate(file).await?.into_inner())
     }
 }

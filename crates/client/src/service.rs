@@ -24,7 +24,6 @@ pub trait MetaService: Send + Sync {
 #[async_trait::async_trait]
 pub trait DataService: Send + Sync {
     async fn read(&self, r: pb::ReadRequest) -> Result<pb::ReadReply, Status>;
-    async fn locate(&self, file: pb::FileRef) -> Result<pb::LocateReply, Status>;
 }
 
 /// A master in this process: the same service the `cistern master` process runs, called
@@ -35,12 +34,13 @@ pub struct LocalMaster {
 }
 
 impl LocalMaster {
-    pub fn new(ns: Arc<Namespace>, workers: &[Arc<Worker>]) -> LocalMaster {
+    pub fn new(ns: Arc<Namespace>, workers: &[Arc<Worker>], refs: cistern_rpc::RefKey) -> LocalMaster {
         let service = MasterService {
             ns,
             registry: Arc::new(WorkerRegistry::default()),
             summary: Arc::new(Mutex::new(Summary::Calculating)),
             replicas: workers.len() as u32,
+            refs,
         };
         LocalMaster { service, workers: workers.iter().map(|w| (w.clone(), format!("local:{}", w.id))).collect() }
     }
@@ -75,8 +75,5 @@ pub struct LocalWorker(pub WorkerService);
 impl DataService for LocalWorker {
     async fn read(&self, r: pb::ReadRequest) -> Result<pb::ReadReply, Status> {
         Ok(self.0.read(Request::new(r)).await?.into_inner())
-    }
-    async fn locate(&self, file: pb::FileRef) -> Result<pb::LocateReply, Status> {
-        Ok(self.0.locate(Request::new(file)).await?.into_inner())
     }
 }

@@ -2,6 +2,11 @@
 //! cache file, and the client reads them there itself, so no copy of the data crosses the RPC
 //! (this is what Alluxio and HDFS call short-circuit local reads).
 //!
+//! The client never opens a path: it asks the worker's descriptor socket on this node
+//! (`<dir>/worker-<id>.fd.sock`, in the run directory the client was given, never a place a
+//! peer named) for a read-only descriptor of the cache file, by the master's signed reference,
+//! and keeps it by the file's inode number.
+//!
 //! Each 64 KiB chunk read is checked against the crc32c the worker sent with the range. A chunk
 //! that does not match (evicted since, which reads back as a hole, or damaged on disk) fails
 //! the read here, and the caller asks the worker for the bytes instead; the worker then finds
@@ -9,24 +14,34 @@
 //! way.
 
 use bytes::Bytes;
-use cistern_rpc::pb;
+use cistern_rpc::{descriptors, pb};
 use cistern_worker::store::checksum::CHUNK;
+use prost::Message;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Cache files kept open; past this many, all are closed (a descriptor of a file the worker
 /// has unlinked keeps its space until closed, so they are not kept forever).
 const OPEN_FILES_MAX: usize = 256;
+/// How long a worker's descriptor socket may take to answer.
+const SOCKET_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Reads cache files of workers on this node.
 pub struct ShortCircuit {
     node: String,
-    /// Path → (inode number, descriptor).
-    files: Mutex<HashMap<String, (u64, Arc<File>)>>,
+    /// Where the workers' descriptor sockets are.
+    dir: PathBuf,
+    /// Inode number → descriptor.
+    files: Mutex<HashMap<u64, Arc<File>>>,
+    /// Worker id → its descriptor socket, once connected.
+    sockets: Mutex<HashMap<u32, Arc<Mutex<Option<OwnedFd>>>>>,
     /// Bytes served from cache files.
     pub bytes: AtomicU64,
     /// Reads that fell back to the worker (a chunk that did not match, a file gone).
@@ -34,12 +49,15 @@ pub struct ShortCircuit {
 }
 
 impl ShortCircuit {
-    /// Short-circuit reads on this node, unless `CISTERN_NO_SHORT_CIRCUIT` is set (to 1).
-    pub fn from_env() -> Option<ShortCircuit> {
+    /// Short-circuit reads of the workers whose descriptor sockets are in `dir`, unless
+    /// `CISTERN_NO_SHORT_CIRCUIT` is set (to 1).
+    pub fn new(dir: PathBuf) -> Option<ShortCircuit> {
         let off = std::env::var("CISTERN_NO_SHORT_CIRCUIT").is_ok_and(|v| !v.is_empty() && v != "0");
         (!off).then(|| ShortCircuit {
             node: cistern_rpc::node_name(),
+            dir,
             files: Mutex::default(),
+            sockets: Mutex::default(),
             bytes: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
         })
@@ -50,43 +68,89 @@ impl ShortCircuit {
         &self.node
     }
 
-    /// `[start, end)` (file offsets) from the cache file `r` names, verified.
-    pub fn read(&self, r: &pb::LocalRange, start: u64, end: u64) -> io::Result<Bytes> {
-        let chunks = (r.end.saturating_sub(r.offset)).div_ceil(CHUNK);
-        if start < r.offset || end > r.end || start > end || chunks != r.crcs.len() as u64 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{}: the worker's range does not cover the read", r.path)));
-        }
-        let file = self.open(&r.path, r.file_id)?;
-        let buf = read_exact_at(&file, (r.end - r.offset) as usize, r.offset)?;
-        for (i, (chunk, want)) in buf.chunks(CHUNK as usize).zip(&r.crcs).enumerate() {
-            if crc32c::crc32c(chunk) != *want {
-                self.files.lock().expect("files lock").remove(&r.path);
-                let at = r.offset + i as u64 * CHUNK;
-                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{}: the chunk at {at} failed its checksum", r.path)));
-            }
-        }
-        self.bytes.fetch_add(end - start, Ordering::Relaxed);
-        Ok(Bytes::from(buf).slice((start - r.offset) as usize..(end - r.offset) as usize))
+    /// True when a descriptor of cache file `id` is at hand.
+    pub fn has(&self, id: u64) -> bool {
+        self.files.lock().expect("files lock").contains_key(&id)
     }
 
-    /// The open cache file at `path` when it is still file `id`.
-    fn open(&self, path: &str, id: u64) -> io::Result<Arc<File>> {
-        if let Some((held, f)) = self.files.lock().expect("files lock").get(path) {
-            if *held == id {
-                return Ok(f.clone());
-            }
+    /// Asks worker `worker` (blocking, bounded by a timeout) for a read-only descriptor of
+    /// `file`'s cache file; `None` when it has none (or, with `complete_only`, not all of it).
+    /// The descriptor must be of a regular file with the inode number the worker named.
+    pub fn open(&self, worker: u32, file: &pb::FileRef, complete_only: bool) -> io::Result<Option<(u64, Arc<File>)>> {
+        let request = pb::OpenRequest { file: Some(file.clone()), complete_only }.encode_to_vec();
+        let (reply, fd) = self.call(worker, &request)?;
+        let reply = pb::OpenReply::decode(reply.as_slice()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if reply.errno == 2 {
+            return Ok(None);
         }
-        let f = Arc::new(File::open(path)?);
-        let ino = f.metadata()?.ino();
-        if ino != id {
-            return Err(io::Error::new(io::ErrorKind::NotFound, format!("{path}: replaced since the worker answered")));
+        if reply.errno != 0 {
+            return Err(io::Error::other(format!("worker {worker} refused a descriptor: {} (errno {})", reply.message, reply.errno)));
         }
+        let file = File::from(fd.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "the worker sent no descriptor"))?);
+        let meta = file.metadata()?;
+        if !meta.file_type().is_file() || meta.ino() != reply.file_id || (complete_only && !reply.complete) {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "the worker's descriptor is not the cache file it named"));
+        }
+        let file = Arc::new(file);
         let mut files = self.files.lock().expect("files lock");
         if files.len() >= OPEN_FILES_MAX {
             files.clear();
         }
-        files.insert(path.to_string(), (id, f.clone()));
-        Ok(f)
+        files.insert(reply.file_id, file.clone());
+        Ok(Some((reply.file_id, file)))
+    }
+
+    /// One request and its answer on worker `worker`'s socket, connecting (again) as needed.
+    fn call(&self, worker: u32, request: &[u8]) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
+        let slot = self.sockets.lock().expect("sockets lock").entry(worker).or_default().clone();
+        let mut sock = slot.lock().expect("socket lock");
+        for attempt in 0..2 {
+            if sock.is_none() {
+                let path = descriptors::socket_path(&self.dir, worker);
+                let s = descriptors::connect(&path)?;
+                if !descriptors::peer_is_trusted(&s)? {
+                    return Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("{}: served by neither root nor this user", path.display())));
+                }
+                descriptors::set_timeout(&s, SOCKET_TIMEOUT)?;
+                *sock = Some(s);
+            }
+            let s = sock.as_ref().expect("connected above");
+            let answer = descriptors::send(s, request, None).and_then(|()| descriptors::recv(s));
+            match answer {
+                Ok(Some(a)) => return Ok(a),
+                // The worker restarted since: connect to the new one once.
+                Ok(None) | Err(_) if attempt == 0 => *sock = None,
+                Ok(None) => return Err(io::Error::new(io::ErrorKind::ConnectionReset, "the worker closed its descriptor socket")),
+                Err(e) => {
+                    *sock = None;
+                    return Err(e);
+                }
+            }
+        }
+        unreachable!("the second attempt returns")
+    }
+
+    /// `[start, end)` (file offsets) from the cache file `r` names, verified; the file must
+    /// have been opened with [`ShortCircuit::open`].
+    pub fn read(&self, r: &pb::LocalRange, start: u64, end: u64) -> io::Result<Bytes> {
+        let chunks = (r.end.saturating_sub(r.offset)).div_ceil(CHUNK);
+        // A range is the read rounded out to whole chunks: anything larger is not read.
+        let bounded = r.end.saturating_sub(r.offset) <= cistern_rpc::MAX_READ_LEN + 2 * CHUNK;
+        if !bounded || start < r.offset || end > r.end || start > end || chunks != r.crcs.len() as u64 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "the worker's range does not cover the read"));
+        }
+        let file = self.files.lock().expect("files lock").get(&r.file_id).cloned();
+        let file = file.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no descriptor of cache file {}", r.file_id)))?;
+        let buf = read_exact_at(&file, (r.end - r.offset) as usize, r.offset)?;
+        for (i, (chunk, want)) in buf.chunks(CHUNK as usize).zip(&r.crcs).enumerate() {
+            if crc32c::crc32c(chunk) != *want {
+                self.files.lock().expect("files lock").remove(&r.file_id);
+                let at = r.offset + i as u64 * CHUNK;
+                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("cache file {}: the chunk at {at} failed its checksum", r.file_id)));
+            }
+        }
+        self.bytes.fetch_add(end - start, Ordering::Relaxed);
+        Ok(Bytes::from(buf).slice((start - r.offset) as usize..(end - r.offset) as usize))
     }
 }
 

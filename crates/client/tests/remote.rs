@@ -7,7 +7,7 @@
 use cistern_client::Client;
 use cistern_master::rpc::{MasterService, WorkerRegistry};
 use cistern_master::{Namespace, NsMount, Summary, ROOT_INO};
-use cistern_rpc::{pb, Address, Backoff};
+use cistern_rpc::{pb, Address, Backoff, RefKey};
 use cistern_ufs::Ufs;
 use cistern_worker::rpc::WorkerService;
 use cistern_worker::{LevelSpec, ReadOptions, Worker};
@@ -17,6 +17,7 @@ use std::time::Duration;
 struct Cluster {
     ns: Arc<Namespace>,
     registry: Arc<WorkerRegistry>,
+    refs: RefKey,
 }
 
 /// Serves the master at `addr` until the returned task is aborted.
@@ -26,9 +27,11 @@ async fn serve_master(c: &Cluster, addr: &Address) -> (tokio::task::JoinHandle<(
         registry: c.registry.clone(),
         summary: Arc::new(Mutex::new(Summary::Calculating)),
         replicas: 1,
+        refs: c.refs.clone(),
     };
+    install_tls();
     let (incoming, bound) = addr.bind().await.unwrap();
-    let router = tonic::transport::Server::builder().add_service(service.into_server());
+    let router = incoming.server().unwrap().add_service(service.into_server());
     let task = tokio::spawn(async move {
         let _ = incoming.serve(router, std::future::pending()).await;
     });
@@ -43,7 +46,10 @@ struct Served {
     worker: Arc<Worker>,
     worker_addr: Address,
     data: Vec<u8>,
-    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    /// The worker's cache directory and its descriptor socket's directory.
+    cache_dir: std::path::PathBuf,
+    fd_dir: std::path::PathBuf,
+    _dirs: (tempfile::TempDir, tempfile::TempDir, tempfile::TempDir),
 }
 
 async fn serve(master_addr: Address, worker_addr: Address) -> Served {
@@ -55,27 +61,41 @@ async fn serve(master_addr: Address, worker_addr: Address) -> Served {
     let c = Cluster {
         ns: Arc::new(Namespace::new(vec![NsMount { ufs: ufs.clone(), path: "/".into() }], None)),
         registry: Arc::new(WorkerRegistry::default()),
+        refs: RefKey::generate(),
     };
     let (master, master_addr) = serve_master(&c, &master_addr).await;
 
     let cache = tempfile::tempdir().unwrap();
     let worker = Worker::open(0, &[LevelSpec::single("SSD", cache.path(), 64 << 20, 1.0, 1.0)], ReadOptions::default()).unwrap();
     let (incoming, worker_addr) = worker_addr.bind().await.unwrap();
-    let router = tonic::transport::Server::builder().add_service(WorkerService { worker: worker.clone(), mounts: vec![ufs] }.into_server());
+    let router = incoming.server().unwrap().add_service(WorkerService { worker: worker.clone(), mounts: vec![ufs], refs: c.refs.clone() }.into_server());
     tokio::spawn(async move { incoming.serve(router, std::future::pending()).await });
     c.registry.report(pb::WorkerReport { id: 0, address: worker_addr.to_string(), figures: Some(worker.figures()) });
-    Served { c, master, master_addr, worker, worker_addr, data, _dirs: (root, cache) }
+    let fd_dir = tempfile::tempdir().unwrap();
+    cistern_worker::descriptors::serve(&cistern_rpc::descriptors::socket_path(fd_dir.path(), 0), worker.clone(), c.refs.clone()).unwrap();
+    let (cache_dir, fd_path) = (cache.path().to_path_buf(), fd_dir.path().to_path_buf());
+    Served { c, master, master_addr, worker, worker_addr, data, cache_dir, fd_dir: fd_path, _dirs: (root, cache, fd_dir) }
+}
+
+/// TCP needs mutual TLS: this test process plays every role, so it holds one certificate of
+/// all three (a real component holds one role; see `cistern_rpc::tls`).
+fn install_tls() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let ca = cistern_rpc::tls::Authority::generate().unwrap();
+        cistern_rpc::tls::install(ca.credentials(cistern_rpc::tls::Role::Client, &cistern_rpc::tls::Role::ALL).unwrap());
+    });
 }
 
 fn client_of(s: &Served) -> Client {
-    Client::remote(&s.master_addr).with_backoff(Backoff { first: Duration::from_millis(5), max: Duration::from_millis(50), budget: Duration::from_secs(10) })
+    Client::remote(&s.master_addr).unwrap().with_backoff(Backoff { first: Duration::from_millis(5), max: Duration::from_millis(50), budget: Duration::from_secs(10) })
 }
 
 async fn check_transport(master_addr: Address, worker_addr: Address) {
     let s = serve(master_addr, worker_addr).await;
-    let mut client = client_of(&s);
+    // No short-circuit: every byte over the RPC here.
+    let client = client_of(&s);
     let (c, master, master_addr, data) = (&s.c, s.master, s.master_addr.clone(), s.data.clone());
-    client.set_short_circuit(false); // every byte over the RPC here
     assert_eq!(client.refresh_workers().await.unwrap(), 1);
     let dir = client.lookup(ROOT_INO, "m").await.unwrap();
     let f = client.lookup(dir.ino, "model.bin").await.unwrap();
@@ -121,7 +141,7 @@ fn count(c: &std::sync::atomic::AtomicU64) -> u64 {
 async fn short_circuit_reads_come_from_the_cache_file_and_a_damaged_chunk_is_never_served() {
     let dir = tempfile::tempdir().unwrap();
     let s = serve(Address::Unix(dir.path().join("m.sock")), Address::Unix(dir.path().join("w.sock"))).await;
-    let client = client_of(&s);
+    let client = client_of(&s).with_short_circuit(Some(s.fd_dir.clone()));
     client.refresh_workers().await.unwrap();
     let m = client.lookup(ROOT_INO, "m").await.unwrap();
     let f = client.lookup(m.ino, "model.bin").await.unwrap();
@@ -140,8 +160,8 @@ async fn short_circuit_reads_come_from_the_cache_file_and_a_damaged_chunk_is_nev
     assert_eq!(count(&s.worker.counters.ufs_fetched_bytes), 3_000_000, "fetched once");
 
     // Only a client on the worker's node is handed a place in a file.
-    let mut raw = pb::worker_client::WorkerClient::new(s.worker_addr.channel());
-    let file_ref = pb::FileRef { mount: 0, path: "m/model.bin".into(), size: 3_000_000, key: f.cache_key() };
+    let mut raw = pb::worker_client::WorkerClient::new(s.worker_addr.channel(cistern_rpc::tls::Role::Worker).unwrap());
+    let file_ref = f.file_ref.clone().expect("the master signed a reference");
     let ask = |node: &str| pb::ReadRequest { file: Some(file_ref.clone()), offset: 0, len: 4096, short_circuit_node: node.into(), recheck: false };
     let here = raw.read(ask(&cistern_rpc::node_name())).await.unwrap().into_inner();
     assert!(here.local.is_some() && here.data.is_empty());
@@ -151,11 +171,75 @@ async fn short_circuit_reads_come_from_the_cache_file_and_a_damaged_chunk_is_nev
 
     // One byte flipped in the cache file, as bit rot would: the client's check fails, the
     // worker's own read drops the block and fetches it again, and the right bytes come back.
-    let cache_file = s.worker.tiers().complete_file(&f.cache_key()).expect("the file is complete");
+    let key = s.c.refs.verify(&file_ref).unwrap().key;
+    let cache_file = s.worker.tiers().complete_file(&key).expect("the file is complete");
     let file = std::fs::OpenOptions::new().write(true).open(&cache_file).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&file, &[s.data[1_500_000] ^ 0xff], 1_500_000).unwrap();
     let got = client.read(f.ino, 1_499_000, 4096).await.unwrap();
     assert_eq!(&got[..], &s.data[1_499_000..1_503_096]);
     assert_eq!(client.short_circuit_figures().1, 1, "the damaged chunk was not caught by the client");
     assert_eq!(s.worker.corrupt_blocks(), 1);
+}
+
+/// A peer that reaches the worker's port (TCP here) but does not hold the Dataset's reference
+/// key: unsigned, forged, path-escaping, NUL-holding, tampered and oversized requests are all
+/// refused, and no file is created, truncated or removed, in the tier or anywhere else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_references_are_refused_and_touch_no_file() {
+    use prost::Message;
+    use tonic::Code;
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(Address::Unix(dir.path().join("m.sock")), Address::Tcp("127.0.0.1:0".into())).await;
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let listing = |d: &std::path::Path| {
+        let mut v: Vec<_> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name()).collect();
+        v.sort();
+        v
+    };
+    let before = listing(&s.cache_dir);
+    let client = client_of(&s);
+    client.refresh_workers().await.unwrap();
+    let m = client.lookup(ROOT_INO, "m").await.unwrap();
+    let legit = client.lookup(m.ino, "model.bin").await.unwrap().file_ref.expect("signed by the master");
+
+    let evil = RefKey::generate();
+    let victim_path = victim.to_str().unwrap();
+    let cases: Vec<(&str, pb::FileRef, u64, Code)> = vec![
+        ("unsigned", pb::FileRef { mac: vec![], ..legit.clone() }, 4096, Code::InvalidArgument),
+        ("absolute path, another key", evil.sign(0, victim_path, 8, &[1; 16]), 4096, Code::PermissionDenied),
+        ("../ path, another key", evil.sign(0, "../../victim", 8, &[1; 16]), 4096, Code::PermissionDenied),
+        ("NUL in the path", pb::FileRef { path: "m/a\0b".into(), ..legit.clone() }, 4096, Code::InvalidArgument),
+        ("size changed after signing", pb::FileRef { size: 1 << 40, ..legit.clone() }, 4096, Code::PermissionDenied),
+        ("path changed after signing", pb::FileRef { path: victim_path.into(), ..legit.clone() }, 4096, Code::PermissionDenied),
+        ("a mount that does not exist", s.c.refs.sign(7, "m/model.bin", 3_000_000, &[1; 16]), 4096, Code::InvalidArgument),
+        ("1 TiB in one read", legit.clone(), 1 << 40, Code::InvalidArgument),
+    ];
+    let mut raw = pb::worker_client::WorkerClient::new(s.worker_addr.channel(cistern_rpc::tls::Role::Worker).unwrap());
+    for (what, file, len, code) in cases {
+        let r = pb::ReadRequest { file: Some(file), offset: 0, len, short_circuit_node: String::new(), recheck: true };
+        let e = raw.read(r).await.expect_err(what);
+        assert_eq!(e.code(), code, "{what}: {e:?}");
+        assert_eq!(listing(&s.cache_dir), before, "{what}: the tier changed");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious", "{what}: the victim changed");
+    }
+    // An answered refusal is final for the client, not retried like a transport failure.
+    assert_eq!(cistern_rpc::RpcError::from(raw.read(pb::ReadRequest { file: Some(evil.sign(0, "x", 1, b"v")), ..Default::default() }).await.unwrap_err()).errno, 13);
+
+    // The descriptor socket refuses the same forgeries, with no descriptor attached.
+    let sock = cistern_rpc::descriptors::connect(&cistern_rpc::descriptors::socket_path(&s.fd_dir, 0)).unwrap();
+    for file in [evil.sign(0, victim_path, 8, &[1; 16]), pb::FileRef { mac: vec![], ..legit.clone() }] {
+        let req = pb::OpenRequest { file: Some(file), complete_only: false }.encode_to_vec();
+        cistern_rpc::descriptors::send(&sock, &req, None).unwrap();
+        let (reply, fd) = cistern_rpc::descriptors::recv(&sock).unwrap().unwrap();
+        let reply = pb::OpenReply::decode(reply.as_slice()).unwrap();
+        assert!(reply.errno == 13 || reply.errno == 22, "{reply:?}");
+        assert!(fd.is_none());
+    }
+    // Garbage is answered, not a crash; the worker still serves the legit reference.
+    cistern_rpc::descriptors::send(&sock, b"\xff\xff\xff", None).unwrap();
+    let (reply, _) = cistern_rpc::descriptors::recv(&sock).unwrap().unwrap();
+    assert_eq!(pb::OpenReply::decode(reply.as_slice()).unwrap().errno, 22);
+    let ok = raw.read(pb::ReadRequest { file: Some(legit), offset: 0, len: 4096, ..Default::default() }).await.unwrap().into_inner();
+    assert_eq!(&ok.data[..], &s.data[..4096]);
 }

@@ -48,7 +48,7 @@ impl Plugin {
         while !dir.path().join("csi.sock").exists() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let channel = address.channel();
+        let channel = address.channel(cistern_rpc::tls::Role::Client).unwrap();
         Plugin { node, labels, client: NodeClient::new(channel.clone()), identity: IdentityClient::new(channel), stop: Some(stop), dir }
     }
 

@@ -182,8 +182,8 @@ impl FileSystem for CisternFs {
             return Err(io::Error::from_raw_os_error(libc::EISDIR));
         }
         if let Some(pt) = &self.passthrough {
-            let find = || match self.rt.block_on(self.client.local_file(&node)) {
-                Ok(path) => path,
+            let find = || match self.client.local_file(&node) {
+                Ok(file) => file,
                 Err(e) => {
                     tracing::debug!("locate {}: {}", node.name, e.message);
                     None

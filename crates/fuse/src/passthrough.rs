@@ -21,7 +21,6 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -65,19 +64,14 @@ impl Passthrough {
     }
 
     /// Decides how an open of `ino` is served. The mode of an inode with open files is kept;
-    /// otherwise `find` names its complete cache file on this node, if any.
-    pub fn open(&self, ino: u64, find: impl FnOnce() -> Option<PathBuf>) -> Mode {
+    /// otherwise `find` gives a read-only descriptor of its complete cache file on this node
+    /// (from the worker's descriptor socket), if any.
+    pub fn open(&self, ino: u64, find: impl FnOnce() -> Option<File>) -> Mode {
         if let Some(mode) = self.table.lock().expect("table lock").join(ino) {
             return mode;
         }
         // Outside the lock: asking the worker must not hold up other opens.
-        let backing = find().and_then(|path| match File::open(&path) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                tracing::debug!(path = %path.display(), error = %e, "cache file gone; reading normally");
-                None
-            }
-        });
+        let backing = find();
         let mut table = self.table.lock().expect("table lock");
         if let Some(mode) = table.join(ino) {
             return mode; // another open decided meanwhile

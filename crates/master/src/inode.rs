@@ -28,6 +28,10 @@ pub struct Inode {
     pub mount: Option<usize>,
     /// Path inside the mount's UFS root ("" for the mount root).
     pub ufs_path: String,
+    /// For a file as a client received it: the reference a worker reads it by, signed by the
+    /// master (never stored; see `cistern_rpc::fileref`).
+    #[serde(skip)]
+    pub file_ref: Option<cistern_rpc::pb::FileRef>,
 }
 
 impl Inode {
@@ -35,39 +39,28 @@ impl Inode {
         self.kind == Kind::Dir
     }
 
-    /// A number that changes whenever the UFS object changes (size, mtime or etag), so that a
-    /// cache keyed by it never serves the old content.
-    pub fn version(&self) -> u64 {
-        let mut h = Fnv::new();
-        h.feed(&self.size.to_le_bytes());
-        h.feed(&self.mtime.0.to_le_bytes());
-        h.feed(&self.mtime.1.to_le_bytes());
-        h.feed(self.etag.as_deref().unwrap_or("").as_bytes());
-        h.0
+    /// A digest that changes whenever the UFS object changes (size, mtime or ETag), so that a
+    /// cache keyed by it never serves the old content. SHA-256 (truncated), since ETags are
+    /// chosen by whoever writes to the bucket.
+    pub fn version(&self) -> [u8; 16] {
+        let etag = self.etag.as_deref().unwrap_or("");
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(&self.size.to_le_bytes());
+        ctx.update(&self.mtime.0.to_le_bytes());
+        ctx.update(&self.mtime.1.to_le_bytes());
+        ctx.update(&(etag.len() as u64).to_le_bytes());
+        ctx.update(etag.as_bytes());
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&ctx.finish().as_ref()[..16]);
+        out
     }
 
-    /// The cache key of this file's content: its mount and UFS path (stable across restarts,
-    /// unlike inode numbers handed out in listing order) and its version.
-    pub fn cache_key(&self) -> String {
-        let mut h = Fnv::new();
-        h.feed(&(self.mount.unwrap_or(usize::MAX) as u64).to_le_bytes());
-        h.feed(self.ufs_path.as_bytes());
-        format!("{:016x}-{:016x}", h.0, self.version())
-    }
-}
-
-/// FNV-1a: stable across processes and releases, unlike std's randomized hasher.
-struct Fnv(u64);
-
-impl Fnv {
-    fn new() -> Fnv {
-        Fnv(0xcbf29ce484222325)
-    }
-    fn feed(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= *b as u64;
-            self.0 = self.0.wrapping_mul(0x100000001b3);
-        }
+    /// The reference a worker reads this file by, signed with `key`: its mount and UFS path
+    /// (stable across restarts, unlike inode numbers handed out in listing order), size and
+    /// version. `None` for directories.
+    pub fn sign_ref(&self, key: &cistern_rpc::RefKey) -> Option<cistern_rpc::pb::FileRef> {
+        let mount = self.mount.filter(|_| !self.is_dir())?;
+        Some(key.sign(mount as u32, &self.ufs_path, self.size, &self.version()))
     }
 }
 

@@ -264,6 +264,7 @@ impl Namespace {
                     etag: e.etag,
                     mount: Some(mount),
                     ufs_path: if e.is_dir { child_path(&dir.ufs_path, &e.name) } else { String::new() },
+                    file_ref: None,
                 };
                 inodes.insert(ino, encode(&node).as_slice()).map_err(db_err)?;
                 dentries.insert((dir.ino, e.name.as_str()), ino).map_err(db_err)?;
@@ -320,6 +321,7 @@ fn build_mount_dirs(txn: &redb::WriteTransaction, mounts: &[NsMount]) -> Result<
         mtime: to_mtime(Some(SystemTime::now())),
         etag: None,
         mount: None,
+                    file_ref: None,
         ufs_path: String::new(),
     };
     let mut nodes: BTreeMap<Ino, Inode> = BTreeMap::from([(ROOT_INO, root.clone())]);

@@ -6,7 +6,8 @@ use crate::{Inode, Kind, MetaError, Namespace, Summary};
 use cistern_rpc::pb;
 use cistern_rpc::pb::master_server::{Master, MasterServer};
 use cistern_rpc::pb::worker_client::WorkerClient;
-use cistern_rpc::{status_with_errno, Address};
+use cistern_rpc::tls::{self, Peer, Role};
+use cistern_rpc::{status_with_errno, Address, RefKey};
 use tonic::transport::Channel;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,10 @@ use tonic::{Request, Response, Status};
 
 /// A worker that has not reported for this long is not counted as ready nor given to clients.
 pub const WORKER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A worker silent for this long is forgotten (its figures with it).
+pub const WORKER_FORGOTTEN: Duration = Duration::from_secs(600);
+/// Most workers the registry holds; a report past it is refused.
+pub const MAX_WORKERS: usize = 4096;
 
 impl From<&Inode> for pb::Inode {
     fn from(n: &Inode) -> Self {
@@ -29,6 +34,7 @@ impl From<&Inode> for pb::Inode {
             etag: n.etag.clone(),
             mount: n.mount.map(|m| m as u32),
             ufs_path: n.ufs_path.clone(),
+            file: n.file_ref.clone(),
         }
     }
 }
@@ -45,6 +51,7 @@ impl From<pb::Inode> for Inode {
             etag: n.etag,
             mount: n.mount.map(|m| m as usize),
             ufs_path: n.ufs_path,
+            file_ref: n.file,
         }
     }
 }
@@ -62,9 +69,16 @@ pub struct WorkerRegistry {
 }
 
 impl WorkerRegistry {
-    pub fn report(&self, r: pb::WorkerReport) {
+    /// Records a worker's report; false when the registry is full of live workers.
+    pub fn report(&self, r: pb::WorkerReport) -> bool {
         let info = pb::WorkerInfo { id: r.id, address: r.address, figures: r.figures };
-        self.workers.lock().expect("registry lock").insert(r.id, (Instant::now(), info));
+        let mut workers = self.workers.lock().expect("registry lock");
+        workers.retain(|_, (at, _)| at.elapsed() < WORKER_FORGOTTEN);
+        if workers.len() >= MAX_WORKERS && !workers.contains_key(&r.id) {
+            return false;
+        }
+        workers.insert(r.id, (Instant::now(), info));
+        true
     }
 
     /// The workers heard from within [`WORKER_TIMEOUT`], by id.
@@ -82,7 +96,14 @@ impl WorkerRegistry {
             let address = Address::parse(&w.address).ok()?;
             let mut client = {
                 let mut clients = self.clients.lock().expect("registry lock");
-                clients.entry(w.address.clone()).or_insert_with(|| WorkerClient::new(address.channel())).clone()
+                match clients.get(&w.address) {
+                    Some(c) => c.clone(),
+                    None => {
+                        let c = WorkerClient::new(address.channel(cistern_rpc::tls::Role::Worker).ok()?);
+                        clients.insert(w.address.clone(), c.clone());
+                        c
+                    }
+                }
             };
             Some(async move {
                 let r = tokio::time::timeout(Duration::from_secs(1), client.figures(pb::FiguresRequest {})).await;
@@ -109,9 +130,18 @@ pub struct MasterService {
     pub registry: Arc<WorkerRegistry>,
     pub summary: Arc<Mutex<Summary>>,
     pub replicas: u32,
+    /// Signs the file references clients hand to workers.
+    pub refs: RefKey,
 }
 
 impl MasterService {
+    /// `node` as a client receives it: a file with the reference its workers read it by.
+    fn reply(&self, node: &Inode) -> pb::Inode {
+        let mut out = pb::Inode::from(node);
+        out.file = node.sign_ref(&self.refs);
+        out
+    }
+
     pub fn into_server(self) -> MasterServer<MasterService> {
         MasterServer::new(self)
             .max_decoding_message_size(cistern_rpc::MAX_MESSAGE)
@@ -123,22 +153,40 @@ impl MasterService {
 impl Master for MasterService {
     async fn get_attr(&self, r: Request<pb::GetAttrRequest>) -> Result<Response<pb::Inode>, Status> {
         let node = self.ns.getattr(r.into_inner().ino).map_err(status)?;
-        Ok(Response::new((&node).into()))
+        Ok(Response::new(self.reply(&node)))
     }
 
     async fn lookup(&self, r: Request<pb::LookupRequest>) -> Result<Response<pb::Inode>, Status> {
         let r = r.into_inner();
         let node = self.ns.lookup(r.parent, &r.name).await.map_err(status)?;
-        Ok(Response::new((&node).into()))
+        Ok(Response::new(self.reply(&node)))
     }
 
     async fn read_dir(&self, r: Request<pb::ReadDirRequest>) -> Result<Response<pb::ReadDirReply>, Status> {
         let entries = self.ns.readdir(r.into_inner().ino).await.map_err(status)?;
-        Ok(Response::new(pb::ReadDirReply { entries: entries.iter().map(pb::Inode::from).collect() }))
+        Ok(Response::new(pb::ReadDirReply { entries: entries.iter().map(|n| self.reply(n)).collect() }))
     }
 
     async fn heartbeat(&self, r: Request<pb::WorkerReport>) -> Result<Response<pb::HeartbeatReply>, Status> {
-        self.registry.report(r.into_inner());
+        // Only a worker registers a worker: clients would otherwise name the addresses other
+        // clients read from (and the master would dial them).
+        let peer = tls::peer_role(&r);
+        if !matches!(peer, Peer::Local | Peer::Authenticated(Role::Worker)) {
+            return Err(status_with_errno(13, format!("heartbeat: only a worker's certificate may register a worker (this peer: {peer:?})")));
+        }
+        let report = r.into_inner();
+        let address = Address::parse(&report.address).map_err(|e| status_with_errno(22, format!("heartbeat: address {e}")))?;
+        // A worker on another node is reached over TCP; a path would name a socket on the
+        // reader's own node.
+        if peer != Peer::Local && !matches!(address, Address::Tcp(_)) {
+            return Err(status_with_errno(22, "heartbeat: a worker reporting over TCP must give a HOST:PORT address"));
+        }
+        if report.id >= MAX_WORKERS as u32 {
+            return Err(status_with_errno(22, format!("heartbeat: worker id {} is not below {MAX_WORKERS}", report.id)));
+        }
+        if !self.registry.report(report) {
+            return Err(status_with_errno(28, format!("heartbeat: {MAX_WORKERS} workers are registered already")));
+        }
         Ok(Response::new(pb::HeartbeatReply {}))
     }
 
@@ -172,6 +220,7 @@ mod tests {
             etag: Some("\"e\"".into()),
             mount: Some(1),
             ufs_path: "x/a b.txt".into(),
+                    file_ref: None,
         };
         assert_eq!(Inode::from(pb::Inode::from(&n)), n);
         let d = Inode { kind: Kind::Dir, etag: None, mount: None, ..n };

@@ -38,9 +38,24 @@ pub fn open(meta_dir: &Path) -> Result<Database, MetaError> {
         ))
     })?;
     let path = meta_dir.join(STORE_FILE);
+    restrict(meta_dir, &path);
     let db = Database::create(&path).map_err(|e| open_error(&path, e))?;
     check_format(&db, &path)?;
     Ok(db)
+}
+
+/// The namespace names every file of the Dataset: readable by the master's user only (the
+/// directory 0700, the store 0600, made so before redb first writes to it).
+fn restrict(meta_dir: &Path, store: &Path) {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let private = |p: &Path, mode: u32| {
+        if let Err(e) = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)) {
+            tracing::warn!(path = %p.display(), error = %e, "cannot restrict permissions");
+        }
+    };
+    private(meta_dir, 0o700);
+    let _ = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(store);
+    private(store, 0o600);
 }
 
 /// A store in memory (tests, and runs without a meta dir).
@@ -187,6 +202,7 @@ pub(crate) fn decode(ino: Ino, mut b: &[u8]) -> Option<Inode> {
         etag,
         mount: (mount != u16::MAX).then_some(mount as usize),
         ufs_path,
+                    file_ref: None,
     })
 }
 
@@ -250,6 +266,7 @@ mod tests {
             mtime: (1_700_000_000, 123_456_789),
             etag: Some("\"abc\"".into()),
             mount: Some(3),
+                    file_ref: None,
             ufs_path: String::new(),
         };
         assert_eq!(decode(42, &encode(&file)), Some(file.clone()));

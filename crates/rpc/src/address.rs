@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use crate::tls::Role;
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,20 +25,28 @@ impl Address {
             }
             return Ok(Address::Unix(PathBuf::from(path)));
         }
-        let hostport = text.strip_prefix("http://").unwrap_or(text);
+        let hostport = text.strip_prefix("http://").or_else(|| text.strip_prefix("https://")).unwrap_or(text);
         match hostport.rsplit_once(':') {
             Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(Address::Tcp(hostport.to_string())),
             _ => Err(format!("{text}: expected unix:/path/to.sock or HOST:PORT")),
         }
     }
 
-    /// A channel that connects on first use and reconnects after the peer restarts.
-    pub fn channel(&self) -> Channel {
-        match self {
-            Address::Tcp(hostport) => with_windows(Endpoint::from_shared(format!("http://{hostport}")).expect("a checked host:port is a valid URI"))
-                .connect_timeout(Duration::from_secs(2))
-                .tcp_nodelay(true)
-                .connect_lazy(),
+    /// A channel to a component of role `peer` that connects on first use and reconnects
+    /// after the peer restarts. Over TCP, mutual TLS with this process's installed
+    /// credentials (see [`crate::tls`]), checking that the peer holds `peer`'s role; an error
+    /// when there are none.
+    pub fn channel(&self, peer: Role) -> Result<Channel, String> {
+        Ok(match self {
+            Address::Tcp(hostport) => {
+                let tls = crate::tls::client_config(peer)?;
+                with_windows(Endpoint::from_shared(format!("https://{hostport}")).map_err(|e| format!("{hostport}: {e}"))?)
+                    .tls_config(tls)
+                    .map_err(|e| format!("TLS for {hostport}: {e}"))?
+                    .connect_timeout(Duration::from_secs(2))
+                    .tcp_nodelay(true)
+                    .connect_lazy()
+            }
             Address::Unix(path) => {
                 let path = path.clone();
                 // The URI is required but unused: the connector below decides where to go.
@@ -51,7 +60,7 @@ impl Address {
                         }
                     }))
             }
-        }
+        })
     }
 
     /// Binds the address (a stale socket file from a killed process is replaced) and returns
@@ -101,6 +110,16 @@ pub enum Incoming {
 }
 
 impl Incoming {
+    /// A server builder for these connections: with mutual TLS (this process's installed
+    /// credentials) for TCP, plain for a Unix socket (protected by its file permissions).
+    pub fn server(&self) -> Result<tonic::transport::Server, String> {
+        let builder = tonic::transport::Server::builder();
+        match self {
+            Incoming::Unix(_) => Ok(builder),
+            Incoming::Tcp(_) => builder.tls_config(crate::tls::server_config()?).map_err(|e| format!("TLS: {e}")),
+        }
+    }
+
     /// Serves `router` until `shutdown` resolves.
     pub async fn serve(
         self,

@@ -3,11 +3,15 @@
 //! errno the file system answers, and retries that ride out a restarting peer.
 
 pub mod address;
+pub mod descriptors;
 pub mod errors;
+pub mod fileref;
 pub mod retry;
+pub mod tls;
 
 pub use address::Address;
 pub use errors::{errno_of, status_with_errno, RpcError};
+pub use fileref::{CacheKey, RefKey, VerifiedRef, MAX_READ_LEN};
 pub use retry::{with_retry, Backoff};
 
 /// The name of the node this process runs on: `NODE_NAME` (set from the pod's

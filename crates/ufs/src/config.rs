@@ -24,6 +24,8 @@ const OSS_SECRET: &[&str] = &["fs.oss.accessKeySecret", "aliyun.accessKeySecret"
 pub(crate) struct Built {
     pub op: Operator,
     pub single_file: Option<String>,
+    /// For `local://`: the root, resolved, that no path may leave through a symbolic link.
+    pub local_root: Option<std::path::PathBuf>,
 }
 
 pub(crate) fn build(m: &MountPlan) -> Result<Built, UfsError> {
@@ -33,6 +35,7 @@ pub(crate) fn build(m: &MountPlan) -> Result<Built, UfsError> {
         None => (rest, "/".to_string()),
     };
     let mut single_file = None;
+    let mut local_root = None;
     let op = match m.scheme {
         Scheme::Local => {
             if !authority.is_empty() {
@@ -44,6 +47,7 @@ pub(crate) fn build(m: &MountPlan) -> Result<Built, UfsError> {
                 Ok(_) => return Err(err(m, format!("mountPoint: cannot reach {}: {path} is not a directory", m.mount_point))),
                 Err(e) => return Err(err(m, format!("mountPoint: cannot reach {}: {path}: {e}", m.mount_point))),
             }
+            local_root = Some(std::fs::canonicalize(&path).map_err(|e| err(m, format!("mountPoint: cannot resolve {path}: {e}")))?);
             Operator::new(services::Fs::default().root(&path))
         }
         Scheme::S3 => {
@@ -104,7 +108,7 @@ pub(crate) fn build(m: &MountPlan) -> Result<Built, UfsError> {
     let op = op
         .layer(TimeoutLayer::new().with_timeout(Duration::from_secs(30)).with_io_timeout(Duration::from_secs(20)))
         .layer(RetryLayer::new().with_max_times(3).with_jitter().with_max_delay(Duration::from_secs(2)));
-    Ok(Built { op, single_file })
+    Ok(Built { op, single_file, local_root })
 }
 
 fn need_bucket<'a>(m: &MountPlan, authority: &'a str) -> Result<&'a str, UfsError> {

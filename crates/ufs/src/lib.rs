@@ -90,6 +90,10 @@ pub struct Ufs {
     pub counters: Arc<UfsCounters>,
     /// Set for a UFS that could not even be set up: every call fails with this reason.
     down: Option<String>,
+    /// For `local://`: the resolved root. OpenDAL's fs service follows symbolic links, so a
+    /// link to a file outside the root would let every reader of the mount (`allow_other`)
+    /// read what they could not read directly: each path is resolved and must stay beneath.
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Ufs {
@@ -109,11 +113,29 @@ impl Ufs {
             secrets: m.secrets.values().cloned().collect(),
             counters: Arc::default(),
             down: None,
+            local_root: built.local_root,
         })
     }
 
     pub fn from_operator(op: Operator, display: &str) -> Ufs {
-        Ufs { op, single_file: None, display: display.to_string(), secrets: vec![], counters: Arc::default(), down: None }
+        Ufs { op, single_file: None, display: display.to_string(), secrets: vec![], counters: Arc::default(), down: None, local_root: None }
+    }
+
+    /// For `local://`, refuses a path that resolves (through symbolic links) outside the
+    /// root, as not found: the link is not part of the Dataset.
+    async fn check_beneath(&self, path: &str) -> Result<(), UfsError> {
+        let Some(root) = &self.local_root else { return Ok(()) };
+        let resolved = match tokio::fs::canonicalize(root.join(path.trim_start_matches('/'))).await {
+            Ok(p) => p,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()), // OpenDAL says so
+            Err(e) => return Err(UfsError { kind: UfsErrorKind::Unavailable, message: format!("{}/{path}: {e}", self.display.trim_end_matches('/')) }),
+        };
+        if resolved.starts_with(root) {
+            Ok(())
+        } else {
+            tracing::warn!(path, "a symbolic link leads out of the mount's root; not served");
+            Err(UfsError { kind: UfsErrorKind::NotFound, message: format!("{}/{path}: a symbolic link out of the mount's root (not served)", self.display.trim_end_matches('/')) })
+        }
     }
 
     /// A UFS that cannot be set up now (say, a local root that is gone), for a master that
@@ -166,6 +188,7 @@ impl Ufs {
             self.op.stat(&file).await.map_err(|e| self.error(e, &file))?;
             return Ok(UfsEntry { name: String::new(), is_dir: true, size: 0, mtime: None, etag: None });
         }
+        self.check_beneath(path).await?;
         let meta = match self.op.stat(path).await {
             Ok(m) => m,
             Err(e) if e.kind() == ErrorKind::NotFound => self.op.stat(&format!("{path}/")).await.map_err(|e| self.error(e, path))?,
@@ -181,6 +204,9 @@ impl Ufs {
             return if dir.is_empty() { Ok(vec![self.stat(file).await?]) } else { Ok(vec![]) };
         }
         self.counters.list_requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(root) = &self.local_root {
+            return self.list_local(root.clone(), dir).await;
+        }
         let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
         let list_path = if dir.is_empty() { "/".to_string() } else { prefix.clone() };
         let mut lister = self.op.lister(&list_path).await.map_err(|e| self.error(e, dir))?;
@@ -202,11 +228,60 @@ impl Ufs {
         Ok(out)
     }
 
+    /// A `local://` directory, read with the file system's own calls on the blocking pool
+    /// (OpenDAL's fs lister follows links to directories, and asserts on them in debug
+    /// builds): entries whose links lead out of `root` or dangle are left out.
+    async fn list_local(&self, root: std::path::PathBuf, dir: &str) -> Result<Vec<UfsEntry>, UfsError> {
+        let display = self.display.trim_end_matches('/').to_string();
+        let dir = dir.to_string();
+        let fail = move |path: &str, e: std::io::Error| {
+            let kind = match e.kind() {
+                std::io::ErrorKind::NotFound => UfsErrorKind::NotFound,
+                std::io::ErrorKind::PermissionDenied => UfsErrorKind::PermissionDenied,
+                _ => UfsErrorKind::Unavailable,
+            };
+            UfsError { kind, message: format!("{display}/{path}: {e}") }
+        };
+        tokio::task::spawn_blocking(move || {
+            let path = root.join(&dir);
+            let resolved = std::fs::canonicalize(&path).map_err(|e| fail(&dir, e))?;
+            if !resolved.starts_with(&root) {
+                return Err(fail(&dir, std::io::Error::from(std::io::ErrorKind::NotFound)));
+            }
+            let mut out = Vec::new();
+            for entry in std::fs::read_dir(&resolved).map_err(|e| fail(&dir, e))? {
+                let entry = entry.map_err(|e| fail(&dir, e))?;
+                let Ok(name) = entry.file_name().into_string() else { continue };
+                let child = resolved.join(&name);
+                let link = entry.file_type().map_err(|e| fail(&dir, e))?.is_symlink();
+                if link && !std::fs::canonicalize(&child).is_ok_and(|t| t.starts_with(&root)) {
+                    tracing::warn!(path = %child.display(), "a symbolic link leads out of the mount's root (or nowhere); not served");
+                    continue;
+                }
+                let Ok(meta) = std::fs::metadata(&child) else { continue }; // gone meanwhile
+                if !meta.is_dir() && !meta.is_file() {
+                    continue; // sockets, devices, FIFOs are no data
+                }
+                out.push(UfsEntry {
+                    name,
+                    is_dir: meta.is_dir(),
+                    size: if meta.is_dir() { 0 } else { meta.len() },
+                    mtime: meta.modified().ok(),
+                    etag: None,
+                });
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| UfsError { kind: UfsErrorKind::Unavailable, message: format!("listing: {e}") })?
+    }
+
     /// Reads `len` bytes at `offset` (fewer at the end of the file).
     pub async fn read(&self, path: &str, offset: u64, len: u64) -> Result<Bytes, UfsError> {
         self.check_up()?;
+        self.check_beneath(path).await?;
         self.counters.read_requests.fetch_add(1, Ordering::Relaxed);
-        let buf = self.op.read_with(path).range(offset..offset + len).await.map_err(|e| self.error(e, path))?;
+        let buf = self.op.read_with(path).range(offset..offset.saturating_add(len)).await.map_err(|e| self.error(e, path))?;
         let bytes = buf.to_bytes();
         self.counters.read_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         Ok(bytes)

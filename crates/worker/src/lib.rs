@@ -12,10 +12,12 @@
 //! - a *random* reader gets only the [`ReadOptions::random_unit`]-aligned range around its
 //!   read (256 KiB by default), so a 4 KiB read of a large object does not pull 4 MiB.
 
+pub mod descriptors;
 pub mod rpc;
 pub mod store;
 
 use bytes::{Bytes, BytesMut};
+use cistern_rpc::CacheKey;
 use cistern_ufs::{Ufs, UfsError};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use std::collections::HashMap;
@@ -46,8 +48,9 @@ pub struct FileRef {
     pub ufs: Ufs,
     pub path: String,
     pub size: u64,
-    /// Changes when the UFS object changes, so stale blocks are never served.
-    pub key: String,
+    /// Derived by the worker from a verified reference (see `cistern_rpc::fileref`); changes
+    /// when the UFS object changes, so stale blocks are never served.
+    pub key: CacheKey,
 }
 
 #[derive(Debug, thiserror::Error, Clone)]
@@ -56,6 +59,8 @@ pub enum WorkerError {
     Ufs(#[from] UfsError),
     #[error("cache I/O: {0}")]
     Io(Arc<std::io::Error>),
+    #[error("a read of {0} bytes is larger than the {max} a worker serves at once", max = cistern_rpc::MAX_READ_LEN)]
+    TooLarge(u64),
 }
 
 impl WorkerError {
@@ -63,6 +68,7 @@ impl WorkerError {
         match self {
             WorkerError::Ufs(e) => e.errno(),
             WorkerError::Io(e) => e.raw_os_error().unwrap_or(5),
+            WorkerError::TooLarge(_) => 22,
         }
     }
 }
@@ -94,7 +100,7 @@ pub enum Served {
 
 type Fetch = Shared<BoxFuture<'static, Result<Bytes, WorkerError>>>;
 /// A range being fetched: cache key, block, start and end inside the block.
-type RangeId = (String, u64, u64, u64);
+type RangeId = (CacheKey, u64, u64, u64);
 
 pub struct Worker {
     pub id: usize,
@@ -149,7 +155,7 @@ impl Worker {
     /// Checks what is cached of `len` bytes at `offset` on disk, dropping damaged blocks: a
     /// short-circuit reader found a chunk there that failed its checksum.
     pub fn recheck(&self, f: &FileRef, offset: u64, len: u64) -> Result<(), WorkerError> {
-        let end = (offset + len).min(f.size);
+        let end = offset.saturating_add(len).min(f.size);
         if offset < end {
             self.tiers.verify_range(&f.key, offset, end)?;
         }
@@ -169,7 +175,7 @@ impl Worker {
     /// whenever one file holds them all (the caller runs on this node), so they need not be
     /// copied to the caller.
     pub async fn serve(self: &Arc<Self>, f: &FileRef, offset: u64, len: u64, short_circuit: bool) -> Result<Served, WorkerError> {
-        let end = (offset + len).min(f.size);
+        let end = offset.saturating_add(len).min(f.size);
         if offset >= end {
             return Ok(Served::Bytes(Bytes::new()));
         }
@@ -270,7 +276,7 @@ impl Worker {
 
     fn recent_range(&self, key: &str, b: u64, s: u64, e: u64) -> Option<Bytes> {
         let recent = self.recent.lock().expect("recent lock");
-        let ((_, _, rs, _), data) = recent.iter().find(|((k, rb, rs, re), _)| k == key && *rb == b && *rs <= s && e <= *re)?;
+        let ((_, _, rs, _), data) = recent.iter().find(|((k, rb, rs, re), _)| k.as_str() == key && *rb == b && *rs <= s && e <= *re)?;
         Some(data.slice((s - rs) as usize..(e - rs) as usize))
     }
 
@@ -327,7 +333,7 @@ impl Worker {
 
     fn block_in_flight(&self, key: &str, b: u64) -> bool {
         let inflight = self.inflight.lock().expect("inflight lock");
-        inflight.keys().any(|(k, rb, rs, _)| k == key && *rb == b && *rs == 0)
+        inflight.keys().any(|(k, rb, rs, _)| k.as_str() == key && *rb == b && *rs == 0)
     }
 
     /// `[s, e)` of block `b`, fetched once for all concurrent callers: a fetch in flight that

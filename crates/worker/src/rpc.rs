@@ -5,7 +5,7 @@ use bytes::Bytes;
 use cistern_rpc::pb;
 use cistern_rpc::pb::master_client::MasterClient;
 use cistern_rpc::pb::worker_server::{Worker as WorkerRpc, WorkerServer};
-use cistern_rpc::status_with_errno;
+use cistern_rpc::{status_with_errno, RefKey};
 use cistern_ufs::Ufs;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -43,10 +43,11 @@ impl Worker {
 }
 
 /// Serves a worker's reads; `mounts` are the Dataset's UFSes in mount order (the index a
-/// [`pb::FileRef`] names).
+/// [`pb::FileRef`] names); `refs` verifies the references the master signed.
 pub struct WorkerService {
     pub worker: Arc<Worker>,
     pub mounts: Vec<Ufs>,
+    pub refs: RefKey,
 }
 
 impl WorkerService {
@@ -56,12 +57,15 @@ impl WorkerService {
             .max_encoding_message_size(cistern_rpc::MAX_MESSAGE)
     }
 
-    /// The worker-side reference of a file named on the wire.
-    pub fn file_ref(&self, f: pb::FileRef) -> Result<FileRef, Status> {
-        let ufs = self.mounts.get(f.mount as usize).ok_or_else(|| {
-            status_with_errno(22, format!("mount {} does not exist (this worker serves {})", f.mount, self.mounts.len()))
+    /// The worker-side reference of a file named on the wire: only one the master signed,
+    /// with the cache key derived here (never a name the peer chose).
+    pub fn file_ref(&self, f: Option<pb::FileRef>) -> Result<FileRef, Status> {
+        let f = f.ok_or_else(|| status_with_errno(22, "no file reference in the request"))?;
+        let v = self.refs.verify(&f).map_err(|e| status_with_errno(e.errno(), e.to_string()))?;
+        let ufs = self.mounts.get(v.mount as usize).ok_or_else(|| {
+            status_with_errno(22, format!("mount {} does not exist (this worker serves {})", v.mount, self.mounts.len()))
         })?;
-        Ok(FileRef { ufs: ufs.clone(), path: f.path, size: f.size, key: f.key })
+        Ok(FileRef { ufs: ufs.clone(), path: v.path, size: v.size, key: v.key })
     }
 }
 
@@ -73,7 +77,12 @@ fn status(e: WorkerError) -> Status {
 impl WorkerRpc for WorkerService {
     async fn read(&self, r: Request<pb::ReadRequest>) -> Result<Response<pb::ReadReply>, Status> {
         let r = r.into_inner();
-        let file = self.file_ref(r.file.ok_or_else(|| status_with_errno(22, "read: no file"))?)?;
+        // Refused, not clamped: the reply's buffer is sized by the read, and a peer asking for
+        // more than any client reads at once is confused or hostile.
+        if r.len > cistern_rpc::MAX_READ_LEN {
+            return Err(status(WorkerError::TooLarge(r.len)));
+        }
+        let file = self.file_ref(r.file)?;
         static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let here = NODE.get_or_init(cistern_rpc::node_name);
         let short_circuit = !r.short_circuit_node.is_empty() && r.short_circuit_node == *here;
@@ -85,7 +94,6 @@ impl WorkerRpc for WorkerService {
             Served::Local(l) => pb::ReadReply {
                 data: Bytes::new(),
                 local: Some(pb::LocalRange {
-                    path: l.path.to_string_lossy().into_owned(),
                     file_id: l.file_id,
                     offset: l.offset,
                     end: l.end,
@@ -94,12 +102,6 @@ impl WorkerRpc for WorkerService {
             },
         };
         Ok(Response::new(reply))
-    }
-
-    async fn locate(&self, r: Request<pb::FileRef>) -> Result<Response<pb::LocateReply>, Status> {
-        let file = self.file_ref(r.into_inner())?;
-        let path = self.worker.tiers().complete_file(&file.key).map(|p| p.to_string_lossy().into_owned());
-        Ok(Response::new(pb::LocateReply { path, node: cistern_rpc::node_name() }))
     }
 
     async fn figures(&self, _r: Request<pb::FiguresRequest>) -> Result<Response<pb::WorkerFigures>, Status> {

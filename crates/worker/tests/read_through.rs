@@ -23,7 +23,7 @@ fn worker(dir: &Path, quota: u64, high: f64, low: f64, persistent: bool) -> std:
 }
 
 fn file(ufs: &Ufs, path: &str, size: usize) -> FileRef {
-    FileRef { ufs: ufs.clone(), path: path.into(), size: size as u64, key: format!("key-{path}") }
+    FileRef { ufs: ufs.clone(), path: path.into(), size: size as u64, key: cistern_rpc::CacheKey::for_test(path) }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -72,7 +72,7 @@ async fn a_corrupt_cached_block_is_refetched_and_never_served() {
     let f = file(&ufs, "c.bin", content.len());
     worker(dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, true).unwrap().read(&f, 0, 10).await.unwrap();
     // Bit rot on disk while the worker is down; the restarted worker has only the disk.
-    let cache_file = dir.path().join(&f.key);
+    let cache_file = dir.path().join(f.key.as_str());
     let mut bytes = std::fs::read(&cache_file).unwrap();
     bytes[5000] ^= 0x55;
     std::fs::write(&cache_file, &bytes).unwrap();

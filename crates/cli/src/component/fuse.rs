@@ -45,6 +45,8 @@ pub struct FuseArgs {
     /// Threads answering FUSE requests.
     #[arg(long, default_value_t = 8)]
     pub threads: usize,
+    #[command(flatten)]
+    pub credentials: crate::credentials::CredentialsArgs,
     /// Mount and serve in this one process (no supervisor; a crash leaves a dead mount).
     #[arg(long, conflicts_with_all = ["daemon", "upgrade"])]
     pub standalone: bool,
@@ -86,6 +88,8 @@ fn target(args: &FuseArgs) -> Result<Target> {
         None => Address::Unix(master_socket(&run_dir)),
     };
     let mountpoint = args.mountpoint.clone().unwrap_or_else(|| args.mount_root.join(&plan.namespace).join(&plan.name));
+    // The client's certificate, for a master and workers reached over TCP.
+    crate::credentials::install_tls(&args.credentials.dir(&run_dir), cistern_rpc::tls::Role::Client)?;
     Ok(Target { plan, run_dir, master, mountpoint })
 }
 
@@ -117,7 +121,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn standalone(args: &FuseArgs, t: &Target) -> Result<()> {
     let rt = runtime()?;
-    let client = connect(&rt, &t.master, None)?;
+    let client = connect(&rt, &t.master, None, Some(&t.run_dir))?;
     let created = prepare_mountpoint(&t.mountpoint, &fsname(&t.plan))?;
     let mount = FuseMount::mount(&t.mountpoint, &fsname(&t.plan), file_system(t, client, &rt), args.threads)
         .with_context(|| format!("cannot mount {}", t.mountpoint.display()))?;
@@ -138,7 +142,7 @@ fn daemon(args: &FuseArgs, t: &Target, fd: RawFd) -> Result<()> {
     let file = unsafe { std::fs::File::from_raw_fd(fd) };
     let rt = runtime()?;
     // Requests wait in the kernel until the threads below start reading.
-    let client = connect(&rt, &t.master, None)?;
+    let client = connect(&rt, &t.master, None, Some(&t.run_dir))?;
     let mut fs = file_system(t, client, &rt);
     if let Some(table) = args.open_table_fd {
         // SAFETY: as above, a descriptor the supervisor placed for this process.
@@ -198,6 +202,8 @@ fn supervise(args: &FuseArgs, t: &Target, log_level: &str) -> Result<()> {
         args.threads.to_string().into(),
         "--fuse-fd".into(),
         DAEMON_FD.to_string().into(),
+        "--credentials".into(),
+        args.credentials.dir(&t.run_dir).into(),
     ]);
     if table.is_some() {
         daemon_args.extend(["--open-table-fd".into(), TABLE_FD.to_string().into()]);

@@ -35,12 +35,14 @@ pub struct MasterArgs {
     /// Where the FUSE client mounts the Dataset, for the status.
     #[arg(long, default_value = "")]
     pub mountpoint: PathBuf,
+    #[command(flatten)]
+    pub credentials: crate::credentials::CredentialsArgs,
 }
 
 pub fn run(args: MasterArgs) -> Result<()> {
     let plan = args.dataset.plan()?;
     let run_dir = args.run_dir.clone().unwrap_or_else(|| default_run_dir(&plan));
-    std::fs::create_dir_all(&run_dir).with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
+    crate::rundir::create_private_dir(&run_dir)?;
     let listen = match &args.listen {
         Some(a) => Address::parse(a).map_err(|e| anyhow!("--listen {e}"))?,
         None => Address::Unix(master_socket(&run_dir)),
@@ -61,9 +63,13 @@ async fn serve(args: MasterArgs, plan: cistern_api::DatasetPlan, run_dir: PathBu
     for (i, _) in reached.iter().enumerate().filter(|(_, r)| !**r) {
         ns.mark_unreachable(i);
     }
+    let credentials = args.credentials.dir(&run_dir);
+    let refs = crate::credentials::ensure_ref_key(&credentials)?;
+    crate::credentials::ensure_tls(&credentials)?;
+    crate::credentials::install_tls(&credentials, cistern_rpc::tls::Role::Master)?;
     let summary = spawn_summary(ns.clone());
     let registry = Arc::new(WorkerRegistry::default());
-    let service = MasterService { ns, registry: registry.clone(), summary: summary.clone(), replicas: plan.replicas };
+    let service = MasterService { ns, registry: registry.clone(), summary: summary.clone(), replicas: plan.replicas, refs };
     let (incoming, bound) = listen.bind().await.with_context(|| format!("cannot listen on {listen}"))?;
     let web = bind_web(&args.web_addr).await?;
     let created = jiff::Timestamp::try_from(SystemTime::now()).map(|t| t.to_string()).unwrap_or_default();
@@ -78,7 +84,7 @@ async fn serve(args: MasterArgs, plan: cistern_api::DatasetPlan, run_dir: PathBu
     };
     publish();
     tracing::info!("master serving on {bound}");
-    let grpc = tonic::transport::Server::builder().add_service(service.into_server());
+    let grpc = incoming.server().map_err(|e| anyhow!("--listen {listen}: {e}"))?.add_service(service.into_server());
     let mut server = tokio::spawn(incoming.serve(grpc, super::stop_requested()));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {

@@ -38,7 +38,9 @@ impl DatasetArgs {
         if let Some(dir) = &self.secret_dir {
             manifest.secrets = std::mem::take(&mut manifest.secrets).with_dir(dir).map_err(|e| anyhow!(e))?;
         }
-        manifest.plan(self.name.as_deref()).map_err(|e| anyhow!("{}: {e}", self.file.display()))
+        let plan = manifest.plan(self.name.as_deref()).map_err(|e| anyhow!("{}: {e}", self.file.display()))?;
+        crate::logging::redact(plan.mounts.iter().flat_map(|m| m.secret_values()));
+        Ok(plan)
     }
 
     /// The arguments that make another component read the same Dataset.
@@ -148,10 +150,15 @@ pub fn namespace_stored(plan: &DatasetPlan) -> bool {
 const WORKER_REFRESH: Duration = Duration::from_secs(2);
 
 /// A client of the master, once it lists at least one worker; calls retry an unreachable
-/// peer for `patience` (the client's default when `None`).
-pub fn connect(rt: &tokio::runtime::Runtime, master: &Address, patience: Option<Duration>) -> Result<Arc<Client>> {
+/// peer for `patience` (the client's default when `None`). `run_dir`: the run directory on
+/// this node, where workers here keep their descriptor sockets (short-circuit reads and
+/// passthrough); `None` reads every byte over gRPC.
+pub fn connect(rt: &tokio::runtime::Runtime, master: &Address, patience: Option<Duration>, run_dir: Option<&Path>) -> Result<Arc<Client>> {
     // Channels spawn their connection tasks on the runtime they are made in.
-    let mut client = rt.block_on(async { Client::remote(master) });
+    let mut client = rt
+        .block_on(async { Client::remote(master) })
+        .map_err(|e| anyhow!("the master at {master}: {}", e.message))?
+        .with_short_circuit(run_dir.map(Path::to_path_buf));
     if let Some(budget) = patience {
         client = client.with_backoff(cistern_rpc::Backoff { budget, ..Default::default() });
     }

@@ -30,6 +30,8 @@ pub struct WorkerArgs {
     /// than --listen (a pod IP for 0.0.0.0:PORT).
     #[arg(long)]
     pub advertise: Option<String>,
+    #[command(flatten)]
+    pub credentials: crate::credentials::CredentialsArgs,
 }
 
 /// How often a worker reports to the master.
@@ -49,6 +51,9 @@ pub fn run(args: WorkerArgs) -> Result<()> {
         Some(a) => Address::parse(a).map_err(|e| anyhow!("--listen {e}"))?,
         None => Address::Unix(worker_socket(&run_dir, args.index)),
     };
+    crate::rundir::create_private_dir(&run_dir)?;
+    let refs = crate::credentials::load_ref_key(&args.credentials.dir(&run_dir))?;
+    crate::credentials::install_tls(&args.credentials.dir(&run_dir), cistern_rpc::tls::Role::Worker)?;
     let levels = worker_levels(&plan, args.index);
     let worker = Worker::open(args.index, &levels, ReadOptions::default()).with_context(|| {
         let dirs: Vec<String> = levels.iter().flat_map(|l| l.dirs.iter().map(|d| d.0.display().to_string())).collect();
@@ -60,11 +65,16 @@ pub fn run(args: WorkerArgs) -> Result<()> {
         let mounts = open_mounts(&plan, false, true).await?.into_iter().map(|(ufs, _)| ufs).collect();
         let (incoming, bound) = listen.bind().await.with_context(|| format!("cannot listen on {listen}"))?;
         let advertise = args.advertise.clone().unwrap_or_else(|| bound.to_string());
-        let master_client = MasterClient::new(master.channel());
+        let master_client = MasterClient::new(master.channel(cistern_rpc::tls::Role::Master).map_err(|e| anyhow!("--master {master}: {e}"))?);
         tokio::spawn(heartbeat(master_client, worker.clone(), advertise.clone(), HEARTBEAT));
         tracing::info!(worker = args.index, "worker serving on {advertise}, master {master}");
-        let service = WorkerService { worker: worker.clone(), mounts };
-        let grpc = tonic::transport::Server::builder().add_service(service.into_server());
+        // Readers on this node get cache files as descriptors through this socket, beside
+        // the run directory's others (on Kubernetes, the hostPath the FUSE pod shares).
+        let fd_socket = cistern_rpc::descriptors::socket_path(&run_dir, args.index as u32);
+        cistern_worker::descriptors::serve(&fd_socket, worker.clone(), refs.clone())
+            .with_context(|| format!("cannot listen on {}", fd_socket.display()))?;
+        let service = WorkerService { worker: worker.clone(), mounts, refs };
+        let grpc = incoming.server().map_err(|e| anyhow!("--listen {listen}: {e}"))?.add_service(service.into_server());
         incoming.serve(grpc, super::stop_requested()).await.context("worker RPC server")
     });
     rt.shutdown_timeout(Duration::from_secs(2));

@@ -41,6 +41,10 @@ pub struct LoadArgs {
     /// without a mount: what the DataLoad Job runs on Kubernetes.
     #[arg(long, conflicts_with = "mount")]
     pub master: Option<String>,
+    /// The Dataset's credentials (client certificate), for a master reached over TCP
+    /// [default: beside a unix: master's socket].
+    #[arg(long = "credentials", env = "CISTERN_CREDENTIALS")]
+    pub credentials: Option<PathBuf>,
     /// Load by reading this directory, where the Dataset is mounted (a PVC in a Job's pod).
     #[arg(long)]
     pub mount: Option<PathBuf>,
@@ -80,7 +84,17 @@ pub fn run(args: LoadArgs) -> Result<()> {
         (Some(master), None) => {
             let address = cistern_rpc::Address::parse(master).map_err(|e| anyhow!("--master {e}"))?;
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-            let client = crate::component::connect(&rt, &address, Some(Duration::from_secs(args.master_timeout_secs)))?;
+            // A master reached by its socket runs on this node: workers here have their
+            // descriptor sockets beside it.
+            let run_dir = match &address {
+                cistern_rpc::Address::Unix(sock) => sock.parent().map(std::path::Path::to_path_buf),
+                cistern_rpc::Address::Tcp(_) => None,
+            };
+            let credentials = args.credentials.clone().or_else(|| run_dir.as_deref().map(crate::credentials::default_dir));
+            if let Some(dir) = &credentials {
+                crate::credentials::install_tls(dir, cistern_rpc::tls::Role::Client)?;
+            }
+            let client = crate::component::connect(&rt, &address, Some(Duration::from_secs(args.master_timeout_secs)), run_dir.as_deref())?;
             (Source::Master { rt, client }, None)
         }
         (None, None) => {

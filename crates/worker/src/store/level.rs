@@ -180,6 +180,17 @@ impl Tiers {
         self.levels.iter().find_map(|l| l.store_for(key).locate_range(key, start, end))
     }
 
+    /// A read-only descriptor of `key`'s cache file on the first level that has one (see
+    /// [`TierStore::open_cache_file`]).
+    pub fn open_cache_file(&self, key: &str, complete_only: bool) -> io::Result<Option<super::locate::CacheFileHandle>> {
+        for l in self.levels.iter() {
+            if let Some(h) = l.store_for(key).open_cache_file(key, complete_only)? {
+                return Ok(Some(h));
+            }
+        }
+        Ok(None)
+    }
+
     pub fn complete_file(&self, key: &str) -> Option<PathBuf> {
         self.levels.iter().find_map(|l| l.store_for(key).complete_file(key))
     }
@@ -216,6 +227,10 @@ fn fnv(s: &str) -> u64 {
 #[cfg(test)]
 mod tests {
 
+    fn key(s: &str) -> cistern_rpc::CacheKey {
+        cistern_rpc::CacheKey::for_test(s)
+    }
+
     use super::*;
 
     fn two_levels(root: &Path, top_blocks: u64, bottom_blocks: u64) -> Tiers {
@@ -235,19 +250,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tiers = two_levels(dir.path(), 4, 16);
         for b in 0..10 {
-            assert!(tiers.insert("f", b, 10 * BLOCK_SIZE, 0, &block(b)).unwrap());
+            assert!(tiers.insert(&key("f"), b, 10 * BLOCK_SIZE, 0, &block(b)).unwrap());
         }
         let stats = tiers.stats();
         assert!(stats[0].used <= 4 * BLOCK_SIZE, "top over quota: {stats:?}");
         assert_eq!(stats[0].used + stats[1].used, 10 * BLOCK_SIZE, "nothing lost: {stats:?}");
         assert_eq!(stats[0].demoted_bytes, stats[1].used);
         for b in 0..10 {
-            let got = tiers.read_cached("f", b, 100, 200).unwrap().expect("every block still cached");
+            let got = tiers.read_cached(&key("f"), b, 100, 200).unwrap().expect("every block still cached");
             assert_eq!(got, block(b)[100..200]);
         }
         // The oldest blocks are the ones that moved down.
-        assert!(tiers.levels()[1].store_for("f").contains("f", 0));
-        assert!(tiers.levels()[0].store_for("f").contains("f", 9));
+        assert!(tiers.levels()[1].store_for(&key("f")).contains(&key("f"), 0));
+        assert!(tiers.levels()[0].store_for(&key("f")).contains(&key("f"), 9));
     }
 
     #[test]
@@ -255,12 +270,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tiers = two_levels(dir.path(), 2, 3);
         for b in 0..12 {
-            tiers.insert("g", b, 12 * BLOCK_SIZE, 0, &block(b)).unwrap();
+            tiers.insert(&key("g"), b, 12 * BLOCK_SIZE, 0, &block(b)).unwrap();
             let stats = tiers.stats();
             assert!(stats[0].used <= 2 * BLOCK_SIZE && stats[1].used <= 3 * BLOCK_SIZE, "{stats:?}");
         }
-        assert!(!tiers.contains("g", 0), "the coldest block left the cache");
-        assert!(tiers.contains("g", 11));
+        assert!(!tiers.contains(&key("g"), 0), "the coldest block left the cache");
+        assert!(tiers.contains(&key("g"), 11));
     }
 
     #[test]
@@ -274,11 +289,11 @@ mod tests {
             persistent: true,
         };
         let tiers = Tiers::open(&[spec]).unwrap();
-        let on_b = (0..400).filter(|i| tiers.levels()[0].store_for(&format!("k{i}")).dir().ends_with("b")).count();
+        let on_b = (0..400).filter(|i| tiers.levels()[0].store_for(&key(&format!("k{i}"))).dir().ends_with("b")).count();
         assert!((240..360).contains(&on_b), "{on_b} of 400 keys on the 3× larger path");
         let data = vec![5u8; 1000];
-        tiers.insert("k1", 0, 1000, 0, &data).unwrap();
-        let path = tiers.complete_file("k1").expect("complete");
+        tiers.insert(&key("k1"), 0, 1000, 0, &data).unwrap();
+        let path = tiers.complete_file(&key("k1")).expect("complete");
         assert_eq!(std::fs::read(path).unwrap(), data);
     }
 }

@@ -31,10 +31,11 @@ pub mod checksum;
 pub mod level;
 mod locate;
 
-pub use locate::LocalRange;
+pub use locate::{CacheFileHandle, LocalRange};
 
 use bytes::Bytes;
 use checksum::{BlockSums, CHUNK};
+use cistern_rpc::CacheKey;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -48,6 +49,20 @@ pub const BLOCK_SIZE: u64 = 4 << 20;
 const SIDECAR: &str = ".crc";
 
 type BlockId = (Arc<str>, u64);
+
+/// Creates `dir` (and missing parents) readable by the worker's user only: cached bytes are
+/// the Dataset's data, which only the mount's own permission checks may hand out.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Opens a cache file for reading and writing, 0600, never through a symbolic link.
+fn open_private(path: &Path, create: bool) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new().read(true).write(true).create(create).truncate(false).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(path)
+}
 
 /// Where a tier sends the blocks it evicts: the next level down.
 pub trait Lower: Send + Sync {
@@ -63,6 +78,10 @@ struct CachedFile {
     sidecar: Arc<File>,
     size: u64,
     blocks: Vec<Option<BlockSums>>,
+    /// True when every present chunk was written by this process from bytes that passed
+    /// their checksums; false after a re-index, until [`TierStore::open_cache_file`] has read
+    /// and checked the whole file once.
+    verified: bool,
 }
 
 #[derive(Default)]
@@ -102,7 +121,7 @@ impl TierStore {
         if dir.exists() && !persistent {
             std::fs::remove_dir_all(dir)?;
         }
-        std::fs::create_dir_all(dir)?;
+        create_private_dir(dir)?;
         let store = TierStore {
             dir: dir.to_path_buf(),
             quota,
@@ -252,14 +271,14 @@ impl TierStore {
         if let Some(cf) = ix.files.get(key) {
             return Ok((cf.file.clone(), cf.sidecar.clone()));
         }
-        let open = |p: PathBuf| OpenOptions::new().read(true).write(true).create(true).truncate(false).open(p);
-        let file = open(self.dir.join(&**key))?;
+        let (data_path, sidecar_path) = self.paths_of(key)?;
+        let file = open_private(&data_path, true)?;
         file.set_len(file_size)?;
-        let sidecar = open(self.dir.join(format!("{key}{SIDECAR}")))?;
+        let sidecar = open_private(&sidecar_path, true)?;
         let blocks = file_size.div_ceil(BLOCK_SIZE).max(1) as usize;
         let id = std::os::unix::fs::MetadataExt::ino(&file.metadata()?);
         let (file, sidecar) = (Arc::new(file), Arc::new(sidecar));
-        let cf = CachedFile { file: file.clone(), id, sidecar: sidecar.clone(), size: file_size, blocks: vec![None; blocks] };
+        let cf = CachedFile { file: file.clone(), id, sidecar: sidecar.clone(), size: file_size, blocks: vec![None; blocks], verified: true };
         ix.files.insert(key.clone(), cf);
         Ok((file, sidecar))
     }
@@ -350,20 +369,38 @@ impl TierStore {
         }
         if whole || cf.blocks.iter().all(Option::is_none) {
             ix.files.remove(key);
-            let _ = std::fs::remove_file(self.dir.join(&**key));
-            let _ = std::fs::remove_file(self.dir.join(format!("{key}{SIDECAR}")));
+            if let Ok((data_path, sidecar_path)) = self.paths_of(key) {
+                let _ = std::fs::remove_file(data_path);
+                let _ = std::fs::remove_file(sidecar_path);
+            }
         }
         Ok(())
     }
 
     /// Rebuilds the index from the checksum records on disk, oldest files first in the LRU.
+    /// The cache file and checksum record of `key`: only a well-formed [`CacheKey`] names
+    /// one, so every path this store creates, truncates or removes is a direct child of its
+    /// directory.
+    fn paths_of(&self, key: &str) -> io::Result<(PathBuf, PathBuf)> {
+        let key = CacheKey::parse(key)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{key:?} is not a cache key")))?;
+        Ok((self.dir.join(key.as_str()), self.dir.join(format!("{key}{SIDECAR}"))))
+    }
+
     fn reindex(&self) -> io::Result<()> {
         let mut found = Vec::new();
         for e in std::fs::read_dir(&self.dir)? {
             let path = e?.path();
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
             let Some(key) = name.strip_suffix(SIDECAR) else { continue };
-            let data_path = self.dir.join(key);
+            let Ok((data_path, _)) = self.paths_of(key) else {
+                // A cache file of an older release (keys were not keyed hashes then): its
+                // content cannot be tied to a reference any more.
+                tracing::info!(file = %path.display(), "removing a cache record of an older format");
+                let _ = std::fs::remove_file(self.dir.join(key));
+                let _ = std::fs::remove_file(&path);
+                continue;
+            };
             let Ok(meta) = std::fs::metadata(&data_path) else {
                 let _ = std::fs::remove_file(&path); // records without data
                 continue;
@@ -373,8 +410,7 @@ impl TierStore {
         found.sort();
         let mut ix = self.index.lock().expect("index lock");
         for (_, key, data_path, sidecar_path, size) in found {
-            let open = |p: &Path| OpenOptions::new().read(true).write(true).open(p);
-            let (file, sidecar) = (open(&data_path)?, open(&sidecar_path)?);
+            let (file, sidecar) = (open_private(&data_path, false)?, open_private(&sidecar_path, false)?);
             let mut blocks = vec![None; size.div_ceil(BLOCK_SIZE).max(1) as usize];
             let key: Arc<str> = Arc::from(key.as_str());
             for (b, sums) in BlockSums::read_records(&sidecar)? {
@@ -387,7 +423,8 @@ impl TierStore {
                 }
             }
             let id = std::os::unix::fs::MetadataExt::ino(&file.metadata()?);
-            let cf = CachedFile { file: Arc::new(file), id, sidecar: Arc::new(sidecar), size, blocks };
+            // Records may have outlived their data (a power loss): checked before passthrough.
+            let cf = CachedFile { file: Arc::new(file), id, sidecar: Arc::new(sidecar), size, blocks, verified: false };
             ix.files.insert(key, cf);
         }
         let over = ix.used > self.quota;
@@ -454,22 +491,26 @@ fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    fn key(s: &str) -> cistern_rpc::CacheKey {
+        cistern_rpc::CacheKey::for_test(s)
+    }
+
     #[test]
     fn quota_is_never_exceeded_and_lru_goes_first() {
         let dir = tempfile::tempdir().unwrap();
         let store = TierStore::open(&dir.path().join("t"), 3 * BLOCK_SIZE, 1.0, 1.0, false).unwrap();
         let block = vec![7u8; BLOCK_SIZE as usize];
         for b in 0..3 {
-            assert!(store.insert("f", b, 10 * BLOCK_SIZE, 0, &block).unwrap());
+            assert!(store.insert(&key("f"), b, 10 * BLOCK_SIZE, 0, &block).unwrap());
         }
         // Touch block 0 so block 1 is the coldest.
-        assert!(store.read_cached("f", 0, 0, 10).unwrap().is_some());
-        assert!(store.insert("f", 3, 10 * BLOCK_SIZE, 0, &block).unwrap());
+        assert!(store.read_cached(&key("f"), 0, 0, 10).unwrap().is_some());
+        assert!(store.insert(&key("f"), 3, 10 * BLOCK_SIZE, 0, &block).unwrap());
         assert_eq!(store.used(), 3 * BLOCK_SIZE);
-        assert!(store.read_cached("f", 1, 0, 10).unwrap().is_none(), "coldest block evicted");
-        assert_eq!(store.read_cached("f", 0, 0, 4).unwrap().unwrap(), vec![7u8; 4]);
+        assert!(store.read_cached(&key("f"), 1, 0, 10).unwrap().is_none(), "coldest block evicted");
+        assert_eq!(store.read_cached(&key("f"), 0, 0, 4).unwrap().unwrap(), vec![7u8; 4]);
         // The punched hole really freed the space.
-        let meta = std::fs::metadata(store.dir().join("f")).unwrap();
+        let meta = std::fs::metadata(store.dir().join(key("f").as_str())).unwrap();
         use std::os::unix::fs::MetadataExt;
         assert!(meta.blocks() * 512 <= 3 * BLOCK_SIZE + 4096, "{} bytes allocated", meta.blocks() * 512);
     }
@@ -481,15 +522,15 @@ mod tests {
         let data: Vec<u8> = (0..2 * BLOCK_SIZE as u32).map(|i| (i % 253) as u8).collect();
         for b in 0..2u64 {
             let block = &data[(b * BLOCK_SIZE) as usize..((b + 1) * BLOCK_SIZE) as usize];
-            store.insert("whole", b, 2 * BLOCK_SIZE, 0, block).unwrap();
+            store.insert(&key("whole"), b, 2 * BLOCK_SIZE, 0, block).unwrap();
         }
-        let path = store.complete_file("whole").expect("both blocks present: complete");
+        let path = store.complete_file(&key("whole")).expect("both blocks present: complete");
         // What FUSE passthrough holds: the cache file itself, opened.
         let held = File::open(&path).unwrap();
         // Block 0 is the coldest; a new block needs its space.
-        store.insert("other", 0, BLOCK_SIZE, 0, &vec![1u8; BLOCK_SIZE as usize]).unwrap();
+        store.insert(&key("other"), 0, BLOCK_SIZE, 0, &vec![1u8; BLOCK_SIZE as usize]).unwrap();
         assert!(!path.exists(), "a complete file is unlinked, not punched");
-        assert!(!store.contains("whole", 1), "its other block went with it");
+        assert!(!store.contains(&key("whole"), 1), "its other block went with it");
         assert_eq!(store.used(), BLOCK_SIZE);
         let mut back = vec![0u8; data.len()];
         held.read_exact_at(&mut back, 0).unwrap();
@@ -502,10 +543,10 @@ mod tests {
         let store = TierStore::open(&dir.path().join("t"), 10 * BLOCK_SIZE, 0.8, 0.5, false).unwrap();
         let block = vec![1u8; BLOCK_SIZE as usize];
         for b in 0..8 {
-            store.insert("g", b, 20 * BLOCK_SIZE, 0, &block).unwrap();
+            store.insert(&key("g"), b, 20 * BLOCK_SIZE, 0, &block).unwrap();
         }
         assert_eq!(store.used(), 8 * BLOCK_SIZE, "at high, not above: no eviction yet");
-        store.insert("g", 8, 20 * BLOCK_SIZE, 0, &block).unwrap();
+        store.insert(&key("g"), 8, 20 * BLOCK_SIZE, 0, &block).unwrap();
         assert_eq!(store.used(), 5 * BLOCK_SIZE, "above high: evicted down to low");
     }
 
@@ -513,7 +554,7 @@ mod tests {
     fn a_block_larger_than_the_quota_is_not_cached() {
         let dir = tempfile::tempdir().unwrap();
         let store = TierStore::open(&dir.path().join("t"), 1024, 1.0, 1.0, false).unwrap();
-        assert!(!store.insert("h", 0, 4096, 0, &[0u8; 4096]).unwrap());
+        assert!(!store.insert(&key("h"), 0, 4096, 0, &[0u8; 4096]).unwrap());
         assert_eq!(store.used(), 0);
     }
 
@@ -522,15 +563,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = TierStore::open(&dir.path().join("t"), 8 * BLOCK_SIZE, 1.0, 1.0, false).unwrap();
         let data: Vec<u8> = (0..BLOCK_SIZE as u32).map(|i| (i % 251) as u8).collect();
-        store.insert("k", 0, BLOCK_SIZE, 0, &data).unwrap();
-        assert_eq!(store.read_cached("k", 0, 100, 200).unwrap().unwrap(), data[100..200]);
+        store.insert(&key("k"), 0, BLOCK_SIZE, 0, &data).unwrap();
+        assert_eq!(store.read_cached(&key("k"), 0, 100, 200).unwrap().unwrap(), data[100..200]);
         // Flip one byte on disk, as bit rot would.
-        let f = OpenOptions::new().write(true).open(store.dir().join("k")).unwrap();
+        let f = OpenOptions::new().write(true).open(store.dir().join(key("k").as_str())).unwrap();
         f.write_all_at(&[data[150] ^ 0xff], 150).unwrap();
-        assert!(store.read_cached("k", 0, 100, 200).unwrap().is_none(), "corrupt bytes served");
+        assert!(store.read_cached(&key("k"), 0, 100, 200).unwrap().is_none(), "corrupt bytes served");
         assert_eq!(store.counters.corrupt_blocks.load(Ordering::Relaxed), 1);
         assert_eq!(store.used(), 0);
-        assert!(!store.contains("k", 0));
+        assert!(!store.contains(&key("k"), 0));
     }
 
     #[test]
@@ -540,16 +581,16 @@ mod tests {
         let data = vec![9u8; 3 * BLOCK_SIZE as usize / 2];
         {
             let store = TierStore::open(&path, 8 * BLOCK_SIZE, 1.0, 1.0, true).unwrap();
-            store.insert("f", 0, data.len() as u64, 0, &data[..BLOCK_SIZE as usize]).unwrap();
-            store.insert("f", 1, data.len() as u64, 0, &data[BLOCK_SIZE as usize..]).unwrap();
+            store.insert(&key("f"), 0, data.len() as u64, 0, &data[..BLOCK_SIZE as usize]).unwrap();
+            store.insert(&key("f"), 1, data.len() as u64, 0, &data[BLOCK_SIZE as usize..]).unwrap();
         }
         let store = TierStore::open(&path, 8 * BLOCK_SIZE, 1.0, 1.0, true).unwrap();
         assert_eq!(store.used(), data.len() as u64);
-        assert_eq!(store.read_cached("f", 1, 0, 10).unwrap().unwrap(), vec![9u8; 10]);
+        assert_eq!(store.read_cached(&key("f"), 1, 0, 10).unwrap().unwrap(), vec![9u8; 10]);
         drop(store);
         let mem = TierStore::open(&path, 8 * BLOCK_SIZE, 1.0, 1.0, false).unwrap();
         assert_eq!(mem.used(), 0);
-        assert!(!mem.contains("f", 0));
+        assert!(!mem.contains(&key("f"), 0));
     }
 }
 
