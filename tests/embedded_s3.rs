@@ -75,6 +75,37 @@ fn s3_bucket_is_served_byte_for_byte_and_secrets_stay_secret() {
     assert!(json.contains("\"phase\": \"Bound\""), "{json}");
 }
 
+/// At the most verbose level, through every component (the master, the workers, the FUSE
+/// daemon, the S3 signer and HTTP client inside them), neither key of `encryptOptions` is
+/// printed, nor passed on any component's command line.
+#[test]
+fn no_secret_at_trace_level_nor_in_any_command_line() {
+    let s = Scratch::new();
+    let files = tree::layout(20, 2 << 20);
+    s3::upload("trace", &files);
+    let yaml = s3_yaml("trace", "JindoRuntime", "fs.s3.endpoint", "fs.s3.accessKeyId", "fs.s3.accessKeySecret", true, &s.path("cache"));
+    let file = s.write("trace.yaml", &yaml);
+    let mut up = Up::start(&s, &file, &["--log-level", "trace"], "default", "trace");
+    tree::assert_mount_matches(&up.mountpoint, &files);
+    let mut cmdlines = String::new();
+    for e in std::fs::read_dir(&up.run_dir).unwrap().flatten() {
+        if e.file_name().to_string_lossy().ends_with(".pid") {
+            let pid = std::fs::read_to_string(e.path()).unwrap();
+            let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default();
+            cmdlines.push_str(&String::from_utf8_lossy(&cmdline));
+        }
+    }
+    assert!(cmdlines.contains("worker"), "the components' command lines were read: {cmdlines}");
+    assert!(up.terminate().success(), "{}", up.stderr());
+    let logs = up.stderr();
+    assert!(logs.lines().count() > 200 && logs.contains("TRACE"), "not a trace-level log ({} lines)", logs.lines().count());
+    for secret in [SECRET_KEY, ACCESS_KEY] {
+        for (what, text) in [("stderr", &logs), ("stdout", &up.stdout()), ("command lines", &cmdlines)] {
+            assert!(!text.contains(secret), "{secret} leaked into {what}");
+        }
+    }
+}
+
 #[test]
 fn alluxio_option_names_with_secrets_from_a_directory() {
     let s = Scratch::new();

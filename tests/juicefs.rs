@@ -102,3 +102,48 @@ fn a_juicefs_dataset_renders_juicefs_pods_with_secrets_from_the_cluster() {
     assert_eq!(env, ["ACCESS_KEY", "SECRET_KEY"]);
     assert_eq!(c["env"][0]["valueFrom"]["secretKeyRef"]["name"], "jfs-secret");
 }
+
+/// A metadata URL whose password holds `/`, `@` and `:` (pasted unescaped, as users do): the
+/// password goes to `juicefs` in `META_PASSWORD` only, never in its arguments, and never in
+/// `up`'s own output, even when `juicefs format` fails and `up` reports it. A stand-in
+/// `juicefs` (CISTERN_JUICEFS_BIN) records what it was given, then fails.
+#[test]
+fn a_metaurl_password_with_separators_never_reaches_argv_or_output() {
+    use std::os::unix::fs::PermissionsExt;
+    const PASSWORD: &str = "pa/ss@wo:rd-3x7";
+    let s = Scratch::new();
+    let record = s.path("juicefs-called");
+    let fake = s.write(
+        "juicefs",
+        &format!("#!/bin/sh\nprintf '%s\\n' \"$@\" >> {rec}\nprintf 'META_PASSWORD=%s\\n' \"$META_PASSWORD\" >> {rec}\necho 'format: cannot reach the metadata engine' >&2\nexit 1\n", rec = record.display()),
+    );
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let yaml = juicefs_yaml(&s).replace(
+        "stringData: {access-key:",
+        &format!("stringData: {{metaurl: 'redis://:{PASSWORD}@127.0.0.1:1/1', access-key:"),
+    );
+    let yaml = yaml.replace(
+        "        - name: access-key\n",
+        "        - name: metaurl\n          valueFrom: {secretKeyRef: {name: jfs-secret, key: metaurl}}\n        - name: access-key\n",
+    );
+    let ds = s.write("jfs-pw.yaml", &yaml);
+    let o = Command::new(cistern_bin())
+        .args(["up", "--log-level", "trace", "-f"])
+        .arg(&ds)
+        .arg("--mount-root")
+        .arg(s.mount_root())
+        .env("CISTERN_RUN_ROOT", s.run_root())
+        .env("CISTERN_JUICEFS_BIN", &fake)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let called = std::fs::read_to_string(&record).expect("the stand-in juicefs ran");
+    let (env, args): (Vec<&str>, Vec<&str>) = called.lines().partition(|l| l.starts_with("META_PASSWORD="));
+    assert!(env.iter().all(|l| *l == format!("META_PASSWORD={PASSWORD}")), "{env:?}");
+    assert!(args.contains(&"redis://127.0.0.1:1/1"), "the URL without its password: {args:?}");
+    let all = format!("{}{}{}", args.join(" "), stdout_of(&o), stderr_of(&o));
+    for part in [PASSWORD, "pa/ss", "ss@wo", "wo:rd"] {
+        assert!(!all.contains(part), "{part} leaked: {all}");
+    }
+    assert!(stderr_of(&o).contains("cannot reach the metadata engine"), "the failure is still told: {}", stderr_of(&o));
+}

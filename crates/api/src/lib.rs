@@ -3,6 +3,7 @@
 
 pub mod juicefs;
 pub mod load;
+pub mod names;
 pub mod plan;
 pub mod quantity;
 pub mod secret;

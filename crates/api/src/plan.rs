@@ -154,6 +154,9 @@ impl Manifest {
         };
         let name = dataset.metadata.name.clone().unwrap_or_default();
         let namespace = ns_of(&dataset.metadata).to_string();
+        // Names become paths and labels: checked here, once, for everything downstream.
+        crate::names::check_subdomain("metadata.name", &name)?;
+        crate::names::check_label("metadata.namespace", &namespace)?;
         let runtime = self
             .runtimes
             .iter()
@@ -179,6 +182,9 @@ impl Manifest {
             Some(n) => return Err(format!("spec.replicas: {n} workers is not possible; use 1 or more")),
         };
         let meta_dir = match spec.master.properties.get("namespace.meta-dir") {
+            Some(dir) if dir.split('/').any(|c| c == "..") => {
+                return Err(format!("spec.master.properties.namespace.meta-dir: `{dir}` holds `..`; give the directory itself"))
+            }
             Some(dir) if dir.starts_with('/') => PathBuf::from(dir),
             Some(dir) => {
                 return Err(format!(
@@ -285,6 +291,20 @@ fn plan_tiers(ts: &TieredStore, bare_unit: u64) -> Result<Vec<TierPlan>, String>
         }
         if let Some(p) = paths.iter().find(|p| !p.is_absolute()) {
             return Err(format!("{f}.path: `{}` is not an absolute path", p.display()));
+        }
+        if let Some(p) = paths.iter().find(|p| p.components().any(|c| matches!(c, std::path::Component::ParentDir))) {
+            return Err(format!("{f}.path: `{}` holds `..`; give the directory itself", p.display()));
+        }
+        // Two levels (or two paths) on one directory would each count the other's files
+        // against their own quota and evict them.
+        for p in &paths {
+            let clash = tiers.iter().enumerate().flat_map(|(j, t): (usize, &TierPlan)| t.paths.iter().map(move |q| (j, q))).find(|(_, q)| p.starts_with(q) || q.starts_with(p));
+            if let Some((j, q)) = clash {
+                return Err(format!("{f}.path: `{}` overlaps `{}` of spec.tieredstore.levels[{j}]; give each level its own directory", p.display(), q.display()));
+            }
+        }
+        if let Some((a, b)) = paths.iter().enumerate().find_map(|(i, p)| paths[i + 1..].iter().find(|q| p.starts_with(q) || q.starts_with(p)).map(|q| (p, q))) {
+            return Err(format!("{f}.path: `{}` and `{}` overlap; give each path its own directory", a.display(), b.display()));
         }
         let quotas: Vec<u64> = match (&l.quota_list, &l.quota) {
             (Some(list), _) => {

@@ -85,3 +85,21 @@ fn unsupported_fluid_version_and_kind() {
     let e = plan_err("apiVersion: data.fluid.io/v1alpha1\nkind: GooseRuntime\nmetadata: {name: x}\n");
     assert!(e.contains("kind `GooseRuntime` is not supported"), "{e}");
 }
+
+#[test]
+fn names_that_are_not_kubernetes_names_and_overlapping_tiers_are_refused() {
+    let crafted = dataset("local:///data").replace("name: demo\nspec", "name: ../../etc\nspec") + &GOOD_RUNTIME.replace("name: demo", "name: ../../etc");
+    let e = plan_err(&crafted);
+    assert!(e.contains("metadata.name: `../../etc` is not a valid Kubernetes name"), "{e}");
+    let ns = dataset("local:///data").replace("  name: demo\n", "  name: demo\n  namespace: Bad_NS\n")
+        + &GOOD_RUNTIME.replace("  name: demo\n", "  name: demo\n  namespace: Bad_NS\n");
+    assert!(plan_err(&ns).contains("metadata.namespace: `Bad_NS`"), "{}", plan_err(&ns));
+    let three = GOOD_RUNTIME.replace(
+        "      - mediumtype: MEM\n        path: /dev/shm\n        quota: 1Gi\n",
+        "      - {mediumtype: MEM, path: /dev/shm, quota: 1Gi}\n      - {mediumtype: SSD, path: /dev/shm, quota: 1Gi}\n      - {mediumtype: HDD, path: /dev/shm/x, quota: 1Gi}\n",
+    );
+    let e = plan_err(&(dataset("local:///data") + &three));
+    assert!(e.contains("levels[1].path: `/dev/shm` overlaps `/dev/shm` of spec.tieredstore.levels[0]"), "{e}");
+    let dots = GOOD_RUNTIME.replace("path: /dev/shm", "path: /var/cache/../../etc");
+    assert!(plan_err(&(dataset("local:///data") + &dots)).contains("holds `..`"));
+}

@@ -106,3 +106,15 @@ pub fn set(level: &str) -> Result<(), String> {
     *CURRENT.lock().expect("log level lock") = text;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registered_secrets_are_scrubbed_longest_first_and_short_values_left() {
+        redact(["s3cr3t-value".to_string(), "s3cr3t".to_string(), "abc".to_string()]);
+        assert_eq!(scrub("key=s3cr3t-value other=s3cr3t abc"), "key=<redacted> other=<redacted> abc");
+        assert!(with_defaults("trace").ends_with(",reqsign=info"), "the signer is held at info");
+    }
+}

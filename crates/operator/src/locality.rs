@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 /// The label of the nodes that hold a Dataset's cache.
 pub fn cache_label(ns: &str, name: &str) -> String {
-    format!("fluid.io/s-{ns}-{name}")
+    cistern_api::names::locality_label(ns, name)
 }
 
 /// Labels the nodes of the Dataset's running workers and unlabels the others; returns the

@@ -51,7 +51,7 @@ impl Names<'_> {
         format!("{}-{}", self.ns, self.name)
     }
     pub fn labels(&self, role: &str) -> Value {
-        json!({"app": "cistern", "release": self.name, "role": role, "fluid.io/dataset-id": self.id()})
+        json!({"app": "cistern", "release": cistern_api::names::label_value(self.name), "role": role, "fluid.io/dataset-id": cistern_api::names::label_value(&self.id())})
     }
     pub fn meta(&self, name: String, role: &str) -> Value {
         json!({"name": name, "namespace": self.ns, "labels": self.labels(role)})
@@ -358,7 +358,7 @@ pub(crate) fn access_modes(plan: &DatasetPlan) -> Vec<String> {
 }
 
 fn pv_label(n: &Names) -> String {
-    format!("fluid.io/s-{}-{}", n.ns, n.name)
+    cistern_api::names::locality_label(n.ns, n.name)
 }
 
 pub(crate) fn persistent_volume(plan: &DatasetPlan, n: &Names, opts: &RenderOptions, mount_type: &str) -> Value {
@@ -366,7 +366,7 @@ pub(crate) fn persistent_volume(plan: &DatasetPlan, n: &Names, opts: &RenderOpti
     json!({
         "apiVersion": "v1",
         "kind": "PersistentVolume",
-        "metadata": {"name": n.id(), "labels": {pv_label(n): "true", "fluid.io/dataset-id": n.id()}},
+        "metadata": {"name": n.id(), "labels": {pv_label(n): "true", "fluid.io/dataset-id": cistern_api::names::label_value(&n.id())}},
         "spec": {
             "accessModes": access_modes(plan),
             "capacity": {"storage": PV_CAPACITY},
