@@ -60,7 +60,21 @@ fn seed_002_renders_the_objects_fluid_would_create() {
     let s = Scratch::new();
     let (path, objects) = render(&s, "seed-002-jindo-meta-persist.yaml");
     let kinds: Vec<&str> = objects.iter().map(|o| o["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["ConfigMap", "Service", "StatefulSet", "StatefulSet", "DaemonSet", "PersistentVolume", "PersistentVolumeClaim"]);
+    assert_eq!(kinds, ["Secret", "ConfigMap", "Service", "StatefulSet", "StatefulSet", "DaemonSet", "PersistentVolume", "PersistentVolumeClaim"]);
+
+    // The Dataset's credentials: every pod mounts its own role's files only.
+    let creds = find(&objects, "Secret", "demo-cistern-credentials");
+    for key in ["ref.key", "ca.pem", "master.key", "worker.key", "client.key"] {
+        assert!(creds["data"][key].is_string(), "{key}");
+    }
+    let mounted = |kind: &str, name: &str| -> Vec<String> {
+        let spec = &find(&objects, kind, name)["spec"]["template"]["spec"];
+        let v = spec["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "credentials").expect("credentials volume");
+        v["secret"]["items"].as_array().unwrap().iter().map(|i| i["key"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(mounted("StatefulSet", "demo-master"), ["ca.pem", "master.pem", "master.key", "ref.key"]);
+    assert_eq!(mounted("StatefulSet", "demo-worker"), ["ca.pem", "worker.pem", "worker.key", "ref.key"]);
+    assert_eq!(mounted("DaemonSet", "demo-fuse"), ["ca.pem", "client.pem", "client.key"], "a client never holds the reference key");
 
     let pv = find(&objects, "PersistentVolume", "default-demo");
     let csi = &pv["spec"]["csi"];
@@ -99,6 +113,10 @@ fn seed_002_renders_the_objects_fluid_would_create() {
     let args: Vec<&str> = fuse["containers"][0]["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert!(args.windows(2).any(|w| w == ["--mountpoint", fluid_path]), "{args:?}");
     assert_eq!(fuse["containers"][0]["securityContext"]["privileged"], true);
+    // The node's run directory (the worker's descriptor socket), never a tier.
+    let host_paths: Vec<&str> = fuse["volumes"].as_array().unwrap().iter().filter_map(|v| v["hostPath"]["path"].as_str()).collect();
+    assert!(host_paths.contains(&"/run/cistern/default-demo"), "{host_paths:?}");
+    assert!(!host_paths.iter().any(|p| p.starts_with("/dev/shm")), "{host_paths:?}");
 
     // Secrets go by reference only: the access key is not in any object.
     let text = std::fs::read_to_string(&path).unwrap();
@@ -111,8 +129,8 @@ fn every_seed_and_the_crds_are_valid_kubernetes() {
     let s = Scratch::new();
     for file in ["seed-001-jindo-fuse-recovery.yaml", "seed-002-jindo-meta-persist.yaml", "seed-004-juicefs.yaml"] {
         let (path, objects) = render(&s, file);
-        // JuiceFS runs its own engine: no Cistern master, config or Service.
-        assert_eq!(objects.len(), if file.contains("juicefs") { 4 } else { 7 }, "{file}");
+        // JuiceFS runs its own engine: no Cistern master, config, Service or credentials.
+        assert_eq!(objects.len(), if file.contains("juicefs") { 4 } else { 8 }, "{file}");
         let text = std::fs::read_to_string(&path).unwrap();
         for secret in ["your-access-key-secret", "your-access-key-id"] {
             assert!(!text.contains(secret), "{file}: a secret value in the rendered objects");
@@ -174,4 +192,37 @@ fn the_seed_custom_resources_validate_against_the_generated_crds() {
     let bad = s.write("bad.yaml", "apiVersion: data.fluid.io/v1alpha1\nkind: JindoRuntime\nmetadata: {name: x}\nspec: {replicas: two, tieredstor: {}}\n");
     let (ok, text) = validate_crs(&crds, &[bad]);
     assert!(!ok && text.contains("unknown field spec.tieredstor") && text.contains("replicas"), "{text}");
+}
+
+/// A Runtime is user input: hostPaths outside the allow-list (tiers, meta-dir, volumes) are
+/// refused with the field and the fix, and a worker mounts only its Dataset's own directory
+/// of each tier.
+#[test]
+fn host_paths_outside_the_allow_list_are_refused() {
+    let s = Scratch::new();
+    let runtime = |levels: &str, extra: &str| {
+        format!(
+            "apiVersion: data.fluid.io/v1alpha1\nkind: Dataset\nmetadata: {{name: hp}}\nspec:\n  mounts: [{{mountPoint: 'local:///data', name: d}}]\n---\napiVersion: data.fluid.io/v1alpha1\nkind: AlluxioRuntime\nmetadata: {{name: hp}}\nspec:\n  tieredstore:\n    levels: [{levels}]\n{extra}"
+        )
+    };
+    for (yaml, field) in [
+        (runtime("{mediumtype: SSD, path: /, quota: 1Gi}", ""), "spec.tieredstore.levels[0].path: `/` is not under a host path this cluster allows"),
+        (runtime("{mediumtype: SSD, path: /etc, quota: 1Gi}", ""), "spec.tieredstore.levels[0].path: `/etc`"),
+        (
+            runtime("{mediumtype: SSD, path: /mnt/ssd, quota: 1Gi}", "  volumes: [{name: root, hostPath: {path: /}}]\n  fuse: {volumeMounts: [{name: root, mountPath: /host}]}\n"),
+            "spec.volumes[0].hostPath.path: `/`",
+        ),
+        (runtime("{mediumtype: SSD, path: /mnt/ssd, quota: 1Gi}", "  master: {properties: {namespace.meta-dir: /root/meta}}\n"), "namespace.meta-dir: `/root/meta`"),
+    ] {
+        let file = s.write("hp.yaml", &yaml);
+        let o = s.cistern(&["render", "-f", file.to_str().unwrap()]);
+        assert!(!o.status.success() && stderr_of(&o).contains(field) && stderr_of(&o).contains("allowedHostPaths"), "{field}: {}", stderr_of(&o));
+    }
+    let file = s.write("ok.yaml", &runtime("{mediumtype: SSD, path: /mnt/ssd, quota: 1Gi}", ""));
+    let o = s.cistern(&["render", "-f", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    let text = stdout_of(&o);
+    assert!(text.contains("path: /mnt/ssd/cistern/default-hp"), "the worker mounts its Dataset's own directory: {text}");
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    assert!(!lines.windows(2).any(|w| w == ["path: /mnt/ssd", "type: DirectoryOrCreate"]), "the whole tier is mounted: {text}");
 }

@@ -46,6 +46,11 @@ pub fn run(args: RenderArgs) -> Result<()> {
             );
         }
         let mut objects = cistern_operator::render(&plan, &opts).map_err(|e| anyhow!("rendering {name}: {e}"))?;
+        if !plan.mounts.iter().any(|m| m.scheme == cistern_api::Scheme::JuiceFs) {
+            // What the operator makes once: fresh keys at every render (apply it once).
+            let s = cistern_operator::credentials::secret(&plan.namespace, &plan.name, None).map_err(|e| anyhow!(e))?;
+            objects.insert(0, serde_json::to_value(s)?);
+        }
         for dl in manifest.dataloads.iter().filter(|dl| dl.spec.dataset.name == name) {
             objects.push(cistern_operator::dataload::loader_job(dl, &plan.runtime, &opts));
         }

@@ -175,7 +175,11 @@ pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) ->
     };
     let plan = manifest.plan(Some(&name)).map_err(|e| Error::Invalid(format!("{ns}/{name}: {e}")))?;
     let params = PatchParams::apply(MANAGER).force();
-    for mut object in render(&plan, &ctx.opts).map_err(Error::Invalid)? {
+    let objects = render(&plan, &ctx.opts).map_err(Error::Invalid)?;
+    if !matches!(plan.runtime, Runtime::JuiceFS(_)) {
+        crate::credentials::ensure(&ctx.client, &ns, &name, owner.clone()).await?;
+    }
+    for mut object in objects {
         if object["kind"] != "PersistentVolume" {
             // Cluster-scoped objects cannot be owned by a namespaced runtime.
             object["metadata"]["ownerReferences"] = json!([owner]);

@@ -45,6 +45,11 @@ pub fn loader_job(dl: &DataLoad, runtime: &Runtime, opts: &RenderOptions) -> Val
         pod["volumes"] = json!([{"name": "data", "persistentVolumeClaim": {"claimName": ds_name, "readOnly": true}}]);
     } else {
         args.extend(["--master".into(), format!("{ds_name}-master.{ds_ns}.svc:{MASTER_PORT}")]);
+        // The client's certificate, for mutual TLS with the master and workers.
+        args.extend(["--credentials".into(), crate::render::CREDENTIALS_DIR.into()]);
+        let n = crate::render::Names { ns: &ds_ns, name: &ds_name };
+        container["volumeMounts"] = json!([crate::render::credentials_mount()]);
+        pod["volumes"] = json!([crate::render::credentials_volume(&n, cistern_rpc::tls::Role::Client)]);
     }
     args.extend(dl.spec.target.iter().map(|t| t.path.clone()));
     container["args"] = json!(args);

@@ -3,6 +3,7 @@
 //! operator`), and the DataLoad controller ([`dataload`]).
 
 pub mod controller;
+pub mod credentials;
 pub mod dataload;
 pub mod locality;
 pub mod render;

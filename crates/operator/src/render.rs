@@ -9,6 +9,14 @@
 //! - the FUSE client: a DaemonSet on nodes labelled `fluid.io/f-<ns>-<name>=true`;
 //! - a PersistentVolume for the CSI driver `fuse.csi.fluid.io` and a PVC named after the
 //!   Dataset, which pods mount.
+//!
+//! What a Runtime may ask of a node is bounded (see the README's security section): every
+//! hostPath (tier paths, `namespace.meta-dir`, `volumes`) must lie under one of
+//! [`RenderOptions::allowed_host_paths`] (the chart's `allowedHostPaths`); a worker mounts only
+//! its Dataset's own directory of each tier; the FUSE pod mounts the node's run directory of
+//! the Dataset (the workers' descriptor sockets), never the tiers. Components authenticate
+//! with the Dataset's credentials Secret (`<name>-cistern-credentials`, made by the operator),
+//! each pod mounting only its own role's files.
 
 use cistern_api::juicefs::JuiceFsVolume;
 use cistern_api::plan::{DatasetPlan, Medium};
@@ -25,6 +33,17 @@ pub const MOUNT_TYPE: &str = "fuse.cistern";
 const PV_CAPACITY: &str = "100Pi";
 const CONFIG_DIR: &str = "/etc/cistern";
 const SECRET_DIR: &str = "/etc/cistern/secrets";
+/// Where a pod finds its role's credentials (`cistern_cli::credentials`).
+pub const CREDENTIALS_DIR: &str = "/etc/cistern/credentials";
+/// The run directory inside worker and FUSE pods: the node's `/run/cistern/<ns>-<name>`.
+const RUN_DIR: &str = "/run/cistern";
+/// Host paths a Runtime may use when the operator is given none.
+pub const DEFAULT_ALLOWED_HOST_PATHS: &[&str] = &["/dev/shm", "/mnt", "/var/lib/cistern", "/var/cache/cistern", "/cache", "/data"];
+
+/// The Secret holding a Dataset's credentials.
+pub fn credentials_secret(name: &str) -> String {
+    format!("{name}-cistern-credentials")
+}
 
 #[derive(Debug, Clone)]
 pub struct RenderOptions {
@@ -32,11 +51,33 @@ pub struct RenderOptions {
     pub image: String,
     /// Where FUSE mounts go on the nodes: `<root>/<ns>/<name>/cistern-fuse`.
     pub mount_root: String,
+    /// The node directories a Runtime's hostPaths may lie under.
+    pub allowed_host_paths: Vec<std::path::PathBuf>,
 }
 
 impl Default for RenderOptions {
     fn default() -> Self {
-        RenderOptions { image: format!("ghcr.io/cistern-io/cistern:{}", env!("CARGO_PKG_VERSION")), mount_root: "/runtime-mnt/cistern".into() }
+        RenderOptions {
+            image: format!("ghcr.io/cistern-io/cistern:{}", env!("CARGO_PKG_VERSION")),
+            mount_root: "/runtime-mnt/cistern".into(),
+            allowed_host_paths: DEFAULT_ALLOWED_HOST_PATHS.iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl RenderOptions {
+    /// Refuses a hostPath outside the allow-list, naming the field and the fix.
+    fn check_host_path(&self, field: &str, path: &Path) -> Result<(), String> {
+        let clean = path.is_absolute() && !path.components().any(|c| matches!(c, std::path::Component::ParentDir));
+        if clean && self.allowed_host_paths.iter().any(|a| path.starts_with(a)) {
+            return Ok(());
+        }
+        let allowed: Vec<String> = self.allowed_host_paths.iter().map(|p| p.display().to_string()).collect();
+        Err(format!(
+            "{field}: `{}` is not under a host path this cluster allows ({}); use one of them, or ask the cluster's administrator to add it to the chart's allowedHostPaths",
+            path.display(),
+            allowed.join(", ")
+        ))
     }
 }
 
@@ -69,6 +110,7 @@ pub fn fluid_path(plan: &DatasetPlan, opts: &RenderOptions) -> String {
 /// Every object, in the order they can be applied. A `juicefs://` Dataset runs on JuiceFS's
 /// own engine ([`crate::render_juicefs`]).
 pub fn render(plan: &DatasetPlan, opts: &RenderOptions) -> Result<Vec<Value>, String> {
+    check_host_paths(plan, opts)?;
     if let Some(vol) = JuiceFsVolume::from_plan(plan, Some(&plan.meta_dir))? {
         return Ok(crate::render_juicefs::render(plan, &vol, opts));
     }
@@ -82,6 +124,46 @@ pub fn render(plan: &DatasetPlan, opts: &RenderOptions) -> Result<Vec<Value>, St
         persistent_volume(plan, &n, opts, MOUNT_TYPE),
         persistent_volume_claim(plan, &n),
     ])
+}
+
+/// Every hostPath the Dataset's pods would mount, against the allow-list.
+fn check_host_paths(plan: &DatasetPlan, opts: &RenderOptions) -> Result<(), String> {
+    let spec = plan.runtime.spec();
+    for (i, tier) in plan.tiers.iter().enumerate() {
+        for p in &tier.paths {
+            opts.check_host_path(&format!("spec.tieredstore.levels[{i}].path"), p)?;
+        }
+    }
+    if !covered(&plan.meta_dir, &spec.master.volume_mounts) {
+        opts.check_host_path("spec.master.properties.namespace.meta-dir", &plan.meta_dir)?;
+    }
+    for (i, v) in spec.volumes.iter().enumerate() {
+        if let Some(h) = &v.host_path {
+            opts.check_host_path(&format!("spec.volumes[{i}].hostPath.path"), Path::new(&h.path))?;
+        }
+    }
+    Ok(())
+}
+
+/// The credentials volume of a pod of `role`: the Dataset's Secret, only that role's files
+/// (a client never gets the reference key or another role's key), readable by the owner only.
+pub(crate) fn credentials_volume(n: &Names, role: cistern_rpc::tls::Role) -> Value {
+    use cistern_rpc::tls::Role;
+    let mut files = vec!["ca.pem".to_string(), format!("{}.pem", role.name()), format!("{}.key", role.name())];
+    if role != Role::Client {
+        files.push("ref.key".into());
+    }
+    let items: Vec<Value> = files.iter().map(|f| json!({"key": f, "path": f})).collect();
+    json!({"name": "credentials", "secret": {"secretName": credentials_secret(n.name), "items": items, "defaultMode": 0o400}})
+}
+
+pub(crate) fn credentials_mount() -> Value {
+    json!({"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": true})
+}
+
+/// The node's run directory of this Dataset, shared by its worker and FUSE pods there.
+fn run_dir_volume(n: &Names) -> Value {
+    json!({"name": "run-dir", "hostPath": {"path": format!("{RUN_DIR}/{}", n.id()), "type": "DirectoryOrCreate"}})
 }
 
 fn config_map(plan: &DatasetPlan, n: &Names) -> Result<Value, String> {
@@ -212,10 +294,14 @@ fn master(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
         "--web-addr".into(),
         format!("0.0.0.0:{WEB_PORT}"),
         "--run-dir".into(),
-        "/run/cistern".into(),
+        RUN_DIR.into(),
         "--mountpoint".into(),
         fluid_path(plan, opts),
+        "--credentials".into(),
+        CREDENTIALS_DIR.into(),
     ];
+    mounts.push(credentials_mount());
+    volumes.push(credentials_volume(n, cistern_rpc::tls::Role::Master));
     let mut c = container(plan, opts, "master", args, mounts);
     c["ports"] = json!([{"name": "rpc", "containerPort": MASTER_PORT}, {"name": "web", "containerPort": WEB_PORT}]);
     add_env(&mut c, &spec.master.env);
@@ -239,26 +325,30 @@ fn covered(path: &Path, mounts: &[k8s_openapi::api::core::v1::VolumeMount]) -> b
     mounts.iter().any(|m| path.starts_with(&m.mount_path))
 }
 
-/// The tiered store's volumes and mounts, at the same paths inside the pod as on the node.
-pub(crate) fn tier_volumes(plan: &DatasetPlan, read_only: bool) -> (Vec<Value>, Vec<Value>) {
+/// The tiered store's volumes and mounts, at the same paths inside the pod as on the node. A
+/// hostPath tier is mounted as this Dataset's own directory of it
+/// (`<path>/<engine_dir>/<ns>-<name>`, where its workers keep their caches), so a worker
+/// cannot read or rewrite another Dataset's cache on the same node.
+pub(crate) fn tier_volumes(plan: &DatasetPlan, read_only: bool, engine_dir: &str) -> (Vec<Value>, Vec<Value>) {
     let (mut volumes, mut mounts) = (Vec::new(), Vec::new());
     let levels = &plan.runtime.spec().tieredstore.levels;
     for (i, tier) in plan.tiers.iter().enumerate() {
         let volume_type = levels.get(i).and_then(|l| l.volume_type.clone()).unwrap_or_else(|| "hostPath".into());
         for (j, (path, quota)) in tier.paths.iter().zip(&tier.quotas).enumerate() {
             let name = format!("tier-{i}-{j}");
-            let source = if volume_type == "emptyDir" {
+            let own = path.join(engine_dir).join(format!("{}-{}", plan.namespace, plan.name));
+            let (source, mount_path) = if volume_type == "emptyDir" {
                 let medium = if tier.medium == Medium::Mem { "Memory" } else { "" };
-                json!({"emptyDir": {"medium": medium, "sizeLimit": quota.to_string()}})
+                (json!({"emptyDir": {"medium": medium, "sizeLimit": quota.to_string()}}), path.clone())
             } else {
-                json!({"hostPath": {"path": path, "type": "DirectoryOrCreate"}})
+                (json!({"hostPath": {"path": own, "type": "DirectoryOrCreate"}}), own)
             };
             let mut volume = json!({"name": name});
             if let (Some(v), Some(s)) = (volume.as_object_mut(), source.as_object()) {
                 v.extend(s.clone());
             }
             volumes.push(volume);
-            mounts.push(json!({"name": name, "mountPath": path, "readOnly": read_only}));
+            mounts.push(json!({"name": name, "mountPath": mount_path, "readOnly": read_only}));
         }
     }
     (volumes, mounts)
@@ -266,7 +356,7 @@ pub(crate) fn tier_volumes(plan: &DatasetPlan, read_only: bool) -> (Vec<Value>, 
 
 fn workers(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
     let spec = plan.runtime.spec();
-    let (tier_vols, tier_mounts) = tier_volumes(plan, false);
+    let (tier_vols, tier_mounts) = tier_volumes(plan, false, "cistern");
     let (rt_vols, mut mounts) = runtime_volumes(plan, &spec.worker.volume_mounts);
     mounts.extend(tier_mounts);
     let args = vec![
@@ -277,8 +367,12 @@ fn workers(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
         "--advertise".into(),
         format!("$(POD_IP):{WORKER_PORT}"),
         "--run-dir".into(),
-        "/run/cistern".into(),
+        RUN_DIR.into(),
+        "--credentials".into(),
+        CREDENTIALS_DIR.into(),
     ];
+    mounts.push(credentials_mount());
+    mounts.push(json!({"name": "run-dir", "mountPath": RUN_DIR}));
     let mut c = container(plan, opts, "worker", args, mounts);
     c["ports"] = json!([{"name": "rpc", "containerPort": WORKER_PORT}]);
     if let Some(env) = c["env"].as_array_mut() {
@@ -289,6 +383,8 @@ fn workers(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
     let mut volumes = base_volumes(plan, n);
     volumes.extend(rt_vols);
     volumes.extend(tier_vols);
+    volumes.push(credentials_volume(n, cistern_rpc::tls::Role::Worker));
+    volumes.push(run_dir_volume(n));
     worker_set(plan, n, c, volumes)
 }
 
@@ -317,19 +413,31 @@ pub(crate) fn worker_set(plan: &DatasetPlan, n: &Names, container: Value, volume
 fn fuse(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
     let spec = plan.runtime.spec();
     let mount_dir = format!("{}/{}/{}", opts.mount_root, n.ns, n.name);
-    // Read-only tier mounts: the FUSE client hands complete cache files to the kernel
-    // (passthrough) when the worker on its node has them on a hostPath.
-    let (tier_vols, tier_mounts) = tier_volumes(plan, true);
+    // No tier is mounted here: the worker on this node hands cache files over as descriptors
+    // through its socket in the shared run directory (short-circuit reads, passthrough).
     let (rt_vols, mut mounts) = runtime_volumes(plan, &spec.fuse.volume_mounts);
     mounts.push(json!({"name": "fuse-mount", "mountPath": mount_dir, "mountPropagation": "Bidirectional"}));
-    mounts.extend(tier_mounts.into_iter().filter(|m| m["name"].as_str().is_some_and(|name| tier_vols.iter().any(|v| v["name"] == name && v.get("hostPath").is_some()))));
-    let args = vec!["--master".into(), n.master_address(), "--mountpoint".into(), fluid_path(plan, opts), "--run-dir".into(), "/run/cistern".into()];
+    mounts.push(json!({"name": "run-dir", "mountPath": RUN_DIR}));
+    mounts.push(credentials_mount());
+    let args = vec![
+        "--master".into(),
+        n.master_address(),
+        "--mountpoint".into(),
+        fluid_path(plan, opts),
+        "--run-dir".into(),
+        RUN_DIR.into(),
+        "--credentials".into(),
+        CREDENTIALS_DIR.into(),
+    ];
     let mut c = container(plan, opts, "fuse", args, mounts);
+    // Privileged: Kubernetes allows Bidirectional mount propagation (how the FUSE mount
+    // reaches the application's pods) only in privileged containers.
     c["securityContext"] = json!({"privileged": true});
     let mut volumes = base_volumes(plan, n);
     volumes.extend(rt_vols);
     volumes.push(json!({"name": "fuse-mount", "hostPath": {"path": mount_dir, "type": "DirectoryOrCreate"}}));
-    volumes.extend(tier_vols.into_iter().filter(|v| v.get("hostPath").is_some()));
+    volumes.push(run_dir_volume(n));
+    volumes.push(credentials_volume(n, cistern_rpc::tls::Role::Client));
     fuse_set(plan, n, c, volumes)
 }
 

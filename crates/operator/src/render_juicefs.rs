@@ -72,7 +72,7 @@ fn container(plan: &DatasetPlan, vol: &JuiceFsVolume, opts: &RenderOptions, role
 
 pub fn render(plan: &DatasetPlan, vol: &JuiceFsVolume, opts: &RenderOptions) -> Vec<Value> {
     let n = Names { ns: &plan.namespace, name: &plan.name };
-    let (tier_vols, tier_mounts) = tier_volumes(plan, false);
+    let (tier_vols, tier_mounts) = tier_volumes(plan, false, "juicefs-cache");
     // SQLite (no metaurl): the database lives on the node, beside the cache.
     let mut meta = Vec::new();
     if vol.meta_url.starts_with("sqlite3://") {

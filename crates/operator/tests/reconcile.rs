@@ -59,6 +59,26 @@ impl ApiServer {
 }
 
 const FLUID: &str = "/apis/data.fluid.io/v1alpha1/namespaces/default";
+const CREDENTIALS: &str = "/api/v1/namespaces/default/secrets/demo-cistern-credentials";
+
+/// The runtime's credentials Secret: made when missing (owned by the runtime, with the
+/// reference key, the CA and one certificate per role), left alone when there.
+async fn credentials(api: &mut ApiServer, exists: bool) {
+    let call = api.expect("GET", CREDENTIALS).await;
+    if exists {
+        call.ok(&json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "demo-cistern-credentials", "namespace": "default"}}));
+        return;
+    }
+    call.not_found();
+    let call = api.expect("POST", "/api/v1/namespaces/default/secrets").await;
+    let body = call.body.clone();
+    assert_eq!(body["metadata"]["name"], "demo-cistern-credentials");
+    assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "rt-uid");
+    for key in ["ref.key", "ca.pem", "ca.key", "master.pem", "master.key", "worker.pem", "worker.key", "client.pem", "client.key"] {
+        assert!(body["data"][key].is_string(), "{key} missing from the credentials");
+    }
+    call.ok(&body);
+}
 
 fn dataset(finalizers: &[&str], deleting: bool) -> Value {
     let mut d = json!({
@@ -172,6 +192,7 @@ async fn a_runtime_applies_its_objects_owned_and_reports_phases_and_scales() {
         let (ctx, mut api) = ApiServer::new();
         let run = tokio::spawn(reconcile_runtime::<JindoRuntime>(object(jindo(replicas)), ctx));
         api.expect("GET", &format!("{FLUID}/datasets/demo")).await.ok(&dataset(&[FINALIZER], false));
+        credentials(&mut api, replicas == 3).await;
         let applied = [
             "/api/v1/namespaces/default/configmaps/demo-cistern-config",
             "/api/v1/namespaces/default/services/demo-master",
@@ -293,6 +314,7 @@ async fn the_masters_figures_go_into_the_runtime_and_dataset_statuses() {
     let (ctx, mut api) = ApiServer::with_master(&fake_master(figures).await);
     let run = tokio::spawn(reconcile_runtime::<JindoRuntime>(object(jindo(1)), ctx));
     api.expect("GET", &format!("{FLUID}/datasets/demo")).await.ok(&dataset(&[FINALIZER], false));
+    credentials(&mut api, true).await;
     for _ in 0..7 {
         let (_, reply) = api.0.next_request().await.unwrap();
         reply.send_response(Response::builder().body(Body::from(b"{}".to_vec())).unwrap());
@@ -423,6 +445,7 @@ async fn seed_002_creates_the_objects_and_binds_the_dataset() {
     let (ctx, mut api) = ApiServer::new();
     let run = tokio::spawn(reconcile_runtime::<JindoRuntime>(object(rt.clone()), ctx));
     api.expect("GET", &format!("{FLUID}/datasets/demo")).await.ok(&ds);
+    credentials(&mut api, false).await;
     let mut applied = Vec::new();
     for _ in 0..7 {
         let (request, reply) = api.0.next_request().await.unwrap();

@@ -12,10 +12,18 @@ pub struct OperatorArgs {
     /// Where FUSE clients mount Datasets on the nodes.
     #[arg(long, default_value = "/runtime-mnt/cistern")]
     pub mount_root: String,
+    /// Node directories a Runtime's hostPaths (tiers, meta-dir, volumes) may lie under,
+    /// comma-separated; anything else is refused (the chart's allowedHostPaths).
+    #[arg(long, value_delimiter = ',', default_values_t = cistern_operator::render::DEFAULT_ALLOWED_HOST_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())]
+    pub allowed_host_paths: Vec<String>,
 }
 
 pub fn run(args: OperatorArgs) -> Result<()> {
-    let mut opts = RenderOptions { mount_root: args.mount_root, ..Default::default() };
+    let allowed_host_paths = args.allowed_host_paths.iter().filter(|p| !p.is_empty()).map(std::path::PathBuf::from).collect::<Vec<_>>();
+    if let Some(p) = allowed_host_paths.iter().find(|p| !p.is_absolute()) {
+        anyhow::bail!("--allowed-host-paths: `{}` is not an absolute path", p.display());
+    }
+    let mut opts = RenderOptions { mount_root: args.mount_root, allowed_host_paths, ..Default::default() };
     if let Some(image) = args.image {
         opts.image = image;
     }
