@@ -156,3 +156,56 @@ fn statvfs(p: &std::path::Path) -> libc::statvfs {
         st
     }
 }
+
+/// What an unprivileged user on the node (uid 65534) can get at: the Dataset through the mount
+/// (`allow_other`), and nothing else: a link in the UFS that leads to a root-only file outside
+/// the mount's root is not served, and the cache, run and metadata files are the worker's and
+/// master's own (0700 directories, 0600 files).
+#[test]
+fn an_unprivileged_reader_gets_the_dataset_and_nothing_else() {
+    use std::os::unix::process::CommandExt;
+    let s = Scratch::new();
+    // Traversable by others (a tempdir is 0700), so the mount can be reached at all.
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ufs = s.path("ufs");
+    std::fs::create_dir_all(&ufs).unwrap();
+    std::fs::write(ufs.join("inside.txt"), b"dataset bytes").unwrap();
+    let victim = s.path("root-only");
+    std::fs::write(&victim, b"ROOT ONLY SECRET").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::symlink(&victim, ufs.join("escape")).unwrap();
+    std::os::unix::fs::symlink(s.dir.path(), ufs.join("up")).unwrap();
+    let yaml = dataset_yaml("priv", &format!("local://{}", ufs.display()), "", &s.path("cache"), "64Mi", 1);
+    let file = s.write("priv.yaml", &yaml);
+    let up = Up::start(&s, &file, &[], "default", "priv");
+    let mnt = up.mountpoint.clone();
+    let as_nobody = |args: &[&str]| std::process::Command::new(args[0]).args(&args[1..]).uid(65534).gid(65534).output().unwrap();
+
+    let inside = mnt.join("inside.txt");
+    let o = as_nobody(&["cat", inside.to_str().unwrap()]);
+    assert!(o.status.success() && stdout_of(&o) == "dataset bytes", "{}", stderr_of(&o));
+    let listing = as_nobody(&["ls", "-a", mnt.to_str().unwrap()]);
+    assert!(!stdout_of(&listing).contains("escape") && !stdout_of(&listing).contains("up"), "{}", stdout_of(&listing));
+    for rel in ["escape", "up/root-only"] {
+        let o = as_nobody(&["cat", mnt.join(rel).to_str().unwrap()]);
+        assert!(!o.status.success() && !stdout_of(&o).contains("ROOT ONLY"), "{rel} was served");
+        // Not even root through the mount.
+        assert!(std::fs::read(mnt.join(rel)).is_err(), "{rel} was served to root");
+    }
+
+    // The cache (now holding inside.txt), the run directory and the metadata: not for others.
+    let tier = s.path("cache/cistern/default-priv/worker-0");
+    assert!(std::fs::read_dir(&tier).unwrap().count() > 0, "nothing cached");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&tier), 0o700);
+    for e in std::fs::read_dir(&tier).unwrap().flatten() {
+        assert_eq!(mode(&e.path()), 0o600, "{:?}", e.file_name());
+    }
+    assert_eq!(mode(&up.run_dir), 0o700);
+    assert_eq!(mode(&up.run_dir.join("status.json")), 0o600);
+    assert_eq!(mode(&up.run_dir.join("credentials")), 0o700);
+    let meta = s.path("cache/cistern-meta/default-priv");
+    assert_eq!(mode(&meta), 0o700);
+    assert_eq!(mode(&meta.join("namespace.redb")), 0o600);
+    assert!(!as_nobody(&["ls", tier.to_str().unwrap()]).status.success());
+}

@@ -243,3 +243,49 @@ async fn hostile_references_are_refused_and_touch_no_file() {
     let ok = raw.read(pb::ReadRequest { file: Some(legit), offset: 0, len: 4096, ..Default::default() }).await.unwrap().into_inner();
     assert_eq!(&ok.data[..], &s.data[..4096]);
 }
+
+/// A fake worker (registered over the master's Unix socket, which the client trusts for
+/// metadata) answers every read with "the bytes are in the file with this inode", naming a
+/// root-only file and even sending its true checksums. The client has no path to open: it
+/// asks only its own run directory's descriptor sockets, finds none for this worker, and
+/// reads through the worker, which sends no bytes. The victim's content never comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fake_worker_cannot_make_the_client_read_a_local_file() {
+    use std::os::unix::fs::MetadataExt;
+    struct Fake {
+        file_id: u64,
+        crcs: Vec<u32>,
+        len: u64,
+    }
+    #[tonic::async_trait]
+    impl pb::worker_server::Worker for Fake {
+        async fn read(&self, _r: tonic::Request<pb::ReadRequest>) -> Result<tonic::Response<pb::ReadReply>, tonic::Status> {
+            let local = pb::LocalRange { file_id: self.file_id, offset: 0, end: self.len, crcs: self.crcs.clone() };
+            Ok(tonic::Response::new(pb::ReadReply { data: Default::default(), local: Some(local) }))
+        }
+        async fn figures(&self, _r: tonic::Request<pb::FiguresRequest>) -> Result<tonic::Response<pb::WorkerFigures>, tonic::Status> {
+            Ok(tonic::Response::new(pb::WorkerFigures::default()))
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(Address::Unix(dir.path().join("m.sock")), Address::Unix(dir.path().join("w.sock"))).await;
+    let victim = dir.path().join("shadow");
+    let secret = vec![b'S'; 4096];
+    std::fs::write(&victim, &secret).unwrap();
+    let fake = Fake { file_id: std::fs::metadata(&victim).unwrap().ino(), crcs: vec![crc32c::crc32c(&secret)], len: 4096 };
+    let fake_addr = Address::Unix(dir.path().join("fake.sock"));
+    let (incoming, _) = fake_addr.bind().await.unwrap();
+    let router = incoming.server().unwrap().add_service(pb::worker_server::WorkerServer::new(fake));
+    tokio::spawn(async move { incoming.serve(router, std::future::pending()).await });
+    // The fake takes the real worker's place in the registry.
+    s.c.registry.report(pb::WorkerReport { id: 0, address: fake_addr.to_string(), figures: None });
+
+    let own_run_dir = tempfile::tempdir().unwrap();
+    let client = client_of(&s).with_short_circuit(Some(own_run_dir.path().to_path_buf()));
+    client.refresh_workers().await.unwrap();
+    let m = client.lookup(ROOT_INO, "m").await.unwrap();
+    let f = client.lookup(m.ino, "model.bin").await.unwrap();
+    let got = client.read(f.ino, 0, 4096).await.unwrap_or_default();
+    assert!(!got.windows(64).any(|w| w == &secret[..64]), "the victim's bytes were served");
+    assert!(client.local_file(&f).unwrap().is_none(), "a passthrough file from a fake worker");
+}

@@ -89,7 +89,7 @@ impl TlsCredentials {
             .timeout(std::time::Duration::from_secs(10))
     }
 
-    fn client_config(&self, peer: Role) -> ClientTlsConfig {
+    pub fn client_config(&self, peer: Role) -> ClientTlsConfig {
         ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&self.ca))
             .identity(Identity::from_pem(&self.cert, &self.key))

@@ -33,8 +33,8 @@ pub struct MasterArgs {
     #[arg(long, default_value = DEFAULT_WEB_ADDR, env = "CISTERN_WEB_ADDR")]
     pub web_addr: String,
     /// Where the FUSE client mounts the Dataset, for the status.
-    #[arg(long, default_value = "")]
-    pub mountpoint: PathBuf,
+    #[arg(long)]
+    pub mountpoint: Option<PathBuf>,
     #[command(flatten)]
     pub credentials: crate::credentials::CredentialsArgs,
 }
@@ -73,7 +73,7 @@ async fn serve(args: MasterArgs, plan: cistern_api::DatasetPlan, run_dir: PathBu
     let (incoming, bound) = listen.bind().await.with_context(|| format!("cannot listen on {listen}"))?;
     let web = bind_web(&args.web_addr).await?;
     let created = jiff::Timestamp::try_from(SystemTime::now()).map(|t| t.to_string()).unwrap_or_default();
-    let served = Arc::new(Served { plan, registry, summary, created, mountpoint: args.mountpoint.clone(), web: OnceLock::new() });
+    let served = Arc::new(Served { plan, registry, summary, created, mountpoint: args.mountpoint.clone().unwrap_or_default(), web: OnceLock::new() });
     let _ = served.web.set(format!("http://{}", web.local_addr()?));
     tokio::spawn(cistern_master::web::serve(web, served.clone()));
     let publish = || {
