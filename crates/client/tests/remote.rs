@@ -289,3 +289,27 @@ async fn a_fake_worker_cannot_make_the_client_read_a_local_file() {
     assert!(!got.windows(64).any(|w| w == &secret[..64]), "the victim's bytes were served");
     assert!(client.local_file(&f).unwrap().is_none(), "a passthrough file from a fake worker");
 }
+
+/// A certificate the peer refuses (another Dataset's CA) is final: the caller learns it at
+/// once instead of retrying for the whole budget as it would a restarting peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_certificate_is_final_not_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(Address::Unix(dir.path().join("m.sock")), Address::Tcp("127.0.0.1:0".into())).await;
+    let Address::Tcp(hostport) = &s.worker_addr else { unreachable!() };
+    let foreign = cistern_rpc::tls::Authority::generate().unwrap().credentials(cistern_rpc::tls::Role::Client, &[cistern_rpc::tls::Role::Client]).unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://{hostport}"))
+        .unwrap()
+        .tls_config(foreign.client_config(cistern_rpc::tls::Role::Worker))
+        .unwrap()
+        .connect_lazy();
+    let started = std::time::Instant::now();
+    let r = cistern_rpc::with_retry("figures", Backoff::default(), || {
+        let mut c = pb::worker_client::WorkerClient::new(channel.clone());
+        async move { c.figures(pb::FiguresRequest {}).await }
+    })
+    .await;
+    let e = r.expect_err("a foreign certificate was accepted");
+    assert!(cistern_rpc::retry::is_final(&e), "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "retried for {:?}", started.elapsed());
+}

@@ -1,6 +1,8 @@
 //! Retrying calls to a peer that is restarting (a master killed and brought back by its
 //! supervisor): transport failures are retried with exponential backoff for a time budget;
-//! answers carrying an errno are final.
+//! answers carrying an errno are final, and so are failures that waiting cannot cure: a peer
+//! of another version (`UNIMPLEMENTED`), a refusal (`PERMISSION_DENIED`, `UNAUTHENTICATED`,
+//! `INVALID_ARGUMENT`...), and a TLS handshake that failed on a certificate.
 //!
 //! Only idempotent calls go through here (every Cistern RPC is: they read, or report state).
 
@@ -42,7 +44,7 @@ where
                 }
                 return Ok(v);
             }
-            Err(s) if errno_of(&s).is_some() => return Err(s),
+            Err(s) if is_final(&s) => return Err(s),
             Err(s) if started.elapsed() + delay > backoff.budget => return Err(s),
             Err(s) => {
                 attempts += 1;
@@ -54,6 +56,44 @@ where
             }
         }
     }
+}
+
+/// True when retrying `s` cannot help: an answer of the peer (an errno, or a code that is not
+/// about reaching it), or an authentication failure at the TLS handshake.
+pub fn is_final(s: &Status) -> bool {
+    use tonic::Code;
+    if errno_of(s).is_some() {
+        return true;
+    }
+    match s.code() {
+        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded | Code::Aborted | Code::ResourceExhausted | Code::Internal => {
+            tls_failure(s)
+        }
+        _ => true,
+    }
+}
+
+/// A rustls error (a certificate refused, by us or by the peer) anywhere in the cause chain.
+fn tls_failure(s: &Status) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
+    let mut depth = 0;
+    while let Some(e) = next {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        // An io::Error hides the error it wraps from `source()`.
+        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            if inner.is::<rustls::Error>() {
+                return true;
+            }
+        }
+        depth += 1;
+        if depth > 16 {
+            break;
+        }
+        next = e.source();
+    }
+    false
 }
 
 #[cfg(test)]
@@ -91,6 +131,17 @@ mod tests {
         .await;
         assert_eq!(errno_of(&r.unwrap_err()), Some(2));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // A peer of another version, or a refusal: waiting cannot help.
+        for s in [Status::unimplemented("no such method"), Status::permission_denied("no"), Status::unauthenticated("no")] {
+            let calls = AtomicU32::new(0);
+            let r: Result<(), _> = with_retry("t", quick(), || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(s.clone())
+            })
+            .await;
+            assert!(r.is_err());
+            assert_eq!(calls.load(Ordering::SeqCst), 1, "{s:?} was retried");
+        }
         let started = Instant::now();
         let r: Result<(), _> = with_retry("t", quick(), || async { Err(Status::unavailable("down")) }).await;
         assert!(r.is_err());
