@@ -82,7 +82,7 @@ fn a_juicefs_dataset_renders_juicefs_pods_with_secrets_from_the_cluster() {
     let s = Scratch::new();
     let ds = s.write("jfs.yaml", &juicefs_yaml(&s));
     // Without a metaurl, each node gets its own SQLite metadata: render says so.
-    let o = s.cistern(&["render", "-f", ds.to_str().unwrap()]);
+    let o = s.cistern(&["render", "--allowed-host-paths", "/tmp", "-f", ds.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr_of(&o));
     assert!(stderr_of(&o).contains("warning: spec.mounts[0]: no `metaurl`"), "{}", stderr_of(&o));
     let text = stdout_of(&o);

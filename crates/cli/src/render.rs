@@ -18,6 +18,10 @@ pub struct RenderArgs {
     /// The image that holds the `cistern` binary.
     #[arg(long)]
     pub image: Option<String>,
+    /// Node directories hostPaths may lie under, comma-separated, as the operator's
+    /// --allowed-host-paths [default: the chart's allowedHostPaths].
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_host_paths: Option<Vec<std::path::PathBuf>>,
 }
 
 pub fn run(args: RenderArgs) -> Result<()> {
@@ -27,6 +31,9 @@ pub fn run(args: RenderArgs) -> Result<()> {
     let mut opts = RenderOptions::default();
     if let Some(image) = args.image {
         opts.image = image;
+    }
+    if let Some(paths) = args.allowed_host_paths {
+        opts.allowed_host_paths = paths;
     }
     let names: Vec<String> = match &args.name {
         Some(n) => vec![n.clone()],

@@ -69,8 +69,9 @@ impl WebSource for Served {
         };
         let stats = self.stats();
         let mut levels = Vec::new();
-        let (mut fetches, mut fetched, mut corrupt, mut short_circuit) = (0, 0, 0, 0);
+        let (mut fetches, mut fetched, mut corrupt, mut short_circuit, mut cache_errors) = (0, 0, 0, 0, 0);
         for (id, f) in self.registry.last_figures() {
+            cache_errors += f.cache_errors;
             short_circuit += f.short_circuit_bytes;
             fetches += f.ufs_fetches;
             fetched += f.ufs_fetched_bytes;
@@ -100,6 +101,7 @@ impl WebSource for Served {
             ufs_fetched_bytes: fetched,
             corrupt_blocks: corrupt,
             short_circuit_bytes: short_circuit,
+            cache_errors,
             levels,
         }
     }

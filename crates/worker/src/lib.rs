@@ -11,6 +11,12 @@
 //!   blocks are fetched in parallel in the background, so several ranges are in flight at once;
 //! - a *random* reader gets only the [`ReadOptions::random_unit`]-aligned range around its
 //!   read (256 KiB by default), so a 4 KiB read of a large object does not pull 4 MiB.
+//!
+//! Cache file I/O runs on tokio's bounded blocking pool, never on the async threads, so one
+//! slow disk does not stall the process's RPCs. A cache read that fails (an I/O error, a
+//! truncated file) is counted (`cache_errors`) and served from the UFS instead, as
+//! mountpoint-s3 does; a path that keeps failing is taken out of service
+//! ([`store::health`]).
 
 pub mod descriptors;
 pub mod rpc;
@@ -89,6 +95,8 @@ pub struct WorkerCounters {
     pub ufs_fetched_bytes: AtomicU64,
     /// Bytes of `local_bytes` handed to clients as a place in a cache file (short-circuit).
     pub short_circuit_bytes: AtomicU64,
+    /// Cache reads and writes that failed (and were served from, or left to, the UFS).
+    pub cache_errors: AtomicU64,
 }
 
 /// What a read answers: the bytes, or where they are for a client that can read them there.
@@ -104,7 +112,7 @@ type RangeId = (CacheKey, u64, u64, u64);
 
 pub struct Worker {
     pub id: usize,
-    tiers: Tiers,
+    tiers: Arc<Tiers>,
     options: ReadOptions,
     inflight: Mutex<HashMap<RangeId, Fetch>>,
     /// The last ranges fetched, kept in memory so that the reader that caused them (and its
@@ -125,7 +133,7 @@ impl Worker {
     pub fn open(id: usize, levels: &[LevelSpec], options: ReadOptions) -> std::io::Result<Arc<Worker>> {
         Ok(Arc::new(Worker {
             id,
-            tiers: Tiers::open(levels)?,
+            tiers: Arc::new(Tiers::open(levels)?),
             options,
             inflight: Mutex::default(),
             recent: Mutex::default(),
@@ -239,7 +247,7 @@ impl Worker {
             self.counters.local_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
             return Ok(data);
         }
-        if let Some(data) = self.tiers.read_cached(&f.key, b, s, e)? {
+        if let Some(data) = self.cached(&f.key, b, s, e).await {
             self.counters.local_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
             return Ok(data);
         }
@@ -372,7 +380,7 @@ impl Worker {
     async fn fetch_and_store(&self, f: &FileRef, b: u64, s: u64, e: u64, inside: Vec<(u64, u64, Fetch)>) -> Result<Bytes, WorkerError> {
         // A fetch that finished between our cache miss and this call stored the range before
         // leaving `inflight`: serve that rather than fetch again.
-        if let Some(data) = self.tiers.read_cached(&f.key, b, s, e)? {
+        if let Some(data) = self.cached(&f.key, b, s, e).await {
             return Ok(data);
         }
         // Chunks at either end already cached (a tail or unit fetched just before) are read
@@ -413,9 +421,7 @@ impl Worker {
         }
         let data = concat(parts);
         if data.len() as u64 == e - s {
-            if let Err(err) = self.tiers.insert(&f.key, b, f.size, s, &data) {
-                tracing::warn!(worker = self.id, error = %err, "could not cache a block; serving it uncached");
-            }
+            self.store(f, b, s, data.clone()).await;
             self.remember((f.key.clone(), b, s, e), data.clone());
         }
         Ok(data)
@@ -445,9 +451,44 @@ impl Worker {
     /// `[s, e)` from the cache, or from the UFS if it was evicted (or failed its checksum)
     /// since it was found there.
     async fn cached_or_ufs(&self, f: &FileRef, b: u64, s: u64, e: u64) -> Result<Bytes, WorkerError> {
-        match self.tiers.read_cached(&f.key, b, s, e)? {
+        match self.cached(&f.key, b, s, e).await {
             Some(d) => Ok(d),
             None => self.read_ufs(f, b, s, e).await,
+        }
+    }
+
+    /// `[s, e)` of block `b` of `key` from the cache, read on the blocking pool; `None` for a
+    /// miss, and for a cache error, which is counted so the caller fetches from the UFS.
+    async fn cached(&self, key: &CacheKey, b: u64, s: u64, e: u64) -> Option<Bytes> {
+        let (tiers, k) = (self.tiers.clone(), key.clone());
+        match tokio::task::spawn_blocking(move || tiers.read_cached(&k, b, s, e)).await {
+            Ok(Ok(data)) => data,
+            Ok(Err(err)) => {
+                self.counters.cache_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(worker = self.id, key = %key, block = b, error = %err, "cache read failed; serving from the UFS");
+                None
+            }
+            Err(join) => {
+                self.counters.cache_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(worker = self.id, error = %join, "cache read task failed; serving from the UFS");
+                None
+            }
+        }
+    }
+
+    /// Stores fetched `data` at `s` in block `b`, on the blocking pool; a failure is counted
+    /// and the data served uncached.
+    async fn store(&self, f: &FileRef, b: u64, s: u64, data: Bytes) {
+        let (tiers, key, size) = (self.tiers.clone(), f.key.clone(), f.size);
+        let r = tokio::task::spawn_blocking(move || tiers.insert(&key, b, size, s, &data)).await;
+        if !matches!(r, Ok(Ok(_))) {
+            self.counters.cache_errors.fetch_add(1, Ordering::Relaxed);
+            let error = match r {
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+                Ok(Ok(_)) => unreachable!(),
+            };
+            tracing::warn!(worker = self.id, error, "could not cache a block; serving it uncached");
         }
     }
 

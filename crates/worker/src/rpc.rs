@@ -26,6 +26,7 @@ impl Worker {
             ufs_fetched_bytes: c.ufs_fetched_bytes.load(Ordering::Relaxed),
             corrupt_blocks: self.corrupt_blocks(),
             short_circuit_bytes: c.short_circuit_bytes.load(Ordering::Relaxed),
+            cache_errors: c.cache_errors.load(Ordering::Relaxed),
             levels: self
                 .tiers()
                 .stats()
@@ -87,7 +88,13 @@ impl WorkerRpc for WorkerService {
         let here = NODE.get_or_init(cistern_rpc::node_name);
         let short_circuit = !r.short_circuit_node.is_empty() && r.short_circuit_node == *here;
         if r.recheck {
-            self.worker.recheck(&file, r.offset, r.len).map_err(status)?;
+            // Reads the range back from disk: on the blocking pool.
+            let (worker, f) = (self.worker.clone(), file.clone());
+            let (offset, len) = (r.offset, r.len);
+            tokio::task::spawn_blocking(move || worker.recheck(&f, offset, len))
+                .await
+                .map_err(|e| status_with_errno(5, format!("recheck: {e}")))?
+                .map_err(status)?;
         }
         let reply = match self.worker.serve(&file, r.offset, r.len, short_circuit).await.map_err(status)? {
             Served::Bytes(data) => pb::ReadReply { data, local: None },

@@ -219,3 +219,72 @@ async fn a_tail_read_racing_its_block_fetch_is_fetched_once() {
     }
     assert_eq!(w.counters.ufs_fetched_bytes.load(Ordering::Relaxed), expected, "bytes fetched more than once");
 }
+
+/// A cache read that fails (here: the cache file truncated under the worker, as a failing disk
+/// or a full tmpfs would leave it) is served from the UFS with the right bytes and counted;
+/// after a few such errors the path is taken out of service and reads go to the UFS without
+/// touching it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_cache_falls_back_to_the_ufs_and_is_taken_out_of_service() {
+    let content = data(2 * BLOCK_SIZE as usize + 777);
+    let ufs = ufs_with("f.bin", &content).await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = file(&ufs, "f.bin", content.len());
+    {
+        let w = worker(dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, true).unwrap();
+        assert_eq!(&w.read(&f, 0, content.len() as u64).await.unwrap()[..], &content[..]);
+    }
+    // Restarted (so nothing is served from memory), then the file fails under it.
+    let w = worker(dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, true).unwrap();
+    std::fs::OpenOptions::new().write(true).open(dir.path().join(f.key.as_str())).unwrap().set_len(0).unwrap();
+    let before = ufs.counters.read_bytes.load(Ordering::Relaxed);
+    for round in 0..6u64 {
+        let off = (round * 1_000_003) % (content.len() as u64 - 4096);
+        assert_eq!(&w.read(&f, off, 4096).await.unwrap()[..], &content[off as usize..off as usize + 4096], "round {round}");
+    }
+    let errors = w.counters.cache_errors.load(Ordering::Relaxed);
+    assert!(errors >= 1, "the failed cache reads were not counted");
+    assert!(errors <= cistern_worker::store::health::MAX_CONSECUTIVE as u64, "{errors} errors: the failing path stayed in service");
+    assert!(w.tiers().levels()[0].stores()[0].health.out_of_service());
+    assert!(ufs.counters.read_bytes.load(Ordering::Relaxed) > before, "not served from the UFS");
+}
+
+/// Cache files damaged behind their checksum records while the worker was down (bytes
+/// flipped, a file truncated, a data file lost with its record left): after the restart every
+/// byte read is the object's, and a damaged complete file is never handed out for passthrough.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_cache_files_after_a_restart_serve_no_wrong_byte() {
+    let names = ["a.bin", "b.bin", "c.bin"];
+    let op = opendal::Operator::new(opendal::services::Memory::default()).unwrap();
+    let mut contents = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let c: Vec<u8> = (0..(2 * BLOCK_SIZE as usize + 1234 * (i + 1))).map(|j| ((j * 7 + i * 31) % 253) as u8).collect();
+        op.write(n, c.clone()).await.unwrap();
+        contents.push(c);
+    }
+    let ufs = Ufs::from_operator(op, "memory://test");
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<FileRef> = names.iter().zip(&contents).map(|(n, c)| file(&ufs, n, c.len())).collect();
+    {
+        let w = worker(dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, true).unwrap();
+        for (f, c) in files.iter().zip(&contents) {
+            assert_eq!(&w.read(f, 0, c.len() as u64).await.unwrap()[..], &c[..]);
+        }
+    }
+    let path = |f: &FileRef| dir.path().join(f.key.as_str());
+    // a: bytes flipped in its second block; b: cut in its first block; c: data gone, record kept.
+    let a = std::fs::OpenOptions::new().write(true).open(path(&files[0])).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&a, &[0xAA; 100], BLOCK_SIZE + 5000).unwrap();
+    std::fs::OpenOptions::new().write(true).open(path(&files[1])).unwrap().set_len(BLOCK_SIZE / 2).unwrap();
+    std::fs::remove_file(path(&files[2])).unwrap();
+
+    let w = worker(dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, true).unwrap();
+    assert!(w.tiers().open_cache_file(&files[0].key, true).unwrap().is_none(), "a damaged complete file offered for passthrough");
+    for (f, c) in files.iter().zip(&contents) {
+        for (off, len) in [(0u64, c.len() as u64), (BLOCK_SIZE + 4096, 8192), (BLOCK_SIZE / 2 - 10, 20)] {
+            let got = w.read(f, off, len).await.unwrap();
+            assert!(got[..] == c[off as usize..(off + len) as usize], "{}: wrong bytes at {off}", f.path);
+        }
+    }
+    assert!(w.corrupt_blocks() >= 1, "the flipped bytes were not caught");
+}

@@ -28,6 +28,7 @@
 //! reader's pread nor between a writer's pwrite and its record.
 
 pub mod checksum;
+pub mod health;
 pub mod level;
 mod locate;
 
@@ -113,6 +114,8 @@ pub struct TierStore {
     io_gate: RwLock<()>,
     lower: OnceLock<Arc<dyn Lower>>,
     pub counters: TierCounters,
+    /// Taken out of service after repeated I/O errors (see [`health`]).
+    pub health: health::Health,
 }
 
 impl TierStore {
@@ -131,6 +134,7 @@ impl TierStore {
             io_gate: RwLock::new(()),
             lower: OnceLock::new(),
             counters: TierCounters::default(),
+            health: health::Health::default(),
         };
         if persistent {
             store.reindex()?;
@@ -164,6 +168,9 @@ impl TierStore {
         if start >= end {
             return Ok(self.covers(key, b, 0, 1).then(Bytes::new));
         }
+        if !self.health.in_service() {
+            return Ok(None);
+        }
         let gate = self.io_gate.read().expect("io gate");
         let (file, sums) = {
             let mut ix = self.index.lock().expect("index lock");
@@ -178,7 +185,7 @@ impl TierStore {
         let from = start / CHUNK * CHUNK;
         let to = end.div_ceil(CHUNK).saturating_mul(CHUNK).min(sums.len);
         let mut buf = vec![0u8; (to - from) as usize];
-        file.read_exact_at(&mut buf, b * BLOCK_SIZE + from)?;
+        self.health.record(file.read_exact_at(&mut buf, b * BLOCK_SIZE + from), &self.dir)?;
         if !sums.verify(from, &buf) {
             drop(gate);
             tracing::warn!(key, block = b, "cached block failed its checksum; dropping it and refetching");
@@ -204,7 +211,7 @@ impl TierStore {
     /// simply not cached).
     pub fn insert(&self, key: &str, b: u64, file_size: u64, offset: u64, data: &[u8]) -> io::Result<bool> {
         let len = data.len() as u64;
-        if len > self.quota {
+        if len > self.quota || !self.health.in_service() {
             return Ok(false);
         }
         let key: Arc<str> = Arc::from(key);
@@ -223,7 +230,7 @@ impl TierStore {
                 return Ok(false); // everything left is being written right now
             }
         }
-        let stored = self.write_and_mark(&key, b, file_size, offset, data);
+        let stored = self.health.record(self.write_and_mark(&key, b, file_size, offset, data), &self.dir);
         if !matches!(stored, Ok(true)) {
             self.index.lock().expect("index lock").used -= len;
         }
