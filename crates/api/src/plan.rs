@@ -121,6 +121,10 @@ pub struct DatasetPlan {
     pub replicas: u32,
     pub meta_dir: PathBuf,
     pub auto_sync: bool,
+    /// How long a listing (and the kernel's entries and attributes) is trusted with autoSync:
+    /// the runtime property `alluxio.user.file.metadata.sync.interval` (Alluxio's name; a
+    /// number of milliseconds or `500ms`, `30s`, `5min`), 30 s by default.
+    pub sync_interval: std::time::Duration,
     pub dataset: Dataset,
     pub runtime: Runtime,
 }
@@ -202,6 +206,10 @@ impl Manifest {
             replicas,
             meta_dir,
             auto_sync: spec.management.metadata_sync_policy.auto_sync.unwrap_or(true),
+            sync_interval: match spec.properties.get(SYNC_INTERVAL) {
+                Some(v) => parse_interval(v).map_err(|e| format!("spec.properties.{SYNC_INTERVAL}: {e}"))?,
+                None => std::time::Duration::from_secs(30),
+            },
             dataset: dataset.clone(),
             runtime,
         })
@@ -345,4 +353,40 @@ fn plan_tiers(ts: &TieredStore, bare_unit: u64) -> Result<Vec<TierPlan>, String>
         tiers.push(TierPlan { medium, paths, quotas, high, low });
     }
     Ok(tiers)
+}
+
+/// Alluxio's property for how long metadata is trusted before the UFS is asked again.
+pub const SYNC_INTERVAL: &str = "alluxio.user.file.metadata.sync.interval";
+
+/// `1500` (milliseconds, Alluxio's unit), `500ms`, `30s`, `5min`, `1h`; at most a day.
+fn parse_interval(v: &str) -> Result<std::time::Duration, String> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (n, unit) = v.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("`{v}` is not a duration; write e.g. 30s, 500ms or 5min"))?;
+    let ms = match unit.trim() {
+        "" | "ms" => n,
+        "s" | "sec" => n.saturating_mul(1000),
+        "m" | "min" => n.saturating_mul(60_000),
+        "h" => n.saturating_mul(3_600_000),
+        other => return Err(format!("unit `{other}` in `{v}`: use ms, s, min or h")),
+    };
+    if ms > 86_400_000 {
+        return Err(format!("`{v}` is more than a day; turn autoSync off instead"));
+    }
+    Ok(std::time::Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod interval_tests {
+    use super::parse_interval;
+    use std::time::Duration;
+
+    #[test]
+    fn alluxio_intervals_parse_and_nonsense_is_refused() {
+        assert_eq!(parse_interval("1500").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_interval("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_interval("5min").unwrap(), Duration::from_secs(300));
+        assert!(parse_interval("-1").is_err() && parse_interval("3 weeks").is_err() && parse_interval("99999h").is_err());
+    }
 }

@@ -276,7 +276,18 @@ impl Client {
 
     /// Reads up to `len` bytes at `offset` of a file.
     pub async fn read(&self, ino: Ino, offset: u64, len: u64) -> Result<Bytes, ClientError> {
-        let file = file_ref(&self.file(ino).await?)?;
+        self.read_version(ino, 0, offset, len).await
+    }
+
+    /// Reads up to `len` bytes at `offset` of the version of a file whose
+    /// [`Inode::version_tag`] is `tag` (0: whichever is current); `ESTALE` when the file has
+    /// changed since, rather than bytes of another version.
+    pub async fn read_version(&self, ino: Ino, tag: u64, offset: u64, len: u64) -> Result<Bytes, ClientError> {
+        let node = self.file(ino).await?;
+        if tag != 0 && node.version_tag() != tag {
+            return Err(ClientError { errno: 116, message: format!("{}: changed on the UFS since it was opened", node.name) });
+        }
+        let file = file_ref(&node)?;
         let end = offset.saturating_add(len).min(file.size);
         let node = self.short_circuit.as_ref().map(|s| s.node().to_string()).unwrap_or_default();
         let (worker, reply) = self.read_from_worker(ino, &file, offset, len, node, false).await?;

@@ -1,7 +1,15 @@
 //! The Dataset as a read-only FUSE file system.
 //!
-//! Node IDs are the master's inode numbers and file handles carry no state, so a new daemon
-//! serving the same connection (see the FUSE issue) understands every ID the kernel holds.
+//! Node IDs are derived from the master's inode numbers and file handles carry no state, so a
+//! new daemon serving the same connection (see the FUSE issue) understands every ID the kernel
+//! holds. A directory's node ID is its inode number; a **file's node ID also names its content
+//! version** ([`node_id`]: the inode number in the low 40 bits, 24 bits of the version digest
+//! above), so an object that changes on the UFS becomes a new inode to the kernel once the
+//! master has seen the change: a new page cache (kept across opens with `KEEP_CACHE`) and a new
+//! passthrough backing file, while descriptors opened before keep the old node. A read through
+//! an old node whose version is no longer the current one fails with `ESTALE` (the old bytes
+//! are no longer the object's), never with bytes of the new version; an open of a stale node
+//! fails with `ESTALE` too, which makes the kernel look the name up again.
 //! Directory handles index a snapshot taken at `opendir`, so a re-listing in the middle of an
 //! `ls` never skips or repeats an entry; a handle a daemon does not know is re-snapshotted.
 
@@ -22,6 +30,28 @@ use tokio::runtime::Handle;
 
 /// Block size reported by `stat` and `statfs`: large, so tools read in large chunks.
 const IO_BLOCK: u64 = 128 * 1024;
+
+/// Bits of a node ID that hold the master's inode number (a trillion entries per Dataset).
+const INO_BITS: u32 = 40;
+const INO_MASK: u64 = (1 << INO_BITS) - 1;
+
+/// The node ID the kernel knows `node` by (see the module's doc).
+pub fn node_id(node: &Inode) -> u64 {
+    debug_assert!(node.ino <= INO_MASK, "inode numbers stay below 2^40");
+    match node.kind {
+        Kind::Dir => node.ino,
+        Kind::File => (node.ino & INO_MASK) | node.version_tag() << INO_BITS,
+    }
+}
+
+/// The master's inode number and the version tag (0: none) of a node ID.
+fn split(nodeid: u64) -> (u64, u64) {
+    (nodeid & INO_MASK, nodeid >> INO_BITS)
+}
+
+fn stale() -> io::Error {
+    io::Error::from_raw_os_error(libc::ESTALE)
+}
 
 pub struct CisternFs {
     client: Arc<Client>,
@@ -59,7 +89,7 @@ impl CisternFs {
 
     fn entry(&self, node: &Inode) -> Entry {
         Entry {
-            inode: node.ino,
+            inode: node_id(node),
             generation: 0,
             attr: to_stat(node),
             attr_flags: 0,
@@ -89,9 +119,9 @@ impl CisternFs {
         offset: u64,
         mut add: impl FnMut(DirEntry, &Inode) -> io::Result<usize>,
     ) -> io::Result<()> {
-        let entries = self.dir_snapshot(ino, handle)?;
+        let entries = self.dir_snapshot(split(ino).0, handle)?;
         for (i, node) in entries.iter().enumerate().skip(offset as usize) {
-            let de = DirEntry { ino: node.ino, offset: i as u64 + 1, type_: dtype(node), name: node.name.as_bytes() };
+            let de = DirEntry { ino: node_id(node), offset: i as u64 + 1, type_: dtype(node), name: node.name.as_bytes() };
             if add(de, node)? == 0 {
                 break;
             }
@@ -111,8 +141,9 @@ impl CisternFs {
         }
     }
 
-    fn getattr_blocking(&self, ino: u64) -> io::Result<Inode> {
-        self.rt.block_on(self.client.getattr(ino)).map_err(errno)
+    /// The current metadata of the inode behind `nodeid` (whatever version it names).
+    fn getattr_blocking(&self, nodeid: u64) -> io::Result<Inode> {
+        self.rt.block_on(self.client.getattr(split(nodeid).0)).map_err(errno)
     }
 }
 
@@ -124,7 +155,7 @@ fn errno(e: ClientError) -> io::Error {
 fn to_stat(node: &Inode) -> stat64 {
     // SAFETY: stat64 is a plain C struct of integers; all-zero is a valid value.
     let mut st: stat64 = unsafe { std::mem::zeroed() };
-    st.st_ino = node.ino;
+    st.st_ino = node_id(node);
     let (kind, perm, nlink) = match node.kind {
         Kind::Dir => (libc::S_IFDIR, 0o755, 2),
         Kind::File => (libc::S_IFREG, 0o644, 1),
@@ -164,12 +195,18 @@ impl FileSystem for CisternFs {
 
     fn lookup(&self, _ctx: &Context, parent: u64, name: &CStr) -> io::Result<Entry> {
         let name = name_of(name)?;
-        let node = self.rt.block_on(self.client.lookup(parent, name)).map_err(errno)?;
+        let node = self.rt.block_on(self.client.lookup(split(parent).0, name)).map_err(errno)?;
         Ok(self.entry(&node))
     }
 
     fn getattr(&self, _ctx: &Context, ino: u64, _h: Option<u64>) -> io::Result<(stat64, Duration)> {
         let node = self.getattr_blocking(ino)?;
+        if node_id(&node) != ino {
+            // An older version of the file, still held open: its size and times as they
+            // were are not known any more, and new ones would mislead. The kernel looks the
+            // name up again for a path; a descriptor's fstat gets this.
+            return Err(stale());
+        }
         Ok((to_stat(&node), self.ttl))
     }
 
@@ -180,6 +217,9 @@ impl FileSystem for CisternFs {
         let node = self.getattr_blocking(ino)?;
         if node.is_dir() {
             return Err(io::Error::from_raw_os_error(libc::EISDIR));
+        }
+        if node_id(&node) != ino {
+            return Err(stale()); // the object changed: the kernel looks the name up again
         }
         if let Some(pt) = &self.passthrough {
             let find = || match self.client.local_file(&node) {
@@ -212,7 +252,8 @@ impl FileSystem for CisternFs {
         _lock_owner: Option<u64>,
         _flags: u32,
     ) -> io::Result<usize> {
-        let data = self.rt.block_on(self.client.read(ino, offset, size as u64)).map_err(errno)?;
+        let (inode, tag) = split(ino);
+        let data = self.rt.block_on(self.client.read_version(inode, tag, offset, size as u64)).map_err(errno)?;
         w.write_all(&data)?;
         Ok(data.len())
     }
@@ -226,7 +267,7 @@ impl FileSystem for CisternFs {
     }
 
     fn opendir(&self, _ctx: &Context, ino: u64, _flags: u32) -> io::Result<(Option<u64>, OpenOptions)> {
-        let snapshot = self.snapshot(ino)?;
+        let snapshot = self.snapshot(split(ino).0)?;
         let handle = self.next_dir.fetch_add(1, Ordering::Relaxed) | (std::process::id() as u64) << 40;
         self.dirs.lock().expect("dirs lock").insert(handle, snapshot);
         Ok((Some(handle), OpenOptions::empty()))

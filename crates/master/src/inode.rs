@@ -55,6 +55,13 @@ impl Inode {
         out
     }
 
+    /// 24 bits of [`Inode::version`], never zero: what a FUSE node ID carries to tell the
+    /// versions of one file apart (`cistern_fuse::fs::node_id`).
+    pub fn version_tag(&self) -> u64 {
+        let v = self.version();
+        (u64::from(v[0]) | u64::from(v[1]) << 8 | u64::from(v[2]) << 16).max(1)
+    }
+
     /// The reference a worker reads this file by, signed with `key`: its mount and UFS path
     /// (stable across restarts, unlike inode numbers handed out in listing order), size and
     /// version. `None` for directories.

@@ -11,7 +11,7 @@
 //! serves in one process, the fallback for kernels without FUSE_NOTIFY_RESEND (6.9+): a dead
 //! daemon then leaves a dead mount, which the next one takes down and mounts again.
 
-use super::{connect, default_run_dir, fsname, master::SYNC_TTL, master_socket, DatasetArgs};
+use super::{connect, default_run_dir, fsname, master_socket, DatasetArgs};
 use crate::mountpoint::prepare_mountpoint;
 use anyhow::{anyhow, bail, Context, Result};
 use cistern_client::Client;
@@ -109,7 +109,7 @@ pub fn run(args: FuseArgs, log_level: &str) -> Result<()> {
 }
 
 fn file_system(t: &Target, client: Arc<Client>, rt: &tokio::runtime::Runtime) -> CisternFs {
-    let ttl = if t.plan.auto_sync { SYNC_TTL } else { Duration::from_secs(3600) };
+    let ttl = if t.plan.auto_sync { t.plan.sync_interval } else { Duration::from_secs(3600) };
     // The daemon keeps entries as long as the kernel may: no staler than the mount already is.
     client.set_entry_ttl(ttl);
     CisternFs::new(client, rt.handle().clone(), ttl)

@@ -16,9 +16,6 @@ use std::time::{Duration, SystemTime};
 /// Alluxio's master web port, on loopback only.
 pub const DEFAULT_WEB_ADDR: &str = "127.0.0.1:19999";
 
-/// How long a directory listing is trusted when `metadataSyncPolicy.autoSync` is on.
-pub const SYNC_TTL: Duration = Duration::from_secs(30);
-
 #[derive(clap::Args, Debug)]
 pub struct MasterArgs {
     #[command(flatten)]
@@ -57,7 +54,7 @@ async fn serve(args: MasterArgs, plan: cistern_api::DatasetPlan, run_dir: PathBu
     let ufs = open_mounts(&plan, true, namespace_stored(&plan)).await?;
     let reached: Vec<bool> = ufs.iter().map(|(_, r)| *r).collect();
     let mounts = ufs.into_iter().zip(&plan.mounts).map(|((ufs, _), m)| NsMount { ufs, path: m.path.clone() }).collect();
-    let ttl = plan.auto_sync.then_some(SYNC_TTL);
+    let ttl = plan.auto_sync.then_some(plan.sync_interval);
     // The namespace and mount table persist in namespace.meta-dir (seeds 000 and 002).
     let ns = Arc::new(Namespace::open(&plan.meta_dir, mounts, ttl).map_err(|e| anyhow!(e.message))?);
     for (i, _) in reached.iter().enumerate().filter(|(_, r)| !**r) {
