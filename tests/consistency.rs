@@ -82,3 +82,24 @@ fn a_rewritten_object_is_read_new_and_an_old_descriptor_never_mixes_versions() {
     }
     assert!(read_all(&path) == v4, "the replaced object");
 }
+
+/// What a worker's UFS reads are conditional on: SeaweedFS (like S3) honours `If-Match` on a
+/// ranged GET, so a read of the version the master listed fails with ESTALE once the object is
+/// replaced (same size), instead of caching bytes of the new version under the old one's key.
+#[test]
+fn ranged_reads_are_conditional_on_the_listed_etag() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    s3::upload("cond", &BTreeMap::from([("obj.bin".to_string(), version(1))]));
+    let op = s3::operator(s3::server());
+    let ufs = cistern_ufs::Ufs::from_operator(op, "s3://test");
+    let listed = rt.block_on(ufs.stat("cond/obj.bin")).unwrap();
+    let v1 = cistern_ufs::ObjectVersion { size: SIZE as u64, etag: listed.etag.clone(), mtime: None };
+    assert!(v1.etag.is_some(), "SeaweedFS lists ETags");
+    let got = rt.block_on(ufs.read_version("cond/obj.bin", 4096, 4096, &v1)).unwrap();
+    assert!(got[..] == version(1)[4096..8192]);
+    s3::upload("cond", &BTreeMap::from([("obj.bin".to_string(), version(2))]));
+    let e = rt.block_on(ufs.read_version("cond/obj.bin", 8192, 4096, &v1)).expect_err("a read of a replaced version");
+    assert_eq!(e.errno(), libc::ESTALE, "{e}");
+    let v2 = cistern_ufs::ObjectVersion { etag: rt.block_on(ufs.stat("cond/obj.bin")).unwrap().etag, ..v1 };
+    assert!(rt.block_on(ufs.read_version("cond/obj.bin", 8192, 4096, &v2)).unwrap()[..] == version(2)[8192..12288]);
+}

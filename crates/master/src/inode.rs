@@ -67,7 +67,16 @@ impl Inode {
     /// version. `None` for directories.
     pub fn sign_ref(&self, key: &cistern_rpc::RefKey) -> Option<cistern_rpc::pb::FileRef> {
         let mount = self.mount.filter(|_| !self.is_dir())?;
-        Some(key.sign(mount as u32, &self.ufs_path, self.size, &self.version()))
+        Some(key.sign_ref(cistern_rpc::pb::FileRef {
+            mount: mount as u32,
+            path: self.ufs_path.clone(),
+            size: self.size,
+            version: self.version().to_vec(),
+            etag: self.etag.clone(),
+            mtime_secs: self.mtime.0,
+            mtime_nanos: self.mtime.1,
+            mac: Vec::new(),
+        }))
     }
 }
 

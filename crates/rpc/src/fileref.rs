@@ -85,7 +85,11 @@ impl RefKey {
 
     /// A signed reference to version `version` of `path` (`size` bytes) in mount `mount`.
     pub fn sign(&self, mount: u32, path: &str, size: u64, version: &[u8]) -> pb::FileRef {
-        let mut r = pb::FileRef { mount, path: path.to_string(), size, version: version.to_vec(), mac: Vec::new() };
+        self.sign_ref(pb::FileRef { mount, path: path.to_string(), size, version: version.to_vec(), ..Default::default() })
+    }
+
+    /// `r` with its MAC over every other field.
+    pub fn sign_ref(&self, mut r: pb::FileRef) -> pb::FileRef {
         r.mac = hmac::sign(&self.sign, &canonical(&r)).as_ref().to_vec();
         r
     }
@@ -104,10 +108,14 @@ impl RefKey {
         if r.mac.is_empty() {
             return Err(RefError::Malformed("no signature"));
         }
+        if r.etag.as_ref().is_some_and(|e| e.len() > MAX_VERSION_LEN * 4) {
+            return Err(RefError::Malformed("ETag longer than 256 bytes"));
+        }
         hmac::verify(&self.sign, &canonical(r), &r.mac).map_err(|_| RefError::Forged)?;
         let digest = hmac::sign(&self.cache, &canonical(&pb::FileRef { mac: Vec::new(), ..r.clone() }));
         let key = CacheKey(Arc::from(hex(&digest.as_ref()[..CacheKey::BYTES])));
-        Ok(VerifiedRef { mount: r.mount, path: r.path.clone(), size: r.size, key })
+        let mtime = (r.mtime_secs != 0 || r.mtime_nanos != 0).then_some((r.mtime_secs, r.mtime_nanos));
+        Ok(VerifiedRef { mount: r.mount, path: r.path.clone(), size: r.size, key, etag: r.etag.clone(), mtime })
     }
 }
 
@@ -119,6 +127,9 @@ pub struct VerifiedRef {
     pub path: String,
     pub size: u64,
     pub key: CacheKey,
+    /// What reads are conditional on (see `cistern_ufs::ObjectVersion`).
+    pub etag: Option<String>,
+    pub mtime: Option<(i64, u32)>,
 }
 
 /// The name of a file's cache: [`CacheKey::BYTES`] bytes of a keyed hash, as lowercase hex.
@@ -190,6 +201,16 @@ fn canonical(r: &pb::FileRef) -> Vec<u8> {
     out.extend_from_slice(&r.version);
     out.extend_from_slice(&(r.path.len() as u64).to_le_bytes());
     out.extend_from_slice(r.path.as_bytes());
+    match &r.etag {
+        Some(e) => {
+            out.push(1);
+            out.extend_from_slice(&(e.len() as u64).to_le_bytes());
+            out.extend_from_slice(e.as_bytes());
+        }
+        None => out.push(0),
+    }
+    out.extend_from_slice(&r.mtime_secs.to_le_bytes());
+    out.extend_from_slice(&r.mtime_nanos.to_le_bytes());
     out
 }
 

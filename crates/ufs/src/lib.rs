@@ -39,6 +39,8 @@ pub enum UfsErrorKind {
     PermissionDenied,
     Config,
     Unavailable,
+    /// The object is not the version the read was conditional on: it changed on the UFS.
+    Changed,
 }
 
 impl UfsError {
@@ -52,12 +54,22 @@ impl UfsError {
             UfsErrorKind::NotFound => libc_enoent(),
             UfsErrorKind::PermissionDenied => 13,
             UfsErrorKind::Config | UfsErrorKind::Unavailable => 5,
+            UfsErrorKind::Changed => 116, // ESTALE
         }
     }
 }
 
 const fn libc_enoent() -> i32 {
     2
+}
+
+/// Which version of an object a read is for: what the master listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectVersion {
+    pub size: u64,
+    pub etag: Option<String>,
+    /// Seconds and nanoseconds since the epoch, when the service reports it.
+    pub mtime: Option<(i64, u32)>,
 }
 
 /// A directory entry or a stat result.
@@ -285,6 +297,67 @@ impl Ufs {
         let bytes = buf.to_bytes();
         self.counters.read_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         Ok(bytes)
+    }
+
+    /// Reads `len` bytes at `offset` of the version of `path` that has `etag` (and `mtime`
+    /// and `size`): conditional on the ETag where the service supports it (S3, OSS, HTTP:
+    /// `If-Match`), else checked by a stat around the read where the service reports
+    /// modification times (local files). A changed object is [`UfsErrorKind::Changed`], so a
+    /// cache never stores a mix of two versions under one key.
+    pub async fn read_version(&self, path: &str, offset: u64, len: u64, v: &ObjectVersion) -> Result<Bytes, UfsError> {
+        self.check_up()?;
+        let by_etag = v.etag.as_deref().filter(|_| self.op.info().capability().read_with_if_match);
+        if by_etag.is_none() && v.mtime.is_some() {
+            self.check_version(path, v).await?;
+        }
+        self.check_beneath(path).await?;
+        self.counters.read_requests.fetch_add(1, Ordering::Relaxed);
+        let mut read = self.op.read_with(path).range(offset..offset.saturating_add(len));
+        if let Some(etag) = by_etag {
+            read = read.if_match(etag);
+        }
+        let buf = match read.await {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::ConditionNotMatch => return Err(self.changed(path)),
+            Err(e) => return Err(self.error(e, path)),
+        };
+        if by_etag.is_none() && v.mtime.is_some() {
+            self.check_version(path, v).await?;
+        }
+        let bytes = buf.to_bytes();
+        self.counters.read_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(bytes)
+    }
+
+    /// Fails with [`UfsErrorKind::Changed`] unless `path` still has `v`'s size and mtime.
+    async fn check_version(&self, path: &str, v: &ObjectVersion) -> Result<(), UfsError> {
+        // The same source as the listing's times, so their precision matches: the file
+        // system itself for local://, the service's stat otherwise.
+        let (size, mtime) = match &self.local_root {
+            Some(root) => {
+                let m = tokio::fs::metadata(root.join(path.trim_start_matches('/'))).await.map_err(|e| UfsError {
+                    kind: if e.kind() == std::io::ErrorKind::NotFound { UfsErrorKind::NotFound } else { UfsErrorKind::Unavailable },
+                    message: format!("{}/{path}: {e}", self.display.trim_end_matches('/')),
+                })?;
+                (m.len(), m.modified().ok())
+            }
+            None => {
+                let meta = self.op.stat(path).await.map_err(|e| self.error(e, path))?;
+                (meta.content_length(), meta.last_modified().map(std::time::SystemTime::from))
+            }
+        };
+        let same_time = match (v.mtime, mtime.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())) {
+            (Some((s, n)), Some(d)) => d.as_secs() as i64 == s && d.subsec_nanos() == n,
+            _ => true, // the service reports no time: the size is all there is
+        };
+        if size != v.size || !same_time {
+            return Err(self.changed(path));
+        }
+        Ok(())
+    }
+
+    fn changed(&self, path: &str) -> UfsError {
+        UfsError { kind: UfsErrorKind::Changed, message: format!("{}/{path}: changed on the UFS since it was listed", self.display.trim_end_matches('/')) }
     }
 
     /// The operator, for callers that write (tests filling a bucket, the bench harness).

@@ -39,3 +39,23 @@ async fn links_out_of_the_root_are_neither_listed_nor_read() {
     }
     assert_eq!(&ufs.read("ok", 0, 4).await.unwrap()[..], b"data", "a link inside the root is served");
 }
+
+/// Local files have no ETag: a read is checked against the listed size and modification time
+/// around it, so a file rewritten since it was listed is ESTALE, never a mix.
+#[tokio::test]
+async fn a_local_read_of_a_rewritten_file_is_stale() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("f.bin"), vec![1u8; 10_000]).unwrap();
+    let ufs = local_ufs(root.path());
+    let listed = ufs.list("").await.unwrap().into_iter().find(|e| e.name == "f.bin").unwrap();
+    let to_pair = |t: std::time::SystemTime| {
+        let d = t.duration_since(std::time::UNIX_EPOCH).unwrap();
+        (d.as_secs() as i64, d.subsec_nanos())
+    };
+    let v = cistern_ufs::ObjectVersion { size: listed.size, etag: listed.etag.clone(), mtime: listed.mtime.map(to_pair) };
+    assert_eq!(&ufs.read_version("f.bin", 0, 10, &v).await.unwrap()[..], &[1u8; 10]);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(root.path().join("f.bin"), vec![2u8; 10_000]).unwrap();
+    let e = ufs.read_version("f.bin", 0, 10, &v).await.expect_err("a rewritten file was read as the listed one");
+    assert_eq!(e.errno(), 116, "{e}");
+}

@@ -57,6 +57,9 @@ pub struct FileRef {
     /// Derived by the worker from a verified reference (see `cistern_rpc::fileref`); changes
     /// when the UFS object changes, so stale blocks are never served.
     pub key: CacheKey,
+    /// The version every UFS read is conditional on (ETag, else mtime and size).
+    pub etag: Option<String>,
+    pub mtime: Option<(i64, u32)>,
 }
 
 #[derive(Debug, thiserror::Error, Clone)]
@@ -495,7 +498,8 @@ impl Worker {
     /// `[s, e)` of block `b` from the UFS: one request.
     async fn read_ufs(&self, f: &FileRef, b: u64, s: u64, e: u64) -> Result<Bytes, WorkerError> {
         self.counters.ufs_fetches.fetch_add(1, Ordering::Relaxed);
-        let data = f.ufs.read(&f.path, b * BLOCK_SIZE + s, e - s).await?;
+        let version = cistern_ufs::ObjectVersion { size: f.size, etag: f.etag.clone(), mtime: f.mtime };
+        let data = f.ufs.read_version(&f.path, b * BLOCK_SIZE + s, e - s, &version).await?;
         self.counters.ufs_fetched_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(data)
     }

@@ -66,7 +66,7 @@ impl WorkerService {
         let ufs = self.mounts.get(v.mount as usize).ok_or_else(|| {
             status_with_errno(22, format!("mount {} does not exist (this worker serves {})", v.mount, self.mounts.len()))
         })?;
-        Ok(FileRef { ufs: ufs.clone(), path: v.path, size: v.size, key: v.key })
+        Ok(FileRef { ufs: ufs.clone(), path: v.path, size: v.size, key: v.key, etag: v.etag, mtime: v.mtime })
     }
 }
 

@@ -85,7 +85,7 @@ fn make_ref(f: &Fixture, mount: u32, path: &str, size: u64, version: &[u8], how:
             (pb::FileRef { size: *size2, ..r }, !forged)
         }
         Signing::OtherKey => (RefKey::generate().sign(mount, path, size, version), false),
-        Signing::Garbage(mac) => (pb::FileRef { mount, path: path.to_string(), size, version: version.to_vec(), mac: mac.clone() }, false),
+        Signing::Garbage(mac) => (pb::FileRef { mount, path: path.to_string(), size, version: version.to_vec(), mac: mac.clone(), ..Default::default() }, false),
     }
 }
 
