@@ -7,7 +7,7 @@ unset AWS_CA_BUNDLE
 cargo test --workspace --no-fail-fast "$@"
 # Fuzzing: the property tests against hostile input (worker requests, descriptor requests,
 # YAML), run again far longer than the default 256 cases. Allowance: 60 s (about 20 s here).
-# A failing case is written to proptest-regressions/ beside the test: commit it (the corpus).
+# A failing case is written to <test>.proptest-regressions beside the test: commit it (the corpus).
 if [ "$#" -eq 0 ]; then
   PROPTEST_CASES=60000 cargo test -p cistern-worker --test hostile_requests
   PROPTEST_CASES=60000 cargo test -p cistern-api --test yaml_fuzz

@@ -172,7 +172,7 @@ async fn short_circuit_reads_come_from_the_cache_file_and_a_damaged_chunk_is_nev
     // One byte flipped in the cache file, as bit rot would: the client's check fails, the
     // worker's own read drops the block and fetches it again, and the right bytes come back.
     let key = s.c.refs.verify(&file_ref).unwrap().key;
-    let cache_file = s.worker.tiers().complete_file(&key).expect("the file is complete");
+    let cache_file = s.worker.tiers().unwrap().complete_file(&key).expect("the file is complete");
     let file = std::fs::OpenOptions::new().write(true).open(&cache_file).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&file, &[s.data[1_500_000] ^ 0xff], 1_500_000).unwrap();
     let got = client.read(f.ino, 1_499_000, 4096).await.unwrap();

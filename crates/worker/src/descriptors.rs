@@ -84,7 +84,7 @@ pub fn answer(message: &[u8], worker: &Worker, refs: &RefKey) -> (pb::OpenReply,
         Ok(v) => v,
         Err(e) => return refuse(e.errno(), e.to_string()),
     };
-    match worker.tiers().open_cache_file(&verified.key, request.complete_only) {
+    match worker.cache().open_cache_file(&verified.key, request.complete_only) {
         Ok(Some(h)) => (pb::OpenReply { errno: 0, file_id: h.file_id, complete: h.complete, message: String::new() }, Some(h.file)),
         Ok(None) => refuse(2, "not cached here".into()),
         Err(e) => refuse(e.raw_os_error().unwrap_or(5), format!("cache I/O: {e}")),

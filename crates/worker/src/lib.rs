@@ -18,11 +18,13 @@
 //! mountpoint-s3 does; a path that keeps failing is taken out of service
 //! ([`store::health`]).
 
+pub mod cache;
 pub mod descriptors;
 pub mod rpc;
 pub mod store;
 
 use bytes::{Bytes, BytesMut};
+use cache::DataCache;
 use cistern_rpc::CacheKey;
 use cistern_ufs::{Ufs, UfsError};
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -115,7 +117,10 @@ type RangeId = (CacheKey, u64, u64, u64);
 
 pub struct Worker {
     pub id: usize,
-    tiers: Arc<Tiers>,
+    /// The cache every read goes through (see [`cache`]).
+    tiers: Arc<dyn DataCache>,
+    /// The same cache when it is the tiered disk store (what `cistern worker` runs).
+    disk: Option<Arc<Tiers>>,
     options: ReadOptions,
     inflight: Mutex<HashMap<RangeId, Fetch>>,
     /// The last ranges fetched, kept in memory so that the reader that caused them (and its
@@ -134,15 +139,26 @@ impl Worker {
     /// Opens a worker whose cache has these levels (top first); persistent (SSD/HDD) levels are
     /// re-indexed, MEM ones start empty.
     pub fn open(id: usize, levels: &[LevelSpec], options: ReadOptions) -> std::io::Result<Arc<Worker>> {
-        Ok(Arc::new(Worker {
+        let disk = Arc::new(Tiers::open(levels)?);
+        Ok(Worker::assemble(id, disk.clone(), Some(disk), options))
+    }
+
+    /// A worker over any cache: the in-memory and failure-injecting ones in tests.
+    pub fn with_cache(id: usize, cache: Arc<dyn DataCache>, options: ReadOptions) -> Arc<Worker> {
+        Worker::assemble(id, cache, None, options)
+    }
+
+    fn assemble(id: usize, tiers: Arc<dyn DataCache>, disk: Option<Arc<Tiers>>, options: ReadOptions) -> Arc<Worker> {
+        Arc::new(Worker {
             id,
-            tiers: Arc::new(Tiers::open(levels)?),
+            tiers,
+            disk,
             options,
             inflight: Mutex::default(),
             recent: Mutex::default(),
             streams: Mutex::default(),
             counters: WorkerCounters::default(),
-        }))
+        })
     }
 
     pub fn cached_bytes(&self) -> u64 {
@@ -151,12 +167,18 @@ impl Worker {
     pub fn capacity(&self) -> u64 {
         self.tiers.quota()
     }
-    pub fn tiers(&self) -> &Tiers {
-        &self.tiers
+    /// The cache, whichever it is.
+    pub fn cache(&self) -> &dyn DataCache {
+        &*self.tiers
+    }
+    /// The tiered disk store, when that is the cache.
+    pub fn tiers(&self) -> Option<&Tiers> {
+        self.disk.as_deref()
     }
     /// Every cache directory of this worker.
     pub fn cache_dirs(&self) -> Vec<PathBuf> {
-        self.tiers.levels().iter().flat_map(|l| l.stores().iter().map(|s| s.dir().to_path_buf())).collect()
+        let Some(disk) = &self.disk else { return vec![] };
+        disk.levels().iter().flat_map(|l| l.stores().iter().map(|s| s.dir().to_path_buf())).collect()
     }
     /// Cached blocks that failed their checksum (and were refetched).
     pub fn corrupt_blocks(&self) -> u64 {

@@ -28,7 +28,7 @@ impl Worker {
             short_circuit_bytes: c.short_circuit_bytes.load(Ordering::Relaxed),
             cache_errors: c.cache_errors.load(Ordering::Relaxed),
             levels: self
-                .tiers()
+                .cache()
                 .stats()
                 .into_iter()
                 .map(|l| pb::LevelFigures {

@@ -6,7 +6,7 @@
 //!
 //! Cases: `PROPTEST_CASES` (CI: the default 256 per property, about a second; a longer run:
 //! `PROPTEST_CASES=100000 cargo test -p cistern-worker --test hostile_requests`). Failing
-//! cases found are kept in `proptest-regressions/` (the corpus) and replayed first.
+//! cases found are kept in `<test>.proptest-regressions` beside the test (the corpus) and replayed first.
 
 use cistern_rpc::pb::worker_server::Worker as _;
 use cistern_rpc::{pb, CacheKey, RefKey};

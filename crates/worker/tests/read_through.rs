@@ -179,7 +179,7 @@ async fn blocks_evicted_from_mem_are_served_from_ssd_without_the_ufs() {
     let w = Worker::open(0, &levels, ReadOptions::default()).unwrap();
     let f = file(&ufs, "d.bin", content.len());
     assert_eq!(&w.read(&f, 0, content.len() as u64).await.unwrap()[..], &content[..]);
-    let stats = w.tiers().stats();
+    let stats = w.cache().stats();
     assert!(stats[0].used <= 2 * BLOCK_SIZE, "{stats:?}");
     assert!(stats[1].used >= 4 * BLOCK_SIZE, "evicted blocks were not demoted: {stats:?}");
     let before = ufs.counters.read_bytes.load(Ordering::Relaxed);
@@ -245,7 +245,7 @@ async fn a_failing_cache_falls_back_to_the_ufs_and_is_taken_out_of_service() {
     let errors = w.counters.cache_errors.load(Ordering::Relaxed);
     assert!(errors >= 1, "the failed cache reads were not counted");
     assert!(errors <= cistern_worker::store::health::MAX_CONSECUTIVE as u64, "{errors} errors: the failing path stayed in service");
-    assert!(w.tiers().levels()[0].stores()[0].health.out_of_service());
+    assert!(w.tiers().unwrap().levels()[0].stores()[0].health.out_of_service());
     assert!(ufs.counters.read_bytes.load(Ordering::Relaxed) > before, "not served from the UFS");
 }
 
@@ -279,7 +279,7 @@ async fn damaged_cache_files_after_a_restart_serve_no_wrong_byte() {
     std::fs::remove_file(path(&files[2])).unwrap();
 
     let w = worker(dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, true).unwrap();
-    assert!(w.tiers().open_cache_file(&files[0].key, true).unwrap().is_none(), "a damaged complete file offered for passthrough");
+    assert!(w.cache().open_cache_file(&files[0].key, true).unwrap().is_none(), "a damaged complete file offered for passthrough");
     for (f, c) in files.iter().zip(&contents) {
         for (off, len) in [(0u64, c.len() as u64), (BLOCK_SIZE + 4096, 8192), (BLOCK_SIZE / 2 - 10, 20)] {
             let got = w.read(f, off, len).await.unwrap();

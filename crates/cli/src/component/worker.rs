@@ -79,7 +79,7 @@ pub fn run(args: WorkerArgs) -> Result<()> {
     });
     rt.shutdown_timeout(Duration::from_secs(2));
     // MEM levels do not outlive the worker: they hold RAM (see the README).
-    for level in worker.tiers().levels().iter().filter(|l| l.medium == "MEM") {
+    for level in worker.tiers().map(|t| t.levels()).unwrap_or_default().iter().filter(|l| l.medium == "MEM") {
         for store in level.stores() {
             let _ = std::fs::remove_dir_all(store.dir());
             if let Some(parent) = store.dir().parent() {
