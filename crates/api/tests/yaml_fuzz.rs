@@ -3,7 +3,7 @@
 //! loader and the planner answer with a value or one error line; they never panic or hang.
 //!
 //! Cases: `PROPTEST_CASES` (CI: the default 256 per property). Failing cases are kept in
-//! `proptest-regressions/` and replayed first.
+//! `<test>.proptest-regressions` beside the test and replayed first.
 
 use cistern_api::Manifest;
 use proptest::prelude::*;

@@ -9,7 +9,7 @@
 //!
 //! Cases: `PROPTEST_CASES` (CI: 32, about 10 s); a longer run:
 //! `PROPTEST_CASES=2000 cargo test -p cistern-worker --test model`. Failing cases are kept in
-//! `proptest-regressions/` and replayed first.
+//! `<test>.proptest-regressions` beside the test and replayed first.
 
 use cistern_rpc::CacheKey;
 use cistern_ufs::Ufs;
