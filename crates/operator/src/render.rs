@@ -325,6 +325,16 @@ fn covered(path: &Path, mounts: &[k8s_openapi::api::core::v1::VolumeMount]) -> b
     mounts.iter().any(|m| path.starts_with(&m.mount_path))
 }
 
+/// The `sizeLimit` of an `emptyDir` tier of `quota` bytes. The kubelet evicts a pod whose
+/// emptyDir passes its limit, and the worker's own accounting counts cached data only: the
+/// checksum records (a few hundred bytes per 4 MiB block, a page per cache file), directories,
+/// and evicted files that readers still hold open (passthrough backing files, short-circuit
+/// descriptors; their space is freed at the last close) come on top. So the limit leaves an
+/// eighth of the quota, and at least 64 MiB, of headroom.
+pub fn empty_dir_limit(quota: u64) -> u64 {
+    quota + (quota / 8).max(64 << 20)
+}
+
 /// The tiered store's volumes and mounts, at the same paths inside the pod as on the node. A
 /// hostPath tier is mounted as this Dataset's own directory of it
 /// (`<path>/<engine_dir>/<ns>-<name>`, where its workers keep their caches), so a worker
@@ -339,7 +349,7 @@ pub(crate) fn tier_volumes(plan: &DatasetPlan, read_only: bool, engine_dir: &str
             let own = path.join(engine_dir).join(format!("{}-{}", plan.namespace, plan.name));
             let (source, mount_path) = if volume_type == "emptyDir" {
                 let medium = if tier.medium == Medium::Mem { "Memory" } else { "" };
-                (json!({"emptyDir": {"medium": medium, "sizeLimit": quota.to_string()}}), path.clone())
+                (json!({"emptyDir": {"medium": medium, "sizeLimit": empty_dir_limit(*quota).to_string()}}), path.clone())
             } else {
                 (json!({"hostPath": {"path": own, "type": "DirectoryOrCreate"}}), own)
             };
