@@ -204,6 +204,9 @@ fn an_unprivileged_reader_gets_the_dataset_and_nothing_else() {
     assert_eq!(mode(&up.run_dir), 0o700);
     assert_eq!(mode(&up.run_dir.join("status.json")), 0o600);
     assert_eq!(mode(&up.run_dir.join("credentials")), 0o700);
+    for sock in ["master.sock", "worker-0.sock", "worker-0.fd.sock"] {
+        assert_eq!(mode(&up.run_dir.join(sock)), 0o600, "{sock}");
+    }
     let meta = s.path("cache/cistern-meta/default-priv");
     assert_eq!(mode(&meta), 0o700);
     assert_eq!(mode(&meta.join("namespace.redb")), 0o600);

@@ -5,9 +5,13 @@
 //! - `GET /api/v1/status`: the Dataset and runtime statuses as JSON
 //! - `GET /api/v1/loglevel`, `PUT /api/v1/loglevel?level=FILTER`: read or set the log filter
 //! - `GET /`: a page with the same figures for a browser
+//!
+//! The read-only pages are open to whoever reaches the port (as Alluxio's are). Changing the
+//! log level is accepted only from a loopback peer: on the master's own machine, or through
+//! `kubectl port-forward` (which connects from inside the pod), never from another pod.
 
 use crate::metrics::Figures;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -41,7 +45,7 @@ pub fn router(source: Source) -> Router {
 
 /// Serves until the listener fails or the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, source: Source) -> std::io::Result<()> {
-    axum::serve(listener, router(source)).await
+    axum::serve(listener, router(source).into_make_service_with_connect_info::<std::net::SocketAddr>()).await
 }
 
 async fn metrics(State(s): State<Source>) -> Response {
@@ -64,7 +68,10 @@ struct LevelQuery {
     level: Option<String>,
 }
 
-async fn set_log_level(State(s): State<Source>, Query(q): Query<LevelQuery>) -> (StatusCode, String) {
+async fn set_log_level(State(s): State<Source>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, Query(q): Query<LevelQuery>) -> (StatusCode, String) {
+    if !peer.ip().is_loopback() {
+        return (StatusCode::FORBIDDEN, "the log level is changed from the master's own machine only (127.0.0.1, or kubectl port-forward)\n".into());
+    }
     let Some(level) = q.level.filter(|l| !l.trim().is_empty()) else {
         return (StatusCode::BAD_REQUEST, "missing ?level=; give a filter such as info or debug\n".into());
     };
@@ -104,4 +111,50 @@ async fn index(State(s): State<Source>) -> Html<String> {
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use std::sync::Mutex;
+    use tower::ServiceExt;
+
+    struct Fake(Mutex<String>);
+    impl WebSource for Fake {
+        fn figures(&self) -> Figures {
+            Figures::default()
+        }
+        fn status(&self) -> serde_json::Value {
+            serde_json::json!({})
+        }
+        fn log_level(&self) -> String {
+            self.0.lock().unwrap().clone()
+        }
+        fn set_log_level(&self, filter: &str) -> Result<(), String> {
+            *self.0.lock().unwrap() = filter.to_string();
+            Ok(())
+        }
+    }
+
+    async fn put_from(source: &Arc<Fake>, peer: &str) -> StatusCode {
+        let request = Request::builder()
+            .method("PUT")
+            .uri("/api/v1/loglevel?level=debug")
+            .extension(ConnectInfo::<std::net::SocketAddr>(peer.parse().unwrap()))
+            .body(Body::empty())
+            .unwrap();
+        router(source.clone()).oneshot(request).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn the_log_level_is_changed_from_loopback_only() {
+        let source = Arc::new(Fake(Mutex::new("info".into())));
+        assert_eq!(put_from(&source, "10.1.2.3:5000").await, StatusCode::FORBIDDEN);
+        assert_eq!(source.log_level(), "info", "a peer on the network changed the log level");
+        assert_eq!(put_from(&source, "127.0.0.1:5000").await, StatusCode::OK);
+        assert_eq!(source.log_level(), "debug");
+        assert_eq!(put_from(&source, "[::1]:5000").await, StatusCode::OK);
+    }
 }

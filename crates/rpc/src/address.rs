@@ -77,6 +77,9 @@ impl Address {
                     _ => {}
                 }
                 let listener = tokio::net::UnixListener::bind(path)?;
+                // Unix sockets carry no TLS: only this user may connect (the run directory is
+                // 0700 too).
+                std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
                 Ok((Incoming::Unix(UnixListenerStream::new(listener)), self.clone()))
             }
             Address::Tcp(hostport) => {
