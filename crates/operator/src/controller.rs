@@ -175,9 +175,13 @@ pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) ->
     };
     let plan = manifest.plan(Some(&name)).map_err(|e| Error::Invalid(format!("{ns}/{name}: {e}")))?;
     let params = PatchParams::apply(MANAGER).force();
-    let objects = render(&plan, &ctx.opts).map_err(Error::Invalid)?;
+    let mut objects = render(&plan, &ctx.opts).map_err(Error::Invalid)?;
     if !matches!(plan.runtime, Runtime::JuiceFS(_)) {
-        crate::credentials::ensure(&ctx.client, &ns, &name, owner.clone()).await?;
+        let serial = crate::credentials::ensure(&ctx.client, &ns, &name, owner.clone()).await?;
+        // A renewal changes the serial, which rolls the pods onto the new certificates.
+        for o in objects.iter_mut().filter(|o| o["spec"]["template"].is_object()) {
+            o["spec"]["template"]["metadata"]["annotations"][crate::credentials::SERIAL] = json!(serial);
+        }
     }
     for mut object in objects {
         if object["kind"] != "PersistentVolume" {

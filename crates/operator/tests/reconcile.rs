@@ -336,6 +336,45 @@ async fn the_masters_figures_go_into_the_runtime_and_dataset_statuses() {
     run.await.unwrap().unwrap();
 }
 
+/// Certificates a month from expiry are renewed with the same CA and the serial bumped; every
+/// pod template carries the new serial, so the pods roll onto the new files.
+#[tokio::test]
+async fn certificates_near_expiry_are_renewed_and_the_pods_rolled() {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let ca = cistern_rpc::tls::Authority::generate().unwrap();
+    let soon = "2026-12-05T00:00:00Z"; // days away, inside the renewal window
+    let existing = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "demo-cistern-credentials", "namespace": "default", "annotations": {"cistern.io/credentials-not-after": soon, "cistern.io/credentials-serial": "4"}},
+        "data": {"ca.pem": b64(&ca.cert_pem), "ca.key": b64(ca.key_pem()), "ref.key": b64("k")}});
+    let (ctx, mut api) = ApiServer::new();
+    let run = tokio::spawn(reconcile_runtime::<JindoRuntime>(object(jindo(1)), ctx));
+    api.expect("GET", &format!("{FLUID}/datasets/demo")).await.ok(&dataset(&[FINALIZER], false));
+    api.expect("GET", CREDENTIALS).await.ok(&existing);
+    let call = api.expect("PATCH", CREDENTIALS).await;
+    assert_eq!(call.body["metadata"]["annotations"]["cistern.io/credentials-serial"], "5");
+    assert_ne!(call.body["metadata"]["annotations"]["cistern.io/credentials-not-after"], soon);
+    for key in ["master.pem", "master.key", "worker.pem", "worker.key", "client.pem", "client.key"] {
+        assert!(call.body["data"][key].is_string(), "{key} not renewed");
+    }
+    assert!(call.body["data"].get("ca.key").is_none() && call.body["data"].get("ref.key").is_none(), "the CA and the reference key are kept");
+    let body = call.body.clone();
+    call.ok(&body);
+    let mut templates = 0;
+    for _ in 0..7 {
+        let (request, reply) = api.0.next_request().await.unwrap();
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        if body["spec"]["template"].is_object() {
+            assert_eq!(body["spec"]["template"]["metadata"]["annotations"]["cistern.io/credentials-serial"], "5", "{}", body["kind"]);
+            templates += 1;
+        }
+        reply.send_response(Response::builder().body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap());
+    }
+    assert_eq!(templates, 3, "master, workers and FUSE roll");
+    run.abort();
+}
+
 // ---- DataLoads ----
 
 fn dataload(phase: Option<&str>) -> Value {
