@@ -309,7 +309,7 @@ impl TierStore {
     /// each to the lower level when there is one. False when nothing is left to evict.
     fn evict_to(&self, target: u64) -> io::Result<bool> {
         loop {
-            let demoted = {
+            let demotion = {
                 let _gate = self.io_gate.write().expect("io gate");
                 let mut ix = self.index.lock().expect("index lock");
                 if ix.used <= target {
@@ -320,27 +320,50 @@ impl TierStore {
                     ix.lru.remove(&tick);
                     continue;
                 }
-                let victims = if ix.is_complete(&id.0) { ix.block_ids(&id.0) } else { vec![id.clone()] };
+                let whole = ix.is_complete(&id.0);
+                let victims = if whole { ix.block_ids(&id.0) } else { vec![id.clone()] };
                 let size = ix.files.get(&id.0).map_or(0, |cf| cf.size);
-                let mut demoted = Vec::new();
+                let demoting = self.lower.get().is_some();
+                // A complete file is unlinked, not punched: its blocks are demoted from the
+                // descriptor after the locks are released, one run at a time. A single block
+                // is punched right away, so its runs are read first (at most one block).
+                let mut from_file = Vec::new();
+                let file = ix.files.get(&id.0).filter(|_| whole && demoting).map(|cf| cf.file.clone());
+                let mut read = Vec::new();
                 for v in &victims {
                     let Some((tick, len)) = ix.blocks.remove(v) else { continue };
                     ix.lru.remove(&tick);
-                    if self.lower.get().is_some() {
-                        demoted.push((v.1, self.verified_runs(&ix, v)));
+                    if demoting {
+                        if file.is_some() {
+                            if let Some(sums) = ix.files.get(&v.0).and_then(|cf| cf.blocks.get(v.1 as usize)).and_then(Clone::clone) {
+                                from_file.push((v.1, sums));
+                            }
+                        } else {
+                            read.push((v.1, self.verified_runs(&ix, v)));
+                        }
                     }
                     self.counters.evicted_bytes.fetch_add(len, Ordering::Relaxed);
                     ix.used -= len;
                 }
                 self.forget_blocks(&mut ix, &id.0, &victims)?;
-                (id.0, size, demoted)
+                (id.0, size, read, file.map(|f| (f, from_file)))
             };
-            let (key, size, blocks) = demoted;
-            if let Some(lower) = self.lower.get() {
-                for (b, runs) in blocks {
-                    for (off, data) in runs {
-                        self.counters.demoted_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-                        lower.demote(&key, b, size, off, &data);
+            let (key, size, read, from_file) = demotion;
+            let Some(lower) = self.lower.get() else { continue };
+            for (b, runs) in read {
+                for (off, data) in runs {
+                    self.counters.demoted_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    lower.demote(&key, b, size, off, &data);
+                }
+            }
+            if let Some((file, blocks)) = from_file {
+                for (b, sums) in blocks {
+                    for (off, len) in sums.runs() {
+                        let mut buf = vec![0u8; len as usize];
+                        if file.read_exact_at(&mut buf, b * BLOCK_SIZE + off).is_ok() && sums.verify(off, &buf) {
+                            self.counters.demoted_bytes.fetch_add(len, Ordering::Relaxed);
+                            lower.demote(&key, b, size, off, &buf);
+                        }
                     }
                 }
             }
