@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 use support::s3::{self, ACCESS_KEY, BUCKET, SECRET_KEY};
@@ -22,11 +21,6 @@ fn upload(content: Vec<u8>) {
     s3::upload("cons", &BTreeMap::from([("model.bin".to_string(), content)]));
 }
 
-fn read_all(path: &std::path::Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    std::fs::File::open(path).unwrap().read_to_end(&mut out).unwrap();
-    out
-}
 
 #[test]
 fn a_rewritten_object_is_read_new_and_an_old_descriptor_never_mixes_versions() {

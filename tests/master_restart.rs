@@ -8,7 +8,6 @@
 mod support;
 
 use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
 use std::time::{Duration, Instant};
 use support::s3::{self, ACCESS_KEY, BUCKET, SECRET_KEY};
 use support::*;
@@ -33,11 +32,6 @@ fn yaml(name: &str, s: &Scratch) -> String {
     secret + &dataset_with_runtime(name, &format!("s3://{BUCKET}/{name}"), &extra, "JindoRuntime", &spec)
 }
 
-fn read_all(path: &Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    std::fs::File::open(path).unwrap().read_to_end(&mut out).unwrap();
-    out
-}
 
 #[test]
 fn the_master_killed_at_any_moment_loses_nothing_and_readers_see_no_error() {

@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use support::*;
 
@@ -14,12 +13,6 @@ const MIB: usize = 1 << 20;
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| ((i * 31 + seed as usize) % 251) as u8).collect()
-}
-
-fn read_all(path: &std::path::Path) -> Vec<u8> {
-    let mut v = Vec::new();
-    std::fs::File::open(path).unwrap().read_to_end(&mut v).unwrap();
-    v
 }
 
 /// Bytes the workers served to readers (from cache or UFS): reads the daemon handled.

@@ -158,6 +158,13 @@ impl Drop for Up {
     }
 }
 
+/// The whole content of a file, read through one descriptor.
+pub fn read_all(path: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut std::fs::File::open(path).unwrap(), &mut out).unwrap();
+    out
+}
+
 pub fn is_mounted(path: &Path) -> bool {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let want = path.to_string_lossy().replace(' ', "\\040");
