@@ -288,3 +288,71 @@ async fn damaged_cache_files_after_a_restart_serve_no_wrong_byte() {
     }
     assert!(w.corrupt_blocks() >= 1, "the flipped bytes were not caught");
 }
+
+/// What a tier holds on disk (data, checksum records, directories, and files evicted while a
+/// read still held them) stays within its quota under concurrent readers, measured with
+/// statfs on a tmpfs of the tier's own (root: mounted here for the test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_tier_stays_within_its_quota_on_disk_under_concurrent_readers() {
+    let mnt = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"]).arg(mnt.path()).status();
+    if !mounted.is_ok_and(|s| s.success()) {
+        panic!("cannot mount a tmpfs at {} (the test needs root)", mnt.path().display());
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.path().to_path_buf());
+    let on_disk = |p: &Path| {
+        let s = nix::sys::statvfs::statvfs(p).unwrap();
+        (s.blocks() - s.blocks_free()) as u64 * s.fragment_size() as u64
+    };
+    let baseline = on_disk(mnt.path());
+    const QUOTA: u64 = 16 << 20;
+    let op = opendal::Operator::new(opendal::services::Memory::default()).unwrap();
+    let mut files = Vec::new();
+    for i in 0..6usize {
+        let len = 5 * (1 << 20) + i * 70_001;
+        op.write(&format!("f{i}"), data(len)).await.unwrap();
+        files.push(len);
+    }
+    let ufs = Ufs::from_operator(op, "memory://test");
+    let w = worker(&mnt.path().join("tier"), QUOTA, 1.0, 1.0, true).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (stop, dir) = (stop.clone(), mnt.path().to_path_buf());
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stop.load(Ordering::Relaxed) {
+                peak = peak.max(on_disk(&dir));
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            peak
+        })
+    };
+    let readers: Vec<_> = (0..4u64)
+        .map(|r| {
+            let (w, ufs, files) = (w.clone(), ufs.clone(), files.clone());
+            tokio::spawn(async move {
+                for n in 0..40u64 {
+                    let i = ((r * 7 + n * 13) % files.len() as u64) as usize;
+                    let f = file(&ufs, &format!("f{i}"), files[i]);
+                    let (off, len) = if n % 5 == 0 { (0, files[i] as u64) } else { ((n * 1_234_567 + r * 999_983) % (files[i] as u64 - 300_000), 262_144) };
+                    let got = w.read(&f, off, len).await.unwrap();
+                    assert_eq!(&got[..], &data(files[i])[off as usize..(off + len) as usize]);
+                }
+            })
+        })
+        .collect();
+    for r in readers {
+        r.await.unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let peak = sampler.join().unwrap() - baseline;
+    assert!(w.counters.ufs_fetches.load(Ordering::Relaxed) > 10, "the readers did not churn the cache");
+    assert!(peak <= QUOTA, "the tier took {peak} bytes on disk for a quota of {QUOTA}");
+    println!("peak on disk: {peak} bytes of a {QUOTA} quota");
+}

@@ -83,6 +83,18 @@ struct CachedFile {
     /// their checksums; false after a re-index, until [`TierStore::open_cache_file`] has read
     /// and checked the whole file once.
     verified: bool,
+    /// Disk this file costs beyond its data (see [`file_overhead`]), counted in
+    /// `Index::overhead` while the file exists.
+    overhead: u64,
+}
+
+/// The pages a cache file costs beyond its data: its checksum record file (one record per
+/// block, rounded up to pages) and the partial last page of the data file. Counted against
+/// the quota with the data, so what the tier holds on disk stays within it.
+pub fn file_overhead(file_size: u64) -> u64 {
+    const PAGE: u64 = 4096;
+    let records = file_size.div_ceil(BLOCK_SIZE).max(1) * checksum::RECORD;
+    (records.div_ceil(PAGE) + 1) * PAGE
 }
 
 #[derive(Default)]
@@ -92,7 +104,11 @@ struct Index {
     lru: BTreeMap<u64, BlockId>,
     blocks: HashMap<BlockId, (u64, u64)>,
     tick: u64,
+    /// Data bytes present (or being written): what the watermarks apply to.
     used: u64,
+    /// The cache files' own cost beyond their data ([`file_overhead`]); with `used`, never
+    /// past the quota.
+    overhead: u64,
 }
 
 /// Figures of one tier.
@@ -211,23 +227,44 @@ impl TierStore {
     /// simply not cached).
     pub fn insert(&self, key: &str, b: u64, file_size: u64, offset: u64, data: &[u8]) -> io::Result<bool> {
         let len = data.len() as u64;
-        if len > self.quota || !self.health.in_service() {
+        if len + file_overhead(file_size) > self.quota || !self.health.in_service() {
             return Ok(false);
         }
         let key: Arc<str> = Arc::from(key);
+        let reserved_overhead;
         // Reserve the space first, evicting if needed, so `used` never passes the quota.
         loop {
             let mut ix = self.index.lock().expect("index lock");
             if ix.sums(&key, b).is_some_and(|s| s.covers(offset, offset + len)) {
                 return Ok(true); // someone else stored it meanwhile
             }
-            if ix.used + len <= self.quota {
+            // A new cache file brings its own overhead: reserved with the data.
+            let extra = if ix.files.contains_key(&key) { 0 } else { file_overhead(file_size) };
+            if ix.used + ix.overhead + len + extra <= self.quota {
                 ix.used += len;
+                ix.overhead += extra;
+                reserved_overhead = extra;
                 break;
             }
+            let target = self.quota.saturating_sub(len + extra + ix.overhead);
             drop(ix);
-            if !self.evict_to(self.quota.saturating_sub(len))? {
+            if !self.evict_to(target)? {
                 return Ok(false); // everything left is being written right now
+            }
+        }
+        // The file made now carries the reserved overhead; one made meanwhile by another
+        // writer already carries its own.
+        match self.file_for(&key, file_size, reserved_overhead) {
+            Ok((_, _, created)) => {
+                if !created {
+                    self.index.lock().expect("index lock").overhead -= reserved_overhead;
+                }
+            }
+            Err(e) => {
+                let mut ix = self.index.lock().expect("index lock");
+                ix.used -= len;
+                ix.overhead -= reserved_overhead;
+                return self.health.record(Err(e), &self.dir);
             }
         }
         let stored = self.health.record(self.write_and_mark(&key, b, file_size, offset, data), &self.dir);
@@ -247,7 +284,7 @@ impl TierStore {
     /// Writes reserved data and marks it present; false when the file was evicted meanwhile.
     fn write_and_mark(&self, key: &Arc<str>, b: u64, file_size: u64, offset: u64, data: &[u8]) -> io::Result<bool> {
         let len = data.len() as u64;
-        let (file, sidecar) = self.file_for(key, file_size)?;
+        let (file, sidecar, _) = self.file_for(key, file_size, 0)?;
         let _gate = self.io_gate.read().expect("io gate");
         file.write_all_at(data, b * BLOCK_SIZE + offset)?;
         let mut ix = self.index.lock().expect("index lock");
@@ -273,10 +310,12 @@ impl TierStore {
         Ok(true)
     }
 
-    fn file_for(&self, key: &Arc<str>, file_size: u64) -> io::Result<(Arc<File>, Arc<File>)> {
+    /// The cache file of `key`, made (carrying `overhead`, already counted by the caller) when
+    /// there is none; true when made now.
+    fn file_for(&self, key: &Arc<str>, file_size: u64, overhead: u64) -> io::Result<(Arc<File>, Arc<File>, bool)> {
         let mut ix = self.index.lock().expect("index lock");
         if let Some(cf) = ix.files.get(key) {
-            return Ok((cf.file.clone(), cf.sidecar.clone()));
+            return Ok((cf.file.clone(), cf.sidecar.clone(), false));
         }
         let (data_path, sidecar_path) = self.paths_of(key)?;
         let file = open_private(&data_path, true)?;
@@ -285,9 +324,9 @@ impl TierStore {
         let blocks = file_size.div_ceil(BLOCK_SIZE).max(1) as usize;
         let id = std::os::unix::fs::MetadataExt::ino(&file.metadata()?);
         let (file, sidecar) = (Arc::new(file), Arc::new(sidecar));
-        let cf = CachedFile { file: file.clone(), id, sidecar: sidecar.clone(), size: file_size, blocks: vec![None; blocks], verified: true };
+        let cf = CachedFile { file: file.clone(), id, sidecar: sidecar.clone(), size: file_size, blocks: vec![None; blocks], verified: true, overhead };
         ix.files.insert(key.clone(), cf);
-        Ok((file, sidecar))
+        Ok((file, sidecar, true))
     }
 
     /// Drops one block (after a failed checksum).
@@ -398,7 +437,8 @@ impl TierStore {
             }
         }
         if whole || cf.blocks.iter().all(Option::is_none) {
-            ix.files.remove(key);
+            let freed = ix.files.remove(key).map_or(0, |cf| cf.overhead);
+            ix.overhead -= freed;
             if let Ok((data_path, sidecar_path)) = self.paths_of(key) {
                 let _ = std::fs::remove_file(data_path);
                 let _ = std::fs::remove_file(sidecar_path);
@@ -454,10 +494,12 @@ impl TierStore {
             }
             let id = std::os::unix::fs::MetadataExt::ino(&file.metadata()?);
             // Records may have outlived their data (a power loss): checked before passthrough.
-            let cf = CachedFile { file: Arc::new(file), id, sidecar: Arc::new(sidecar), size, blocks, verified: false };
+            let overhead = file_overhead(size);
+            ix.overhead += overhead;
+            let cf = CachedFile { file: Arc::new(file), id, sidecar: Arc::new(sidecar), size, blocks, verified: false, overhead };
             ix.files.insert(key, cf);
         }
-        let over = ix.used > self.quota;
+        let over = ix.used + ix.overhead > self.quota;
         drop(ix);
         if over {
             self.evict_to(self.low)?; // the quota shrank since the last run
@@ -528,7 +570,8 @@ mod tests {
     #[test]
     fn quota_is_never_exceeded_and_lru_goes_first() {
         let dir = tempfile::tempdir().unwrap();
-        let store = TierStore::open(&dir.path().join("t"), 3 * BLOCK_SIZE, 1.0, 1.0, false).unwrap();
+        // Room for three blocks of one file and that file's own pages.
+        let store = TierStore::open(&dir.path().join("t"), 3 * BLOCK_SIZE + file_overhead(10 * BLOCK_SIZE), 1.0, 1.0, false).unwrap();
         let block = vec![7u8; BLOCK_SIZE as usize];
         for b in 0..3 {
             assert!(store.insert(&key("f"), b, 10 * BLOCK_SIZE, 0, &block).unwrap());
@@ -548,7 +591,7 @@ mod tests {
     #[test]
     fn a_complete_file_is_evicted_whole_and_an_open_reader_keeps_its_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        let store = TierStore::open(&dir.path().join("t"), 2 * BLOCK_SIZE, 1.0, 1.0, false).unwrap();
+        let store = TierStore::open(&dir.path().join("t"), 2 * BLOCK_SIZE + file_overhead(2 * BLOCK_SIZE), 1.0, 1.0, false).unwrap();
         let data: Vec<u8> = (0..2 * BLOCK_SIZE as u32).map(|i| (i % 253) as u8).collect();
         for b in 0..2u64 {
             let block = &data[(b * BLOCK_SIZE) as usize..((b + 1) * BLOCK_SIZE) as usize];
