@@ -356,3 +356,24 @@ async fn the_tier_stays_within_its_quota_on_disk_under_concurrent_readers() {
     assert!(peak <= QUOTA, "the tier took {peak} bytes on disk for a quota of {QUOTA}");
     println!("peak on disk: {peak} bytes of a {QUOTA} quota");
 }
+
+/// Files on disk are hostile input too: a record file far larger than its data file could
+/// have (or a data file past any object's size) is removed at re-index, not loaded, and the
+/// tier opens and serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_cache_records_are_removed_at_reindex() {
+    let content = data(100_000);
+    let ufs = ufs_with("s.bin", &content).await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = file(&ufs, "s.bin", content.len());
+    {
+        let w = worker(dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, true).unwrap();
+        assert_eq!(&w.read(&f, 0, content.len() as u64).await.unwrap()[..], &content[..]);
+    }
+    let sidecar = dir.path().join(format!("{}.crc", f.key.as_str()));
+    std::fs::OpenOptions::new().write(true).open(&sidecar).unwrap().set_len(1 << 30).unwrap();
+    let w = worker(dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, true).unwrap();
+    assert!(!sidecar.exists() && !dir.path().join(f.key.as_str()).exists(), "the damaged file was kept");
+    assert_eq!(w.cached_bytes(), 0);
+    assert_eq!(&w.read(&f, 0, content.len() as u64).await.unwrap()[..], &content[..]);
+}

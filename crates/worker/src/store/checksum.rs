@@ -132,9 +132,12 @@ impl BlockSums {
         sidecar.write_all_at(&[0u8; 16], block * RECORD)
     }
 
-    /// Every valid record of a sidecar file, as (block, sums).
-    pub fn read_records(sidecar: &File) -> io::Result<Vec<(u64, BlockSums)>> {
+    /// Every valid record of a sidecar file of at most `max_len` bytes, as (block, sums).
+    pub fn read_records(sidecar: &File, max_len: u64) -> io::Result<Vec<(u64, BlockSums)>> {
         let len = sidecar.metadata()?.len();
+        if len > max_len {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{len} bytes of checksum records, at most {max_len} expected")));
+        }
         let mut buf = vec![0u8; len as usize];
         sidecar.read_exact_at(&mut buf, 0)?;
         let mut out = Vec::new();
@@ -200,8 +203,9 @@ mod tests {
         b.add(CHUNK, &[2u8; CHUNK as usize]);
         a.write_record(&f, 0).unwrap();
         b.write_record(&f, 3).unwrap();
-        assert_eq!(BlockSums::read_records(&f).unwrap(), vec![(0, a.clone()), (3, b)]);
+        assert_eq!(BlockSums::read_records(&f, 4 * RECORD).unwrap(), vec![(0, a.clone()), (3, b)]);
+        assert!(BlockSums::read_records(&f, 3 * RECORD).is_err(), "more records than the file can have");
         BlockSums::clear_record(&f, 3).unwrap();
-        assert_eq!(BlockSums::read_records(&f).unwrap(), vec![(0, a)]);
+        assert_eq!(BlockSums::read_records(&f, 4 * RECORD).unwrap(), vec![(0, a)]);
     }
 }

@@ -28,8 +28,10 @@
 //! reader's pread nor between a writer's pwrite and its record.
 
 pub mod checksum;
+mod evict;
 pub mod health;
 pub mod level;
+mod reindex;
 mod locate;
 
 pub use locate::{CacheFileHandle, LocalRange};
@@ -329,125 +331,6 @@ impl TierStore {
         Ok((file, sidecar, true))
     }
 
-    /// Drops one block (after a failed checksum).
-    fn drop_block(&self, key: &str, b: u64) -> io::Result<()> {
-        let _gate = self.io_gate.write().expect("io gate");
-        let mut ix = self.index.lock().expect("index lock");
-        let key: Arc<str> = Arc::from(key);
-        let victims = if ix.is_complete(&key) { ix.block_ids(&key) } else { vec![(key.clone(), b)] };
-        for v in &victims {
-            if let Some((tick, len)) = ix.blocks.remove(v) {
-                ix.lru.remove(&tick);
-                ix.used -= len;
-            }
-        }
-        self.forget_blocks(&mut ix, &key, &victims)
-    }
-
-    /// Evicts least recently used blocks, one at a time, until `used <= target`, demoting
-    /// each to the lower level when there is one. False when nothing is left to evict.
-    fn evict_to(&self, target: u64) -> io::Result<bool> {
-        loop {
-            let demotion = {
-                let _gate = self.io_gate.write().expect("io gate");
-                let mut ix = self.index.lock().expect("index lock");
-                if ix.used <= target {
-                    return Ok(true);
-                }
-                let Some((tick, id)) = ix.lru.first_key_value().map(|(t, id)| (*t, id.clone())) else { return Ok(false) };
-                if !ix.blocks.contains_key(&id) {
-                    ix.lru.remove(&tick);
-                    continue;
-                }
-                let whole = ix.is_complete(&id.0);
-                let victims = if whole { ix.block_ids(&id.0) } else { vec![id.clone()] };
-                let size = ix.files.get(&id.0).map_or(0, |cf| cf.size);
-                let demoting = self.lower.get().is_some();
-                // A complete file is unlinked, not punched: its blocks are demoted from the
-                // descriptor after the locks are released, one run at a time. A single block
-                // is punched right away, so its runs are read first (at most one block).
-                let mut from_file = Vec::new();
-                let file = ix.files.get(&id.0).filter(|_| whole && demoting).map(|cf| cf.file.clone());
-                let mut read = Vec::new();
-                for v in &victims {
-                    let Some((tick, len)) = ix.blocks.remove(v) else { continue };
-                    ix.lru.remove(&tick);
-                    if demoting {
-                        if file.is_some() {
-                            if let Some(sums) = ix.files.get(&v.0).and_then(|cf| cf.blocks.get(v.1 as usize)).and_then(Clone::clone) {
-                                from_file.push((v.1, sums));
-                            }
-                        } else {
-                            read.push((v.1, self.verified_runs(&ix, v)));
-                        }
-                    }
-                    self.counters.evicted_bytes.fetch_add(len, Ordering::Relaxed);
-                    ix.used -= len;
-                }
-                self.forget_blocks(&mut ix, &id.0, &victims)?;
-                (id.0, size, read, file.map(|f| (f, from_file)))
-            };
-            let (key, size, read, from_file) = demotion;
-            let Some(lower) = self.lower.get() else { continue };
-            for (b, runs) in read {
-                for (off, data) in runs {
-                    self.counters.demoted_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-                    lower.demote(&key, b, size, off, &data);
-                }
-            }
-            if let Some((file, blocks)) = from_file {
-                for (b, sums) in blocks {
-                    for (off, len) in sums.runs() {
-                        let mut buf = vec![0u8; len as usize];
-                        if file.read_exact_at(&mut buf, b * BLOCK_SIZE + off).is_ok() && sums.verify(off, &buf) {
-                            self.counters.demoted_bytes.fetch_add(len, Ordering::Relaxed);
-                            lower.demote(&key, b, size, off, &buf);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// The present chunks of a block, read and verified (corrupt runs are left out).
-    fn verified_runs(&self, ix: &Index, id: &BlockId) -> Vec<(u64, Vec<u8>)> {
-        let Some(cf) = ix.files.get(&id.0) else { return Vec::new() };
-        let Some(sums) = cf.blocks.get(id.1 as usize).and_then(Option::as_ref) else { return Vec::new() };
-        let mut out = Vec::new();
-        for (off, len) in sums.runs() {
-            let mut buf = vec![0u8; len as usize];
-            if cf.file.read_exact_at(&mut buf, id.1 * BLOCK_SIZE + off).is_ok() && sums.verify(off, &buf) {
-                out.push((off, buf));
-            }
-        }
-        out
-    }
-
-    /// Removes blocks of one file (already out of the LRU and `used`) from the file map and the
-    /// disk; the caller holds the write gate. A file left with no block, or a complete file
-    /// (see the module's doc), is unlinked rather than punched.
-    fn forget_blocks(&self, ix: &mut Index, key: &Arc<str>, victims: &[BlockId]) -> io::Result<()> {
-        let whole = ix.is_complete(key);
-        let Some(cf) = ix.files.get_mut(key) else { return Ok(()) };
-        for (_, b) in victims {
-            let Some(sums) = cf.blocks[*b as usize].take() else { continue };
-            if !whole {
-                BlockSums::clear_record(&cf.sidecar, *b)?;
-                punch_hole(&cf.file, b * BLOCK_SIZE, sums.len)?;
-            }
-        }
-        if whole || cf.blocks.iter().all(Option::is_none) {
-            let freed = ix.files.remove(key).map_or(0, |cf| cf.overhead);
-            ix.overhead -= freed;
-            if let Ok((data_path, sidecar_path)) = self.paths_of(key) {
-                let _ = std::fs::remove_file(data_path);
-                let _ = std::fs::remove_file(sidecar_path);
-            }
-        }
-        Ok(())
-    }
-
-    /// Rebuilds the index from the checksum records on disk, oldest files first in the LRU.
     /// The cache file and checksum record of `key`: only a well-formed [`CacheKey`] names
     /// one, so every path this store creates, truncates or removes is a direct child of its
     /// directory.
@@ -457,55 +340,6 @@ impl TierStore {
         Ok((self.dir.join(key.as_str()), self.dir.join(format!("{key}{SIDECAR}"))))
     }
 
-    fn reindex(&self) -> io::Result<()> {
-        let mut found = Vec::new();
-        for e in std::fs::read_dir(&self.dir)? {
-            let path = e?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-            let Some(key) = name.strip_suffix(SIDECAR) else { continue };
-            let Ok((data_path, _)) = self.paths_of(key) else {
-                // A cache file of an older release (keys were not keyed hashes then): its
-                // content cannot be tied to a reference any more.
-                tracing::info!(file = %path.display(), "removing a cache record of an older format");
-                let _ = std::fs::remove_file(self.dir.join(key));
-                let _ = std::fs::remove_file(&path);
-                continue;
-            };
-            let Ok(meta) = std::fs::metadata(&data_path) else {
-                let _ = std::fs::remove_file(&path); // records without data
-                continue;
-            };
-            found.push((meta.modified().ok(), key.to_string(), data_path, path, meta.len()));
-        }
-        found.sort();
-        let mut ix = self.index.lock().expect("index lock");
-        for (_, key, data_path, sidecar_path, size) in found {
-            let (file, sidecar) = (open_private(&data_path, false)?, open_private(&sidecar_path, false)?);
-            let mut blocks = vec![None; size.div_ceil(BLOCK_SIZE).max(1) as usize];
-            let key: Arc<str> = Arc::from(key.as_str());
-            for (b, sums) in BlockSums::read_records(&sidecar)? {
-                let fits = b * BLOCK_SIZE + sums.len <= size && (b as usize) < blocks.len();
-                if fits {
-                    let bytes = sums.present_bytes();
-                    ix.used += bytes;
-                    ix.push_lru((key.clone(), b), bytes);
-                    blocks[b as usize] = Some(sums);
-                }
-            }
-            let id = std::os::unix::fs::MetadataExt::ino(&file.metadata()?);
-            // Records may have outlived their data (a power loss): checked before passthrough.
-            let overhead = file_overhead(size);
-            ix.overhead += overhead;
-            let cf = CachedFile { file: Arc::new(file), id, sidecar: Arc::new(sidecar), size, blocks, verified: false, overhead };
-            ix.files.insert(key, cf);
-        }
-        let over = ix.used + ix.overhead > self.quota;
-        drop(ix);
-        if over {
-            self.evict_to(self.low)?; // the quota shrank since the last run
-        }
-        Ok(())
-    }
 }
 
 impl Index {
