@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 unset AWS_CA_BUNDLE
+# The real Kubernetes control plane for tests/control_plane.rs (Go builds, cached outside the
+# work tree; about 8 minutes the first time on 2 cores, seconds after).
+bash scripts/local-cluster.sh build
 cargo test --workspace --no-fail-fast "$@"
 # Fuzzing: the property tests against hostile input (worker requests, descriptor requests,
 # YAML), run again far longer than the default 256 cases. Allowance: 60 s (about 20 s here).

@@ -12,6 +12,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::finalizer::{finalizer, Event};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{json, Value};
@@ -42,16 +43,52 @@ pub struct Context {
     /// The masters' web base URL for every Dataset (tests); by default each master's Service,
     /// `http://<name>-master.<ns>.svc:19999`.
     pub master_web: Option<String>,
+    /// A file of `<namespace>/<name> <url>` lines, read at every reconcile: where a Dataset's
+    /// master answers when the operator runs outside the cluster's network (tests on kwok
+    /// nodes, whose pods run nothing; a real `cistern master` stands in for the pod).
+    pub master_web_map: Option<std::path::PathBuf>,
+    /// Publishes Kubernetes Events (`kubectl describe` shows them); none in the scripted tests.
+    pub recorder: Option<Recorder>,
 }
 
 impl Context {
     pub fn new(client: Client, opts: RenderOptions) -> Context {
-        Context { client, opts, master_web: None }
+        Context { client, opts, master_web: None, master_web_map: None, recorder: None }
     }
 
     fn master_web(&self, ns: &str, name: &str) -> String {
+        if let Some(url) = self.master_web_map.as_ref().and_then(|f| mapped_master(f, ns, name)) {
+            return url;
+        }
         self.master_web.clone().unwrap_or_else(|| format!("http://{name}-master.{ns}.svc:{}", crate::render::WEB_PORT))
     }
+
+    /// Publishes an Event about `obj`; a failure to publish is logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, note: String) {
+        let Some(recorder) = &self.recorder else { return };
+        let event = KubeEvent {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.into(),
+            // The Events API bounds a note to 1 kB.
+            note: Some(note.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::debug!("publishing event {reason}: {e}");
+        }
+    }
+}
+
+/// The URL `file` maps `ns/name` to, if any. The file is small, operator-owned test input;
+/// a line that does not parse is skipped.
+fn mapped_master(file: &std::path::Path, ns: &str, name: &str) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let key = format!("{ns}/{name}");
+    text.lines().find_map(|l| {
+        let (k, url) = l.trim().split_once(char::is_whitespace)?;
+        (k == key).then(|| url.trim().to_string())
+    })
 }
 
 /// The master's own view (`/api/v1/status`): the Dataset's UFS totals and cache figures.
@@ -70,11 +107,25 @@ async fn master_status(base: &str) -> Option<Value> {
     }
 }
 
-/// Requeues a failed reconcile after a pause.
-pub fn error_policy<K>(_obj: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!("reconcile failed: {error}");
+/// Requeues a failed reconcile after a pause, and says why in an Event on the object.
+pub fn error_policy<K>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+{
+    tracing::warn!("reconcile of {} failed: {error}", obj.meta().name.as_deref().unwrap_or("?"));
+    ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (reason, note) = match error {
+        Error::InUse(..) => ("DatasetInUse", error.to_string()),
+        _ => ("ReconcileFailed", error.to_string()),
+    };
+    if ctx.recorder.is_some() {
+        tokio::spawn(async move { ctx.event(obj.as_ref(), true, reason, note).await });
+    }
     Action::requeue(Duration::from_secs(10))
 }
+
+/// Failed reconciles since start (logged; the count is what a metric would export).
+pub static ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 // ---- Datasets ----
 
@@ -113,6 +164,14 @@ async fn bind(ds: &Dataset, ctx: &Context) -> Result<Action, Error> {
     };
     let api: Api<Dataset> = Api::namespaced(ctx.client.clone(), &ns);
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
+    let was = ds.status.as_ref().map(|s| s.phase.as_str()).unwrap_or_default();
+    if status["phase"] != was {
+        let note = match status["runtimes"][0]["type"].as_str() {
+            Some(kind) => format!("bound to the {kind} runtime {ns}/{name}"),
+            None => format!("no runtime named {name} in {ns} yet: create a JindoRuntime, AlluxioRuntime or JuiceFSRuntime of that name"),
+        };
+        ctx.event(ds, false, status["phase"].as_str().unwrap_or_default(), note).await;
+    }
     Ok(Action::requeue(SYNC_PERIOD))
 }
 
@@ -205,6 +264,17 @@ pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) ->
         status["cacheStates"] = cache.clone();
     }
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
+    let before = serde_json::to_value(rt.as_ref()).ok().map(|v| v["status"].clone()).unwrap_or_default();
+    let phases = |s: &Value| ["masterPhase", "workerPhase", "fusePhase"].map(|k| s[k].as_str().unwrap_or_default().to_string());
+    if phases(&before) != phases(&status) {
+        let [m, w, f] = phases(&status);
+        let note = format!(
+            "master {m}, workers {w} ({}/{} ready), FUSE {f}",
+            status["workerNumberReady"], status["desiredWorkerNumberScheduled"]
+        );
+        let all_ready = [&m, &w, &f].iter().all(|p| p.as_str() == "Ready");
+        ctx.event(rt.as_ref(), false, if all_ready { "RuntimeReady" } else { "RuntimePhaseChanged" }, note).await;
+    }
     if let Some(ds) = figures.as_ref().map(|f| &f["dataset"]["status"]).filter(|s| s.is_object()) {
         // What `kubectl get dataset` prints: UFS total, cached, capacity, cached %.
         let copied = json!({"ufsTotal": ds["ufsTotal"], "fileNum": ds["fileNum"], "cacheStates": ds["cacheStates"]});

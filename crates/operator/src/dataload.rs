@@ -54,7 +54,9 @@ pub fn loader_job(dl: &DataLoad, runtime: &Runtime, opts: &RenderOptions) -> Val
     args.extend(dl.spec.target.iter().map(|t| t.path.clone()));
     container["args"] = json!(args);
     pod["containers"] = json!([container]);
-    let labels = json!({"app": "cistern", "role": "dataload", "release": ds_name, "fluid.io/dataload": name});
+    // The Dataset's labels (its NetworkPolicy lets its own pods reach the master and workers).
+    let mut labels = crate::render::Names { ns: &ds_ns, name: &ds_name }.labels("dataload");
+    labels["fluid.io/dataload"] = json!(cistern_api::names::label_value(&name));
     json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -122,6 +124,15 @@ pub async fn reconcile_dataload(dl: Arc<DataLoad>, ctx: Arc<Context>) -> Result<
     let job: Option<Job> = Api::<Job>::namespaced(ctx.client.clone(), &ds_ns).get_opt(&format!("{}-loader", dl.name_any())).await?;
     let status = phase_of(job.as_ref());
     let finished = status["phase"] == "Complete" || status["phase"] == "Failed";
-    set_status(status).await?;
+    let was = dl.status.as_ref().map(|s| s.phase.clone()).unwrap_or_default();
+    set_status(status.clone()).await?;
+    if status["phase"] != was.as_str() {
+        let phase = status["phase"].as_str().unwrap_or_default();
+        let note = match phase {
+            "Failed" => format!("loading {ds_ns}/{ds_name} failed: {}", status["conditions"][0]["message"].as_str().unwrap_or("see the loader Job")),
+            _ => format!("loading {ds_ns}/{ds_name} with Job {ds_ns}/{}-loader: {phase}", dl.name_any()),
+        };
+        ctx.event(dl.as_ref(), phase == "Failed", &format!("Load{phase}"), note).await;
+    }
     Ok(if finished { Action::await_change() } else { Action::requeue(POLL) })
 }

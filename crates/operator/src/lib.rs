@@ -5,7 +5,9 @@
 pub mod controller;
 pub mod credentials;
 pub mod dataload;
+pub mod leader;
 pub mod locality;
+pub mod network_policy;
 pub mod render;
 pub mod render_juicefs;
 
@@ -16,6 +18,7 @@ use controller::{error_policy, reconcile_dataset, reconcile_runtime, Context, Ru
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client};
 use std::sync::Arc;
@@ -30,9 +33,41 @@ pub fn to_yaml(objects: &[serde_json::Value]) -> Result<String, String> {
     Ok(out)
 }
 
-/// Runs the Dataset controller and one runtime controller per kind until the process stops.
-pub async fn run(client: Client, opts: RenderOptions) {
-    let ctx = Arc::new(Context::new(client.clone(), opts));
+/// How `cistern operator` runs beyond what it renders.
+#[derive(Debug, Clone, Default)]
+pub struct RunSettings {
+    /// Contend for a Lease and reconcile only while holding it (several replicas).
+    pub leader_election: Option<leader::LeaderElection>,
+    /// See [`Context::master_web_map`].
+    pub master_web_map: Option<std::path::PathBuf>,
+    /// The reporting instance in Events (the pod's name).
+    pub instance: Option<String>,
+}
+
+/// Runs the Dataset controller, one runtime controller per kind and the DataLoad controller
+/// until the process stops; with leader election, only once this replica holds the Lease, and
+/// returns an error when it loses it.
+pub async fn run(client: Client, opts: RenderOptions, settings: RunSettings) -> Result<(), String> {
+    let mut ctx = Context::new(client.clone(), opts);
+    ctx.master_web_map = settings.master_web_map.clone();
+    let reporter = Reporter { controller: controller::MANAGER.into(), instance: settings.instance.clone() };
+    ctx.recorder = Some(Recorder::new(client.clone(), reporter));
+    let ctx = Arc::new(ctx);
+    let Some(election) = &settings.leader_election else {
+        controllers(&client, ctx).await;
+        return Ok(());
+    };
+    let mut leading = leader::contend(client.clone(), election).await.map_err(|e| format!("leader election: {e}"))?;
+    tracing::info!(identity = election.identity, "waiting for the Lease {}/{}", election.namespace, leader::LEASE);
+    leading.wait_for(|held| *held).await.map_err(|_| "leader election stopped".to_string())?;
+    tracing::info!(identity = election.identity, "holding the Lease: reconciling");
+    tokio::select! {
+        _ = controllers(&client, ctx) => Ok(()),
+        _ = leading.wait_for(|held| !*held) => Err(format!("lost the Lease {}/{}: stopping so that one replica reconciles", election.namespace, leader::LEASE)),
+    }
+}
+
+async fn controllers(client: &Client, ctx: Arc<Context>) {
     let datasets = Controller::new(Api::<Dataset>::all(client.clone()), watcher::Config::default())
         .run(reconcile_dataset, error_policy, ctx.clone())
         .for_each(|r| async move {
@@ -51,9 +86,9 @@ pub async fn run(client: Client, opts: RenderOptions) {
     tokio::join!(
         datasets,
         loads,
-        runtime_controller::<JindoRuntime>(&client, ctx.clone()),
-        runtime_controller::<AlluxioRuntime>(&client, ctx.clone()),
-        runtime_controller::<JuiceFSRuntime>(&client, ctx.clone()),
+        runtime_controller::<JindoRuntime>(client, ctx.clone()),
+        runtime_controller::<AlluxioRuntime>(client, ctx.clone()),
+        runtime_controller::<JuiceFSRuntime>(client, ctx.clone()),
     );
 }
 

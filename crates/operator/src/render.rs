@@ -38,6 +38,8 @@ pub const CREDENTIALS_DIR: &str = "/etc/cistern/credentials";
 /// The run directory inside worker and FUSE pods: the node's `/run/cistern/<ns>-<name>`.
 const RUN_DIR: &str = "/run/cistern";
 /// Host paths a Runtime may use when the operator is given none.
+/// Where the chart installs the operator unless told otherwise.
+pub const DEFAULT_OPERATOR_NAMESPACE: &str = "cistern-system";
 pub const DEFAULT_ALLOWED_HOST_PATHS: &[&str] = &["/dev/shm", "/mnt", "/var/lib/cistern", "/var/cache/cistern", "/cache", "/data"];
 
 /// The Secret holding a Dataset's credentials.
@@ -53,6 +55,8 @@ pub struct RenderOptions {
     pub mount_root: String,
     /// The node directories a Runtime's hostPaths may lie under.
     pub allowed_host_paths: Vec<std::path::PathBuf>,
+    /// The operator's namespace: its pods may read the masters' web port (NetworkPolicy).
+    pub operator_namespace: String,
 }
 
 impl Default for RenderOptions {
@@ -61,6 +65,7 @@ impl Default for RenderOptions {
             image: format!("ghcr.io/cistern-io/cistern:{}", env!("CARGO_PKG_VERSION")),
             mount_root: "/runtime-mnt/cistern".into(),
             allowed_host_paths: DEFAULT_ALLOWED_HOST_PATHS.iter().map(Into::into).collect(),
+            operator_namespace: DEFAULT_OPERATOR_NAMESPACE.into(),
         }
     }
 }
@@ -92,7 +97,11 @@ impl Names<'_> {
         format!("{}-{}", self.ns, self.name)
     }
     pub fn labels(&self, role: &str) -> Value {
-        json!({"app": "cistern", "release": cistern_api::names::label_value(self.name), "role": role, "fluid.io/dataset-id": cistern_api::names::label_value(&self.id())})
+        json!({"app": "cistern", "release": cistern_api::names::label_value(self.name), "role": role, "fluid.io/dataset-id": self.dataset_id_label()})
+    }
+    /// `<ns>-<name>`, shortened to a label value.
+    pub fn dataset_id_label(&self) -> String {
+        cistern_api::names::label_value(&self.id())
     }
     pub fn meta(&self, name: String, role: &str) -> Value {
         json!({"name": name, "namespace": self.ns, "labels": self.labels(role)})
@@ -123,6 +132,7 @@ pub fn render(plan: &DatasetPlan, opts: &RenderOptions) -> Result<Vec<Value>, St
         fuse(plan, &n, opts),
         persistent_volume(plan, &n, opts, MOUNT_TYPE),
         persistent_volume_claim(plan, &n),
+        crate::network_policy::network_policy(&n, opts),
     ])
 }
 

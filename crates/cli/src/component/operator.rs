@@ -16,6 +16,20 @@ pub struct OperatorArgs {
     /// comma-separated; anything else is refused (the chart's allowedHostPaths).
     #[arg(long, value_delimiter = ',', default_values_t = cistern_operator::render::DEFAULT_ALLOWED_HOST_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())]
     pub allowed_host_paths: Vec<String>,
+    /// The operator's own namespace: its Lease lives there, and each Dataset's NetworkPolicy
+    /// lets the operator's pods there read the master's web port.
+    #[arg(long, env = "POD_NAMESPACE", default_value = cistern_operator::render::DEFAULT_OPERATOR_NAMESPACE)]
+    pub namespace: String,
+    /// This replica's name in the Lease and in Events (the pod's name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Reconcile without holding the Lease (only ever with one replica).
+    #[arg(long)]
+    pub no_leader_election: bool,
+    /// A file of `<namespace>/<name> <url>` lines: where a Dataset's master web port answers,
+    /// for an operator outside the cluster's network (tests on kwok nodes).
+    #[arg(long)]
+    pub master_web_map: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: OperatorArgs) -> Result<()> {
@@ -23,7 +37,17 @@ pub fn run(args: OperatorArgs) -> Result<()> {
     if let Some(p) = allowed_host_paths.iter().find(|p| !p.is_absolute()) {
         anyhow::bail!("--allowed-host-paths: `{}` is not an absolute path", p.display());
     }
-    let mut opts = RenderOptions { mount_root: args.mount_root, allowed_host_paths, ..Default::default() };
+    cistern_api::names::check_label("--namespace", &args.namespace).map_err(anyhow::Error::msg)?;
+    let mut opts = RenderOptions { mount_root: args.mount_root, allowed_host_paths, operator_namespace: args.namespace.clone(), ..Default::default() };
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "operator".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let settings = cistern_operator::RunSettings {
+        leader_election: (!args.no_leader_election).then(|| cistern_operator::leader::LeaderElection { namespace: args.namespace.clone(), identity: identity.clone() }),
+        master_web_map: args.master_web_map.clone(),
+        instance: Some(identity),
+    };
     if let Some(image) = args.image {
         opts.image = image;
     }
@@ -34,7 +58,7 @@ pub fn run(args: OperatorArgs) -> Result<()> {
             .context("cannot reach the Kubernetes API (in a pod: its service account; elsewhere: KUBECONFIG or ~/.kube/config)")?;
         tracing::info!("operator running: Datasets, JindoRuntimes, AlluxioRuntimes, JuiceFSRuntimes");
         tokio::select! {
-            _ = cistern_operator::run(client, opts) => Ok(()),
+            r = cistern_operator::run(client, opts, settings) => r.map_err(anyhow::Error::msg),
             _ = super::stop_requested() => Ok(()),
         }
     })

@@ -8,3 +8,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- end -}}
+
+{{/* The privileged CSI node plugin runs in a namespace of its own (Pod Security: privileged),
+     so that the operator's namespace can enforce `restricted`. */}}
+{{- define "cistern.csiNamespace" -}}
+{{ .Values.csi.namespace | default .Release.Namespace }}
+{{- end -}}
