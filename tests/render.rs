@@ -60,7 +60,13 @@ fn seed_002_renders_the_objects_fluid_would_create() {
     let s = Scratch::new();
     let (path, objects) = render(&s, "seed-002-jindo-meta-persist.yaml");
     let kinds: Vec<&str> = objects.iter().map(|o| o["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["Secret", "ConfigMap", "Service", "StatefulSet", "StatefulSet", "DaemonSet", "PersistentVolume", "PersistentVolumeClaim"]);
+    assert_eq!(kinds, ["Secret", "ConfigMap", "Service", "StatefulSet", "StatefulSet", "DaemonSet", "PersistentVolume", "PersistentVolumeClaim", "NetworkPolicy"]);
+    // Only the Dataset's own pods reach its master and workers; the operator its web port.
+    let policy = find(&objects, "NetworkPolicy", "demo-cistern");
+    assert_eq!(policy["spec"]["podSelector"]["matchLabels"]["fluid.io/dataset-id"], "default-demo");
+    assert_eq!(policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["fluid.io/dataset-id"], "default-demo");
+    assert_eq!(policy["spec"]["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], "cistern-system");
+    assert_eq!(policy["spec"]["ingress"][1]["ports"][0]["port"], 19999);
 
     // The Dataset's credentials: every pod mounts its own role's files only.
     let creds = find(&objects, "Secret", "demo-cistern-credentials");
@@ -132,7 +138,7 @@ fn every_seed_and_the_crds_are_valid_kubernetes() {
     for file in ["seed-001-jindo-fuse-recovery.yaml", "seed-002-jindo-meta-persist.yaml", "seed-004-juicefs.yaml"] {
         let (path, objects) = render(&s, file);
         // JuiceFS runs its own engine: no Cistern master, config, Service or credentials.
-        assert_eq!(objects.len(), if file.contains("juicefs") { 4 } else { 8 }, "{file}");
+        assert_eq!(objects.len(), if file.contains("juicefs") { 4 } else { 9 }, "{file}");
         let text = std::fs::read_to_string(&path).unwrap();
         for secret in ["your-access-key-secret", "your-access-key-id"] {
             assert!(!text.contains(secret), "{file}: a secret value in the rendered objects");

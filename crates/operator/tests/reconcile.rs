@@ -201,6 +201,7 @@ async fn a_runtime_applies_its_objects_owned_and_reports_phases_and_scales() {
             "/apis/apps/v1/namespaces/default/daemonsets/demo-fuse",
             "/api/v1/persistentvolumes/default-demo",
             "/api/v1/namespaces/default/persistentvolumeclaims/demo",
+            "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/demo-cistern",
         ];
         for path in applied {
             let call = api.expect("PATCH", path).await;
@@ -315,7 +316,7 @@ async fn the_masters_figures_go_into_the_runtime_and_dataset_statuses() {
     let run = tokio::spawn(reconcile_runtime::<JindoRuntime>(object(jindo(1)), ctx));
     api.expect("GET", &format!("{FLUID}/datasets/demo")).await.ok(&dataset(&[FINALIZER], false));
     credentials(&mut api, true).await;
-    for _ in 0..7 {
+    for _ in 0..8 {
         let (_, reply) = api.0.next_request().await.unwrap();
         reply.send_response(Response::builder().body(Body::from(b"{}".to_vec())).unwrap());
     }
@@ -361,7 +362,7 @@ async fn certificates_near_expiry_are_renewed_and_the_pods_rolled() {
     let body = call.body.clone();
     call.ok(&body);
     let mut templates = 0;
-    for _ in 0..7 {
+    for _ in 0..8 {
         let (request, reply) = api.0.next_request().await.unwrap();
         let bytes = request.into_body().collect_bytes().await.unwrap();
         let body: Value = serde_json::from_slice(&bytes).unwrap();
@@ -486,7 +487,7 @@ async fn seed_002_creates_the_objects_and_binds_the_dataset() {
     api.expect("GET", &format!("{FLUID}/datasets/demo")).await.ok(&ds);
     credentials(&mut api, false).await;
     let mut applied = Vec::new();
-    for _ in 0..7 {
+    for _ in 0..8 {
         let (request, reply) = api.0.next_request().await.unwrap();
         assert_eq!(request.method(), "PATCH");
         let path = request.uri().path().to_string();
