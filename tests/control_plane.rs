@@ -201,6 +201,7 @@ fn every_example_applies_strictly_binds_and_becomes_ready() {
             let pv = format!(
                 r#"{{"apiVersion":"v1","kind":"PersistentVolume","metadata":{{"name":"{ns}-meta"}},"spec":{{"capacity":{{"storage":"30Gi"}},"accessModes":["ReadWriteOnce"],"storageClassName":"alicloud-disk-topology-alltype","hostPath":{{"path":"/var/lib/cistern/{ns}"}},"claimRef":{{"namespace":"{ns}","name":"demo-jindo-master-meta"}}}}}}"#
             );
+            let _ = c.try_kubectl(&["delete", "pv", &format!("{ns}-meta"), "--ignore-not-found"]);
             c.kubectl_in(&["apply", "-f", "-"], &pv);
         }
         let out = c.try_kubectl(&["apply", "--validate=strict", "--server-side", "-n", &ns, "-f", file.to_str().unwrap()]);
@@ -222,4 +223,304 @@ fn every_example_applies_strictly_binds_and_becomes_ready() {
             assert!(everything.contains(&format!("{}.data.fluid.io/{name}", kind.to_lowercase())), "kubectl get fluid:\n{everything}");
         }
     }
+}
+
+/// A Dataset with a JindoRuntime of `replicas` workers in `ns`, named `demo`.
+fn demo_yaml(replicas: u32) -> String {
+    format!(
+        r#"apiVersion: data.fluid.io/v1alpha1
+kind: Dataset
+metadata:
+  name: demo
+spec:
+  mounts:
+    - mountPoint: local:///srv/data
+      name: data
+---
+apiVersion: data.fluid.io/v1alpha1
+kind: JindoRuntime
+metadata:
+  name: demo
+spec:
+  replicas: {replicas}
+  tieredstore:
+    levels:
+      - mediumtype: MEM
+        path: /dev/shm
+        volumeType: emptyDir
+        quota: 1Gi
+"#
+    )
+}
+
+fn apply_demo(c: &Cluster, ns: &str, replicas: u32) {
+    c.kubectl_in(&["apply", "--validate=strict", "-n", ns, "-f", "-"], &demo_yaml(replicas));
+}
+
+/// The nodes labelled as holding `ns/name`'s cache.
+fn cache_nodes(c: &Cluster, ns: &str, name: &str) -> Vec<String> {
+    let label = format!("fluid.io/s-{ns}-{name}");
+    let mut nodes: Vec<String> = items(c, &["nodes", "-l", &label]).iter().filter_map(|n| n["metadata"]["name"].as_str().map(String::from)).collect();
+    nodes.sort();
+    nodes
+}
+
+fn running_workers(c: &Cluster, ns: &str) -> Vec<String> {
+    let pods = items(c, &["pods", "-n", ns, "-l", "release=demo,role=worker"]);
+    let mut nodes: Vec<String> = pods
+        .iter()
+        .filter(|p| p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null())
+        .filter_map(|p| p["spec"]["nodeName"].as_str().map(String::from))
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+#[test]
+fn kubectl_scale_changes_the_workers_and_locality_labels_follow_them() {
+    let _ = installed();
+    let c = cluster();
+    let ns = c.namespace("scale");
+    apply_demo(c, &ns, 1);
+    wait_runtime_ready(c, "JindoRuntime", &ns, "demo");
+    wait_until(60, "one cache node labelled", || cache_nodes(c, &ns, "demo").len() == 1);
+    c.kubectl(&["scale", "jindoruntime", "demo", "-n", &ns, "--replicas=3"]);
+    wait_until(90, "three workers running", || running_workers(c, &ns).len() == 3);
+    wait_until(60, "three ready workers in the status", || {
+        c.get_json(&["jindoruntime", "demo", "-n", &ns]).is_some_and(|o| o["status"]["workerNumberReady"] == 3 && o["status"]["workerPhase"] == "Ready")
+    });
+    // One worker per node (anti-affinity), and every worker's node carries the label.
+    wait_until(60, "three cache nodes labelled", || cache_nodes(c, &ns, "demo") == running_workers(c, &ns));
+    assert_eq!(cache_nodes(c, &ns, "demo").len(), 3);
+    c.kubectl(&["scale", "jindoruntime", "demo", "-n", &ns, "--replicas=1"]);
+    wait_until(90, "one worker left", || running_workers(c, &ns).len() == 1);
+    wait_until(60, "labels only where the worker runs", || cache_nodes(c, &ns, "demo") == running_workers(c, &ns));
+}
+
+#[test]
+fn deleting_a_dataset_waits_while_a_pod_uses_it_and_events_say_why() {
+    let _ = installed();
+    let c = cluster();
+    let ns = c.namespace("deletion");
+    apply_demo(c, &ns, 1);
+    wait_until(60, "Bound", || phase_of(c, "dataset", &ns, "demo") == "Bound");
+    let app = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"app"},"spec":{"containers":[{"name":"app","image":"busybox","volumeMounts":[{"name":"data","mountPath":"/data"}]}],"volumes":[{"name":"data","persistentVolumeClaim":{"claimName":"demo"}}]}}"#;
+    c.kubectl_in(&["apply", "-n", &ns, "-f", "-"], app);
+    wait_until(60, "the app pod running", || phase_of(c, "pod", &ns, "app") == "Running");
+    c.kubectl(&["delete", "dataset", "demo", "-n", &ns, "--wait=false"]);
+    wait_until(30, "the DatasetInUse event", || c.kubectl(&["describe", "dataset", "demo", "-n", &ns]).contains("DatasetInUse"));
+    let described = c.kubectl(&["describe", "dataset", "demo", "-n", &ns]);
+    assert!(described.contains("Bound") && described.contains("in use by pod app"), "kubectl describe dataset:\n{described}");
+    assert!(c.get_json(&["dataset", "demo", "-n", &ns]).is_some(), "deleted while a pod uses its PVC");
+    c.kubectl(&["delete", "pod", "app", "-n", &ns, "--wait=false"]);
+    wait_until(60, "the Dataset gone once the pod is", || c.get_json(&["dataset", "demo", "-n", &ns]).is_none());
+}
+
+#[test]
+fn a_dataload_runs_its_job_to_complete_and_mirrors_its_phase() {
+    let _ = installed();
+    let c = cluster();
+    let ns = c.namespace("dataload");
+    apply_demo(c, &ns, 1);
+    let load = "apiVersion: data.fluid.io/v1alpha1\nkind: DataLoad\nmetadata:\n  name: warm\nspec:\n  dataset:\n    name: demo\n    namespace: dataload\n  target:\n    - path: /\n";
+    c.kubectl_in(&["apply", "--validate=strict", "-n", &ns, "-f", "-"], load);
+    wait_until(90, "the DataLoad Complete", || phase_of(c, "dataload", &ns, "warm") == "Complete");
+    let job = json_of(c, &["job", "warm-loader", "-n", &ns]);
+    assert_eq!(job["status"]["succeeded"], 1, "{job}");
+    assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "DataLoad");
+    let described = c.kubectl(&["describe", "dataload", "warm", "-n", &ns]);
+    assert!(described.contains("LoadComplete"), "kubectl describe dataload:\n{described}");
+}
+
+#[test]
+fn csi_sanity_passes_against_cistern_csi() {
+    let c = cluster();
+    let dir = c.dir.join("csi-sanity");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let endpoint = format!("unix://{}/csi.sock", dir.display());
+    let mut plugin = Command::new(support::cistern_bin())
+        .args(["csi", "--endpoint", &endpoint, "--node-id", "kwok-node-0", "--stage-timeout-secs", "2"])
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .env("KUBECONFIG", &c.kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(20, "the CSI socket", || dir.join("csi.sock").exists());
+    // A node-only plugin: the Controller service is optional in the CSI spec, so its tests
+    // are skipped, and so are the two Node tests that make their volume with CreateVolume.
+    let out = Command::new(c.dir.join("bin/csi-sanity"))
+        .arg(format!("--csi.endpoint={endpoint}"))
+        .arg(format!("--csi.stagingdir={}/staging", dir.display()))
+        .arg(format!("--csi.mountdir={}/target", dir.display()))
+        .arg("-ginkgo.no-color")
+        .arg("-ginkgo.skip=Controller Server|should remove target path|NodeStageVolume should fail when no volume capability is provided")
+        .output()
+        .unwrap();
+    let _ = plugin.kill();
+    let _ = plugin.wait();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "csi-sanity:\n{text}");
+    let ran = text.lines().find(|l| l.contains("Passed")).unwrap_or_default().to_string();
+    eprintln!("csi-sanity: {ran}");
+    assert!(ran.contains(" 0 Failed"), "{ran}");
+    // Identity and Node tests ran: at least 14 specs passed.
+    let passed: u32 = ran.split_whitespace().zip(ran.split_whitespace().skip(1)).find(|(_, w)| *w == "Passed").and_then(|(n, _)| n.parse().ok()).unwrap_or(0);
+    assert!(passed >= 14, "{ran}");
+}
+
+fn lease_holder(c: &Cluster) -> String {
+    c.get_json(&["lease", "cistern-operator", "-n", SYSTEM]).and_then(|l| l["spec"]["holderIdentity"].as_str().map(String::from)).unwrap_or_default()
+}
+
+#[test]
+fn a_killed_operator_is_replaced_by_the_lease_holder_and_nothing_is_duplicated_or_orphaned() {
+    let inst = installed();
+    let c = cluster();
+    wait_until(60, "operator-a holding the Lease", || lease_holder(c) == "operator-a");
+    // A second replica waits: only the Lease holder reconciles.
+    start_operator(c, inst, "operator-b");
+    wait_until(30, "operator-b waiting for the Lease", || operator_log("operator-b").contains("waiting for the Lease"));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(lease_holder(c), "operator-a");
+    assert!(!operator_log("operator-b").contains("holding the Lease"), "two replicas reconciling");
+
+    let ns = c.namespace("failover");
+    apply_demo(c, &ns, 2);
+    // SIGKILL mid-reconcile: right after the first of its objects is applied.
+    wait_until(30, "the first rendered object", || c.try_kubectl(&["get", "configmap", "demo-cistern-config", "-n", &ns]).is_ok());
+    kill9_operator("operator-a");
+    wait_until(60, "operator-b holding the Lease", || lease_holder(c) == "operator-b");
+    wait_until(60, "Bound", || phase_of(c, "dataset", &ns, "demo") == "Bound");
+    wait_runtime_ready(c, "JindoRuntime", &ns, "demo");
+    assert_rendered_objects(c, &ns, "demo", "JindoRuntime");
+    let secrets: Vec<Value> = items(c, &["secrets", "-n", &ns]).into_iter().filter(|s| s["metadata"]["name"] == "demo-cistern-credentials").collect();
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(secrets[0]["metadata"]["ownerReferences"][0]["kind"], "JindoRuntime", "the credentials Secret is owned");
+    // Every object with the Dataset's labels is owned (the PV is cluster-scoped: one, ours).
+    for o in items(c, &["all,configmaps,secrets,networkpolicies,persistentvolumeclaims", "-n", &ns, "-l", "release=demo"]) {
+        let kind = o["kind"].as_str().unwrap_or_default();
+        if kind == "Pod" || kind == "ControllerRevision" {
+            continue; // owned by their StatefulSet or DaemonSet
+        }
+        assert!(o["metadata"]["ownerReferences"].is_array(), "orphan: {kind} {}", o["metadata"]["name"]);
+    }
+    assert_eq!(items(c, &["pv", "-l", &format!("fluid.io/dataset-id={ns}-demo")]).len(), 1);
+
+    // The old leader comes back as a follower.
+    start_operator(c, inst, "operator-a2");
+    wait_until(30, "operator-a2 waiting", || operator_log("operator-a2").contains("waiting for the Lease"));
+    assert_eq!(lease_holder(c), "operator-b");
+    // Events explain what happened, as Fluid users expect from `kubectl describe`.
+    let described = c.kubectl(&["describe", "jindoruntime", "demo", "-n", &ns]);
+    assert!(described.contains("RuntimeReady"), "kubectl describe jindoruntime:\n{described}");
+}
+
+/// `(resource, verbs)` pairs a table of the README grants `component` at `scope`.
+fn readme_grants(component: &str, scope: &str) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+    let section = readme.split("### Least privilege").nth(1).expect("README: ### Least privilege");
+    let mut out = std::collections::BTreeMap::new();
+    for line in section.lines().take_while(|l| !l.starts_with("## ") && !l.starts_with("### ")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // | component | API group | resources | verbs | scope | why |
+        if cells.len() < 7 || cells[1] != component || cells[5] != scope {
+            continue;
+        }
+        let group = cells[2].trim_matches('`');
+        for resource in cells[3].split(',').map(|r| r.trim().trim_matches('`')) {
+            // kubectl's spelling: `resource.group/subresource`.
+            let (base, sub) = resource.split_once('/').map_or((resource, String::new()), |(b, s)| (b, format!("/{s}")));
+            let name = if group == "core" { resource.to_string() } else { format!("{base}.{group}{sub}") };
+            let verbs: std::collections::BTreeSet<String> = cells[4].split(',').map(|v| v.trim().trim_matches('`').to_string()).collect();
+            out.insert(name, verbs);
+        }
+    }
+    assert!(!out.is_empty() || scope == "namespace", "README has no {component} rows of scope {scope}");
+    out
+}
+
+/// What `kubectl auth can-i --list` says `kubeconfig` may do in `ns`, without what every
+/// authenticated user may (self reviews, discovery URLs).
+fn can_i(c: &Cluster, kubeconfig: &Path, ns: &str) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let text = c.try_kubectl_as(kubeconfig, &["auth", "can-i", "--list", "-n", ns]).unwrap();
+    let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = std::collections::BTreeMap::new();
+    for line in text.lines().skip(1) {
+        let Some(open) = line.find('[') else { continue };
+        let verbs_start = line.rfind('[').unwrap();
+        let resource = line[..open].split_whitespace().next().unwrap_or_default().to_string();
+        if resource.is_empty() || resource.starts_with("selfsubject") {
+            continue; // granted to every authenticated user (system:basic-user)
+        }
+        let verbs = line[verbs_start + 1..line.rfind(']').unwrap()].split_whitespace().map(String::from);
+        out.entry(resource).or_default().extend(verbs);
+    }
+    out
+}
+
+#[test]
+fn each_service_account_can_do_what_the_readme_table_says_and_no_more() {
+    let inst = installed();
+    let c = cluster();
+    let csi = c.service_account_kubeconfig(CSI_NAMESPACE, "cistern-csi");
+    for (component, kubeconfig, home) in [("operator", &inst.operator_kubeconfig, SYSTEM), ("csi", &csi, CSI_NAMESPACE)] {
+        let cluster_wide = readme_grants(component, "cluster");
+        // Elsewhere: the cluster-wide grants only.
+        assert_eq!(can_i(c, kubeconfig, "default"), cluster_wide, "{component}: the chart's grants (left) differ from the README's table (right)");
+        // At home: plus what its Role grants there.
+        let mut at_home = cluster_wide.clone();
+        for (resource, verbs) in readme_grants(component, "namespace") {
+            at_home.entry(resource).or_default().extend(verbs);
+        }
+        assert_eq!(can_i(c, kubeconfig, home), at_home, "{component} in {home}: the chart (left) against the README (right)");
+    }
+    // The operator reads no Secret in bulk.
+    let listed = c.try_kubectl_as(&inst.operator_kubeconfig, &["get", "secrets", "-n", "default"]);
+    assert!(listed.unwrap_err().contains("forbidden"), "the operator lists Secrets");
+}
+
+#[test]
+fn the_operator_copies_a_real_masters_figures_into_the_statuses() {
+    let inst = installed();
+    let c = cluster();
+    let ns = c.namespace("status-sync");
+    let s = support::Scratch::new();
+    let data = s.path("data");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    std::fs::write(data.join("a.bin"), vec![7u8; 3 << 20]).unwrap();
+    std::fs::write(data.join("sub/b.bin"), vec![9u8; 1 << 20]).unwrap();
+    let yaml = format!(
+        "apiVersion: data.fluid.io/v1alpha1\nkind: Dataset\nmetadata:\n  name: demo\n  namespace: {ns}\nspec:\n  mounts:\n    - mountPoint: local://{}\n      name: data\n---\napiVersion: data.fluid.io/v1alpha1\nkind: JindoRuntime\nmetadata:\n  name: demo\n  namespace: {ns}\nspec:\n  replicas: 1\n  tieredstore:\n    levels:\n      - mediumtype: MEM\n        path: /dev/shm\n        volumeType: emptyDir\n        quota: 1Gi\n",
+        data.display()
+    );
+    let file = s.write("demo.yaml", &yaml);
+    // The master the pod would run, as a process on this host (kwok pods run nothing).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut master = Command::new(support::cistern_bin())
+        .args(["master", "--web-addr", &format!("127.0.0.1:{port}")])
+        .arg("-f")
+        .arg(&file)
+        .arg("--run-dir")
+        .arg(s.path("run"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut map = std::fs::OpenOptions::new().append(true).open(&inst.master_map).unwrap();
+    std::io::Write::write_all(&mut map, format!("{ns}/demo http://127.0.0.1:{port}\n").as_bytes()).unwrap();
+    c.kubectl_in(&["apply", "--validate=strict", "-f", "-"], &yaml);
+    let synced = std::panic::catch_unwind(|| {
+        wait_until(90, "the master's figures in the Dataset's status", || {
+            c.get_json(&["dataset", "demo", "-n", &ns]).is_some_and(|d| d["status"]["fileNum"] == "2" && d["status"]["ufsTotal"] == "4.00MiB")
+        })
+    });
+    let _ = master.kill();
+    let _ = master.wait();
+    if let Err(e) = synced {
+        std::panic::resume_unwind(e);
+    }
+    let wide = c.kubectl(&["get", "dataset", "demo", "-n", &ns, "-o", "wide"]);
+    assert!(wide.contains("4.00MiB") && wide.contains("TOTAL FILES"), "kubectl get dataset -o wide:\n{wide}");
 }

@@ -9,7 +9,7 @@
 use crate::render::{render, RenderOptions};
 use cistern_api::{AlluxioRuntime, Dataset, JindoRuntime, JuiceFSRuntime, Manifest, Runtime, SecretStore};
 use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolume, Pod};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
@@ -188,7 +188,27 @@ async fn release(ds: &Dataset, ctx: &Context) -> Result<Action, Error> {
             return Err(Error::InUse(format!("{ns}/{name}"), pod.name_any()));
         }
     }
+    // The PV is cluster-scoped, so no namespaced owner takes it away: it goes with its Dataset.
+    drop_volume(&ctx.client, &ns, &name, false).await?;
     Ok(Action::await_change())
+}
+
+/// Deletes the Dataset's PersistentVolume (`<ns>-<name>`, labelled with its dataset id) when
+/// it is there, and with `only_released` only once its claim is gone (phase Released): a
+/// Released PV never binds again, so a re-created runtime's claim would stay Pending.
+/// Returns whether a PV was deleted.
+async fn drop_volume(client: &Client, ns: &str, name: &str, only_released: bool) -> Result<bool, Error> {
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    let id = format!("{ns}-{name}");
+    let Some(pv) = pvs.get_opt(&id).await? else { return Ok(false) };
+    let ours = pv.labels().get("fluid.io/dataset-id").is_some_and(|v| *v == cistern_api::names::label_value(&id));
+    let released = pv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Released");
+    if !ours || (only_released && !released) {
+        return Ok(false);
+    }
+    pvs.delete(&id, &Default::default()).await?;
+    tracing::info!(pv = id, "deleted the Dataset's PersistentVolume");
+    Ok(true)
 }
 
 // ---- Runtimes ----
@@ -224,6 +244,10 @@ pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) ->
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
         return Ok(Action::requeue(Duration::from_secs(10)));
     };
+    if drop_volume(&ctx.client, &ns, &name, true).await? {
+        // Its claim was deleted with an earlier runtime; applied anew once it is gone.
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
     let owner = rt.controller_owner_ref(&()).ok_or_else(|| Error::Invalid(format!("runtime {ns}/{name} has no uid yet")))?;
     let manifest = Manifest {
         datasets: vec![dataset],

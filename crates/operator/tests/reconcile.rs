@@ -59,6 +59,7 @@ impl ApiServer {
 }
 
 const FLUID: &str = "/apis/data.fluid.io/v1alpha1/namespaces/default";
+const VOLUME: &str = "/api/v1/persistentvolumes/default-demo";
 const CREDENTIALS: &str = "/api/v1/namespaces/default/secrets/demo-cistern-credentials";
 
 /// The runtime's credentials Secret: made when missing (owned by the runtime, with the
@@ -180,6 +181,10 @@ async fn deletion_goes_on_once_no_running_pod_uses_the_pvc() {
     let run = tokio::spawn(reconcile_dataset(object(dataset(&[FINALIZER], true)), ctx));
     let pods = pod_list(vec![pod("Succeeded", "demo"), pod("Running", "other-claim")]);
     api.expect("GET", "/api/v1/namespaces/default/pods").await.ok(&pods);
+    // The Dataset's PV goes with it (cluster-scoped: no owner takes it away).
+    let pv = json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "default-demo", "labels": {"fluid.io/dataset-id": "default-demo"}}});
+    api.expect("GET", VOLUME).await.ok(&pv);
+    api.expect("DELETE", VOLUME).await.ok(&pv);
     let call = api.expect("PATCH", &format!("{FLUID}/datasets/demo")).await;
     assert!(call.body.to_string().contains("remove") || !call.body.to_string().contains(FINALIZER), "finalizer not removed: {}", call.body);
     call.ok(&dataset(&[], true));
@@ -192,6 +197,7 @@ async fn a_runtime_applies_its_objects_owned_and_reports_phases_and_scales() {
         let (ctx, mut api) = ApiServer::new();
         let run = tokio::spawn(reconcile_runtime::<JindoRuntime>(object(jindo(replicas)), ctx));
         api.expect("GET", &format!("{FLUID}/datasets/demo")).await.ok(&dataset(&[FINALIZER], false));
+        api.expect("GET", VOLUME).await.not_found();
         credentials(&mut api, replicas == 3).await;
         let applied = [
             "/api/v1/namespaces/default/configmaps/demo-cistern-config",
@@ -315,6 +321,7 @@ async fn the_masters_figures_go_into_the_runtime_and_dataset_statuses() {
     let (ctx, mut api) = ApiServer::with_master(&fake_master(figures).await);
     let run = tokio::spawn(reconcile_runtime::<JindoRuntime>(object(jindo(1)), ctx));
     api.expect("GET", &format!("{FLUID}/datasets/demo")).await.ok(&dataset(&[FINALIZER], false));
+    api.expect("GET", VOLUME).await.not_found();
     credentials(&mut api, true).await;
     for _ in 0..8 {
         let (_, reply) = api.0.next_request().await.unwrap();
@@ -351,6 +358,7 @@ async fn certificates_near_expiry_are_renewed_and_the_pods_rolled() {
     let (ctx, mut api) = ApiServer::new();
     let run = tokio::spawn(reconcile_runtime::<JindoRuntime>(object(jindo(1)), ctx));
     api.expect("GET", &format!("{FLUID}/datasets/demo")).await.ok(&dataset(&[FINALIZER], false));
+    api.expect("GET", VOLUME).await.not_found();
     api.expect("GET", CREDENTIALS).await.ok(&existing);
     let call = api.expect("PATCH", CREDENTIALS).await;
     assert_eq!(call.body["metadata"]["annotations"]["cistern.io/credentials-serial"], "5");
@@ -485,6 +493,7 @@ async fn seed_002_creates_the_objects_and_binds_the_dataset() {
     let (ctx, mut api) = ApiServer::new();
     let run = tokio::spawn(reconcile_runtime::<JindoRuntime>(object(rt.clone()), ctx));
     api.expect("GET", &format!("{FLUID}/datasets/demo")).await.ok(&ds);
+    api.expect("GET", VOLUME).await.not_found();
     credentials(&mut api, false).await;
     let mut applied = Vec::new();
     for _ in 0..8 {
