@@ -234,3 +234,72 @@ fn host_paths_outside_the_allow_list_are_refused() {
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     assert!(!lines.windows(2).any(|w| w == ["path: /mnt/ssd", "type: DirectoryOrCreate"]), "the whole tier is mounted: {text}");
 }
+
+/// Every field that shapes a pod reaches the pods: resources (a worker's memory limit grows by
+/// its MEM tier, which is charged to its memory), tolerations (the Dataset's go to master and
+/// workers), the Dataset's node affinity (workers), pod metadata, image pull secrets and the
+/// network mode; and what Cistern does not apply is said on stderr, not dropped.
+#[test]
+fn fields_that_shape_pods_reach_the_pods() {
+    let s = Scratch::new();
+    let yaml = r#"apiVersion: data.fluid.io/v1alpha1
+kind: Dataset
+metadata: {name: shaped}
+spec:
+  mounts: [{mountPoint: "local:///srv/data", name: data}]
+  tolerations: [{key: cache, operator: Equal, value: "yes", effect: NoSchedule}]
+  nodeAffinity:
+    required:
+      nodeSelectorTerms: [{matchExpressions: [{key: disk, operator: In, values: [ssd]}]}]
+---
+apiVersion: data.fluid.io/v1alpha1
+kind: JindoRuntime
+metadata: {name: shaped}
+spec:
+  replicas: 2
+  networkmode: HostNetwork
+  podMetadata: {labels: {team: data}}
+  imagePullSecrets: [{name: registry}]
+  runAs: {uid: 1201, gid: 1201, user: u, group: g}
+  tieredstore:
+    levels: [{mediumtype: MEM, path: /dev/shm, volumeType: emptyDir, quota: 1Gi}]
+  master:
+    tolerations: [{key: master-only, operator: Exists}]
+    replicas: 3
+  worker:
+    resources: {limits: {memory: 2Gi, cpu: "2"}, requests: {memory: 1Gi}}
+    podMetadata: {annotations: {note: worker}}
+  fuse:
+    resources: {limits: {memory: 512Mi}}
+    networkMode: ContainerNetwork
+"#;
+    let input = s.write("shaped.yaml", yaml);
+    let out = s.cistern(&["render", "-f", input.to_str().unwrap(), "--image", "cistern:test"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let warnings = stderr_of(&out);
+    assert!(warnings.contains("spec.runAs") && warnings.contains("spec.master.replicas"), "unapplied fields not reported:\n{warnings}");
+    let objects: Vec<Value> = stdout_of(&out).split("\n---\n").map(|d| d.trim_start_matches("---\n")).filter(|d| !d.trim().is_empty()).map(|d| serde_saphyr::from_str(d).unwrap()).collect();
+    let pod = |name: &str| find(&objects, if name.ends_with("fuse") { "DaemonSet" } else { "StatefulSet" }, name)["spec"]["template"].clone();
+    let worker = pod("shaped-worker");
+    let limits = &worker["spec"]["containers"][0]["resources"]["limits"];
+    assert_eq!(limits["memory"], (3u64 << 30).to_string(), "2Gi limit plus the 1Gi MEM tier");
+    assert_eq!(worker["spec"]["containers"][0]["resources"]["requests"]["memory"], (2u64 << 30).to_string());
+    assert_eq!(limits["cpu"], "2");
+    assert_eq!(worker["spec"]["tolerations"][0]["key"], "cache");
+    let term = &worker["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0];
+    assert_eq!(term["matchExpressions"][0]["key"], "disk");
+    assert!(worker["spec"]["affinity"]["podAntiAffinity"].is_object(), "the workers' anti-affinity stays");
+    assert_eq!(worker["metadata"]["labels"]["team"], "data");
+    assert_eq!(worker["metadata"]["labels"]["role"], "worker", "selector labels are not overridden");
+    assert_eq!(worker["metadata"]["annotations"]["note"], "worker");
+    assert_eq!(worker["spec"]["imagePullSecrets"][0]["name"], "registry");
+    assert_eq!((worker["spec"]["hostNetwork"].as_bool(), worker["spec"]["dnsPolicy"].as_str()), (Some(true), Some("ClusterFirstWithHostNet")));
+    let master = pod("shaped-master");
+    let keys: Vec<&str> = master["spec"]["tolerations"].as_array().unwrap().iter().filter_map(|t| t["key"].as_str()).collect();
+    assert_eq!(keys, ["master-only", "cache"]);
+    let fuse = pod("shaped-fuse");
+    assert_eq!(fuse["spec"]["containers"][0]["resources"]["limits"]["memory"], "512Mi");
+    assert!(fuse["spec"]["hostNetwork"].is_null(), "the FUSE pod's own networkMode wins");
+    assert!(fuse["spec"]["tolerations"].is_null(), "the Dataset's tolerations place the cache, not FUSE");
+    validate(&s.write("shaped.rendered.yaml", &stdout_of(&out)));
+}

@@ -7,6 +7,8 @@
 //! files mix them with the Fluid objects.
 
 use crate::secret::SecretStore;
+use crate::runtime_types::*;
+use crate::runtime_view::RuntimeSpec;
 use crate::types::*;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -55,11 +57,12 @@ impl Runtime {
             Runtime::JuiceFS(r) => &r.metadata,
         }
     }
-    pub fn spec(&self) -> &RuntimeSpec {
+    /// What the engine reads of the runtime, whichever its kind.
+    pub fn spec(&self) -> RuntimeSpec {
         match self {
-            Runtime::Jindo(r) => &r.spec.common,
-            Runtime::Alluxio(r) => &r.spec.common,
-            Runtime::JuiceFS(r) => &r.spec.common,
+            Runtime::Jindo(r) => (&r.spec).into(),
+            Runtime::Alluxio(r) => (&r.spec).into(),
+            Runtime::JuiceFS(r) => (&r.spec).into(),
         }
     }
     pub fn name(&self) -> &str {

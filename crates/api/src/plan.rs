@@ -6,6 +6,7 @@
 use crate::load::{Manifest, Runtime};
 use crate::quantity::{parse_ratio, QuantityError};
 use crate::secret::SecretValue;
+use crate::runtime_types::TieredStore;
 use crate::types::*;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,12 +1,11 @@
-//! The Fluid custom resources (`data.fluid.io/v1alpha1`) as Rust types.
+//! The Fluid custom resources (`data.fluid.io/v1alpha1`) as Rust types: Dataset and DataLoad
+//! here, the runtime kinds in [`crate::runtime_types`].
 //!
-//! Field names follow Fluid's Go types exactly, so the YAML users already apply parses unchanged.
-//! Fields Cistern does not act on yet are still accepted (serde ignores unknown keys), because a
-//! Fluid manifest carries many engine-specific knobs; the ones that matter are typed here.
-//! All three runtime kinds share one spec ([`RuntimeSpec`]): one engine serves them all.
+//! Field names and types follow Fluid's Go types, so the YAML users already apply parses
+//! unchanged and `kubectl apply --validate=strict` accepts it on a cluster. Every field Fluid
+//! declares is declared here; what Cistern does with each is in the README's Fluid API table.
 
-use crate::quantity::Quantity;
-use k8s_openapi::api::core::v1::{Volume, VolumeMount};
+use k8s_openapi::api::core::v1::{Affinity, NodeSelector, Toleration};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -27,28 +26,59 @@ use std::collections::BTreeMap;
     printcolumn = r#"{"name":"Cache Capacity","type":"string","jsonPath":".status.cacheStates.cacheCapacity"}"#,
     printcolumn = r#"{"name":"Cached Percentage","type":"string","jsonPath":".status.cacheStates.cachedPercentage"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
-    printcolumn = r#"{"name":"Total Files","type":"string","jsonPath":".status.fileNum","priority":1}"#,
-    printcolumn = r#"{"name":"Cache Hit Ratio","type":"string","jsonPath":".status.cacheStates.cacheHitRatio","priority":1}"#,
+    printcolumn = r#"{"name":"HCFS URL","type":"string","jsonPath":".status.hcfs.endpoint","priority":10}"#,
+    printcolumn = r#"{"name":"TOTAL FILES","type":"string","jsonPath":".status.fileNum","priority":11}"#,
+    printcolumn = r#"{"name":"CACHE HIT RATIO","type":"string","jsonPath":".status.cacheStates.cacheHitRatio","priority":10}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DatasetSpec {
-    #[serde(default)]
+    /// Required, at least one (as in Fluid).
+    #[schemars(length(min = 1))]
     pub mounts: Vec<Mount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<crate::runtime_types::User>,
+    /// Nodes the cache may be placed on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_affinity: Option<CacheableNodeAffinity>,
+    /// Taints the cache's pods tolerate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub access_modes: Vec<String>,
+    /// `Exclusive` (default), `Shared` or empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_restore_location: Option<DataRestoreLocation>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtimes: Vec<RuntimeRef>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shared_encrypt_options: Vec<EncryptOption>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "string_map")]
     pub shared_options: BTreeMap<String, String>,
 }
 
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+pub struct CacheableNodeAffinity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required: Option<NodeSelector>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataRestoreLocation {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node_name: String,
+}
+
 /// One under-storage location of a Dataset.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Mount {
+    #[schemars(length(min = 5))]
     pub mount_point: String,
     #[serde(default)]
     pub name: String,
@@ -100,16 +130,45 @@ pub struct DatasetStatus {
     pub runtimes: Vec<RuntimeRef>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The mounts as the runtime mounted them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<Mount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hcfs: Option<HcfsStatus>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub data_load_ref: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub data_backup_ref: String,
+    /// The running operation of each kind (`DataLoad: <name>`): a lock against concurrent ones.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub operation_ref: BTreeMap<String, String>,
+    /// The Datasets (`<ns>/<name>`) that mount this one with `dataset://`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dataset_ref: Vec<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HcfsStatus {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub endpoint: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub underlayer_file_system_version: String,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeRef {
+    #[serde(default)]
     pub name: String,
+    #[serde(default)]
     pub namespace: String,
+    #[serde(default)]
     pub category: String,
-    #[serde(rename = "type")]
+    #[serde(default, rename = "type")]
     pub type_: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_replicas: Option<i32>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
@@ -124,168 +183,11 @@ pub struct Condition {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_update_time: Option<String>,
-}
-
-/// What every runtime kind shares: how to cache a Dataset of the same name.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RuntimeSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replicas: Option<i32>,
-    #[serde(default)]
-    pub tieredstore: TieredStore,
-    #[serde(default)]
-    pub master: ComponentSpec,
-    #[serde(default)]
-    pub worker: ComponentSpec,
-    #[serde(default)]
-    pub fuse: FuseSpec,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub volumes: Vec<Volume>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "string_map")]
-    pub properties: BTreeMap<String, String>,
-    #[serde(default)]
-    pub management: Management,
-}
-
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TieredStore {
-    #[serde(default)]
-    pub levels: Vec<Level>,
-}
-
-/// One cache tier: MEM, SSD or HDD.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Level {
-    #[serde(default)]
-    pub mediumtype: String,
-    #[serde(default)]
-    pub path: String,
+    pub last_transition_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quota: Option<Quantity>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quota_list: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_string")]
-    pub high: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_string")]
-    pub low: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume_type: Option<String>,
+    pub last_probe_time: Option<String>,
 }
-
-/// The `master` and `worker` sections.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ComponentSpec {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replicas: Option<i32>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "string_map")]
-    pub properties: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub volume_mounts: Vec<VolumeMount>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "string_map")]
-    pub node_selector: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "string_map")]
-    pub env: BTreeMap<String, String>,
-}
-
-/// The `fuse` section.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct FuseSpec {
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "string_map")]
-    pub properties: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub args: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clean_policy: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub volume_mounts: Vec<VolumeMount>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "string_map")]
-    pub node_selector: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Management {
-    #[serde(default)]
-    pub metadata_sync_policy: MetadataSyncPolicy,
-}
-
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct MetadataSyncPolicy {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auto_sync: Option<bool>,
-}
-
-/// `status` of a runtime.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RuntimeStatus {
-    #[serde(default)]
-    pub master_phase: String,
-    #[serde(default)]
-    pub worker_phase: String,
-    #[serde(default)]
-    pub fuse_phase: String,
-    #[serde(default)]
-    pub desired_master_number_scheduled: i32,
-    #[serde(default)]
-    pub master_number_ready: i32,
-    #[serde(default)]
-    pub desired_worker_number_scheduled: i32,
-    #[serde(default)]
-    pub worker_number_ready: i32,
-    #[serde(default)]
-    pub worker_number_available: i32,
-    #[serde(default)]
-    pub desired_fuse_number_scheduled: i32,
-    #[serde(default)]
-    pub fuse_number_ready: i32,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub cache_states: BTreeMap<String, String>,
-    /// The node affinity that places a pod next to the cache (the nodes labelled
-    /// `fluid.io/s-<ns>-<name>`), as Fluid reports it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache_affinity: Option<k8s_openapi::api::core::v1::NodeAffinity>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
-}
-
-/// Declares one runtime kind: a CRD whose spec is the shared [`RuntimeSpec`].
-macro_rules! runtime_kind {
-    ($spec:ident, $kind:literal, $short:literal) => {
-        #[doc = concat!("`spec` of a ", $kind, "; see [`RuntimeSpec`].")]
-        #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
-        #[kube(
-            group = "data.fluid.io",
-            version = "v1alpha1",
-            kind = $kind,
-            namespaced,
-            status = "RuntimeStatus",
-            shortname = $short,
-            category = "fluid",
-            scale = r#"{"specReplicasPath":".spec.replicas","statusReplicasPath":".status.workerNumberReady"}"#,
-            printcolumn = r#"{"name":"Master Phase","type":"string","jsonPath":".status.masterPhase"}"#,
-            printcolumn = r#"{"name":"Worker Phase","type":"string","jsonPath":".status.workerPhase"}"#,
-            printcolumn = r#"{"name":"Fuse Phase","type":"string","jsonPath":".status.fusePhase"}"#,
-            printcolumn = r#"{"name":"Ready Workers","type":"integer","jsonPath":".status.workerNumberReady","priority":1}"#,
-            printcolumn = r#"{"name":"Desired Workers","type":"integer","jsonPath":".status.desiredWorkerNumberScheduled","priority":1}"#,
-            printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
-        )]
-        pub struct $spec {
-            #[serde(flatten)]
-            pub common: RuntimeSpec,
-        }
-    };
-}
-
-runtime_kind!(JindoRuntimeSpec, "JindoRuntime", "jindo");
-runtime_kind!(AlluxioRuntimeSpec, "AlluxioRuntime", "alluxio");
-runtime_kind!(JuiceFSRuntimeSpec, "JuiceFSRuntime", "juicefs");
 
 /// `spec` of a DataLoad: prefetch (part of) a Dataset into the cache.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
@@ -304,11 +206,72 @@ runtime_kind!(JuiceFSRuntimeSpec, "JuiceFSRuntime", "juicefs");
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DataLoadSpec {
+    /// Optional in Fluid's schema; a DataLoad without it waits with a condition saying so.
+    #[serde(default)]
     pub dataset: TargetDataset,
     #[serde(default)]
     pub load_metadata: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub target: Vec<TargetPath>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "string_map")]
+    pub options: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "crate::runtime_types::PodMetadata::is_empty")]
+    pub pod_metadata: crate::runtime_types::PodMetadata,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "string_map")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scheduler_name: String,
+    /// `Once` (default), `Cron` (with `schedule`) or `OnEvent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub schedule: String,
+    /// The operation this one runs after (a data flow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_after: Option<OperationRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds_after_finished: Option<i32>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationRef {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity_strategy: Option<AffinityStrategy>,
+}
+
+/// Where a data-flow step runs relative to the step before it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+pub struct AffinityStrategy {
+    /// `Require` or `Prefer`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub policy: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefers: Vec<Prefer>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<Require>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+pub struct Prefer {
+    pub name: String,
+    #[serde(default)]
+    pub weight: i32,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+pub struct Require {
+    pub name: String,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
@@ -334,11 +297,18 @@ pub struct DataLoadStatus {
     pub duration: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub infos: BTreeMap<String, String>,
+    /// Cron DataLoads: when the last run was scheduled and when one last succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_time: Option<String>,
 }
 
 /// Accepts `key: value` maps whose values YAML typed as numbers or booleans (`port: 9870`),
 /// because Fluid's Go types read them all as strings.
-fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+pub(crate) fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
     let raw: Option<BTreeMap<String, serde_json::Value>> = Option::deserialize(d)?;
     Ok(raw
         .unwrap_or_default()
@@ -347,7 +317,7 @@ fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String
         .collect())
 }
 
-fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub(crate) fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let raw: Option<serde_json::Value> = Option::deserialize(d)?;
     Ok(raw.filter(|v| !v.is_null()).map(scalar_to_string))
 }

@@ -91,15 +91,7 @@ fn main() -> ExitCode {
 }
 
 fn crd() -> anyhow::Result<()> {
-    use kube::core::CustomResourceExt;
-    let crds = [
-        cistern_api::Dataset::crd(),
-        cistern_api::JindoRuntime::crd(),
-        cistern_api::AlluxioRuntime::crd(),
-        cistern_api::JuiceFSRuntime::crd(),
-        cistern_api::DataLoad::crd(),
-    ];
-    for c in crds {
+    for c in cistern_api::crds::crds() {
         print!("---\n{}", serde_saphyr::to_string(&c)?);
     }
     Ok(())

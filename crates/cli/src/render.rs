@@ -52,6 +52,9 @@ pub fn run(args: RenderArgs) -> Result<()> {
                 plan.meta_dir.display()
             );
         }
+        for field in cistern_operator::pod_shape::unhonoured(&plan) {
+            eprintln!("warning: {name}: {field}");
+        }
         let mut objects = cistern_operator::render(&plan, &opts).map_err(|e| anyhow!("rendering {name}: {e}"))?;
         if !plan.mounts.iter().any(|m| m.scheme == cistern_api::Scheme::JuiceFs) {
             // What the operator makes once: fresh keys at every render (apply it once).

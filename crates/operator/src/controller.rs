@@ -291,6 +291,11 @@ pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) ->
     let before = serde_json::to_value(rt.as_ref()).ok().map(|v| v["status"].clone()).unwrap_or_default();
     let phases = |s: &Value| ["masterPhase", "workerPhase", "fusePhase"].map(|k| s[k].as_str().unwrap_or_default().to_string());
     if phases(&before) != phases(&status) {
+        // Fields accepted but not acted on are said once per phase change, never dropped in silence.
+        let ignored = crate::pod_shape::unhonoured(&plan);
+        if !ignored.is_empty() {
+            ctx.event(rt.as_ref(), true, "FieldsNotApplied", ignored.join("; ")).await;
+        }
         let [m, w, f] = phases(&status);
         let note = format!(
             "master {m}, workers {w} ({}/{} ready), FUSE {f}",
@@ -326,7 +331,10 @@ async fn runtime_status(client: &Client, ns: &str, name: &str, replicas: u32, ha
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     let ready = |s: Option<StatefulSet>| s.and_then(|s| s.status).and_then(|s| s.ready_replicas).unwrap_or(0);
     let master_ready = if has_master { ready(sets.get_opt(&format!("{name}-master")).await?) } else { 1 };
-    let workers_ready = ready(sets.get_opt(&format!("{name}-worker")).await?);
+    let worker_set = sets.get_opt(&format!("{name}-worker")).await?;
+    // Pods the workers' StatefulSet has now (the scale subresource's status replicas).
+    let workers_current = worker_set.as_ref().and_then(|s| s.status.as_ref()).map_or(0, |s| s.replicas);
+    let workers_ready = ready(worker_set);
     let fuse = Api::<DaemonSet>::namespaced(client.clone(), ns).get_opt(&format!("{name}-fuse")).await?.and_then(|d| d.status);
     let (fuse_desired, fuse_ready) = fuse.map_or((0, 0), |s| (s.desired_number_scheduled, s.number_ready));
     let phase = |ready: i32, want: i32| match (ready, want) {
@@ -344,6 +352,10 @@ async fn runtime_status(client: &Client, ns: &str, name: &str, replicas: u32, ha
         "desiredWorkerNumberScheduled": replicas,
         "workerNumberReady": workers_ready,
         "workerNumberAvailable": workers_ready,
+        "currentWorkerNumberScheduled": workers_current,
+        "currentMasterNumberScheduled": if has_master { 1 } else { 0 },
+        // The workers' pods, for the scale subresource (an HPA reads it).
+        "selector": format!("app=cistern,release={},role=worker", cistern_api::names::label_value(name)),
         "desiredFuseNumberScheduled": fuse_desired,
         "fuseNumberReady": fuse_ready,
     }))

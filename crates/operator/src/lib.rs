@@ -8,6 +8,7 @@ pub mod dataload;
 pub mod leader;
 pub mod locality;
 pub mod network_policy;
+pub mod pod_shape;
 pub mod render;
 pub mod render_juicefs;
 

@@ -120,9 +120,15 @@ pub fn fluid_path(plan: &DatasetPlan, opts: &RenderOptions) -> String {
 /// own engine ([`crate::render_juicefs`]).
 pub fn render(plan: &DatasetPlan, opts: &RenderOptions) -> Result<Vec<Value>, String> {
     check_host_paths(plan, opts)?;
-    if let Some(vol) = JuiceFsVolume::from_plan(plan, Some(&plan.meta_dir))? {
-        return Ok(crate::render_juicefs::render(plan, &vol, opts));
-    }
+    let mut objects = match JuiceFsVolume::from_plan(plan, Some(&plan.meta_dir))? {
+        Some(vol) => crate::render_juicefs::render(plan, &vol, opts),
+        None => cistern_objects(plan, opts)?,
+    };
+    crate::pod_shape::shape(&mut objects, plan);
+    Ok(objects)
+}
+
+fn cistern_objects(plan: &DatasetPlan, opts: &RenderOptions) -> Result<Vec<Value>, String> {
     let n = Names { ns: &plan.namespace, name: &plan.name };
     Ok(vec![
         config_map(plan, &n)?,
@@ -275,9 +281,9 @@ fn runtime_volumes(plan: &DatasetPlan, mounts: &[k8s_openapi::api::core::v1::Vol
     (volumes, mounts)
 }
 
-fn add_env(container: &mut Value, env: &std::collections::BTreeMap<String, String>) {
+fn add_env(container: &mut Value, env: &[k8s_openapi::api::core::v1::EnvVar]) {
     if let Some(list) = container["env"].as_array_mut() {
-        list.extend(env.iter().map(|(k, v)| json!({"name": k, "value": v})));
+        list.extend(env.iter().map(|e| serde_json::to_value(e).expect("an EnvVar serializes")));
     }
 }
 
