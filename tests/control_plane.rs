@@ -573,3 +573,60 @@ fn fluid_documentation_samples_apply_strictly_and_bind() {
     eprintln!("documentation samples: {objects} objects accepted, {fluid_doc_objects} of them from Fluid's own docs");
     assert!(fluid_doc_objects >= 40, "only {fluid_doc_objects} objects from Fluid's docs");
 }
+
+/// `policy: Cron` runs as a CronJob whose runs the DataLoad mirrors; `runAfter` waits for the
+/// preceding load and, with `affinityStrategy: Require`, runs on the node it ran on;
+/// `ttlSecondsAfterFinished` deletes a finished DataLoad; placement fields reach the pod.
+#[test]
+fn dataload_policies_cron_run_after_and_ttl() {
+    let _ = installed();
+    let c = cluster();
+    let ns = c.namespace("dataload-policies");
+    apply_demo(c, &ns, 1);
+    let loads = format!(
+        r#"apiVersion: data.fluid.io/v1alpha1
+kind: DataLoad
+metadata: {{name: first}}
+spec:
+  dataset: {{name: demo, namespace: {ns}}}
+  tolerations: [{{key: loaders, operator: Exists}}]
+  podMetadata: {{labels: {{team: data}}}}
+---
+apiVersion: data.fluid.io/v1alpha1
+kind: DataLoad
+metadata: {{name: second}}
+spec:
+  dataset: {{name: demo, namespace: {ns}}}
+  runAfter: {{kind: DataLoad, name: first, affinityStrategy: {{policy: Require}}}}
+---
+apiVersion: data.fluid.io/v1alpha1
+kind: DataLoad
+metadata: {{name: short-lived}}
+spec:
+  dataset: {{name: demo, namespace: {ns}}}
+  ttlSecondsAfterFinished: 2
+---
+apiVersion: data.fluid.io/v1alpha1
+kind: DataLoad
+metadata: {{name: hourly}}
+spec:
+  dataset: {{name: demo, namespace: {ns}}}
+  policy: Cron
+  schedule: "* * * * *"
+"#
+    );
+    c.kubectl_in(&["apply", "--validate=strict", "-n", &ns, "-f", "-"], &loads);
+    wait_until(90, "the first DataLoad Complete", || phase_of(c, "dataload", &ns, "first") == "Complete");
+    let first_pod = items(c, &["pods", "-n", &ns, "-l", "fluid.io/dataload=first"]).into_iter().next().expect("the first loader's pod");
+    assert_eq!(first_pod["metadata"]["labels"]["team"], "data");
+    assert_eq!(first_pod["spec"]["tolerations"].as_array().unwrap().iter().filter(|t| t["key"] == "loaders").count(), 1);
+    wait_until(90, "the second DataLoad Complete", || phase_of(c, "dataload", &ns, "second") == "Complete");
+    let second = json_of(c, &["job", "second-loader", "-n", &ns]);
+    let term = &second["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"][0];
+    assert_eq!((term["key"].as_str(), term["values"][0].as_str()), (Some("kubernetes.io/hostname"), first_pod["spec"]["nodeName"].as_str()), "{second}");
+    wait_until(90, "the short-lived DataLoad deleted after its TTL", || c.get_json(&["dataload", "short-lived", "-n", &ns]).is_none());
+    assert!(c.get_json(&["cronjob", "hourly-loader", "-n", &ns]).is_some(), "a Cron DataLoad runs as a CronJob");
+    wait_until(150, "the Cron DataLoad's first run", || {
+        c.get_json(&["dataload", "hourly", "-n", &ns]).is_some_and(|d| d["status"]["phase"] == "Complete" && d["status"]["lastScheduleTime"].is_string())
+    });
+}

@@ -12,8 +12,9 @@
 use crate::controller::{apply, find_runtime, Context, Error, MANAGER};
 use crate::render::{RenderOptions, MASTER_PORT};
 use cistern_api::{DataLoad, Dataset, Runtime};
-use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, Patch, PatchParams};
+use crate::dataload_policy::{self as policy, Policy};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::{json, Value};
@@ -79,12 +80,16 @@ fn phase_of(job: Option<&Job>) -> Value {
         _ => String::new(),
     };
     if status.succeeded.unwrap_or(0) > 0 || condition("Complete").is_some() {
-        return json!({"phase": "Complete", "duration": duration});
+        // When it finished: `ttlSecondsAfterFinished` counts from here.
+        let at = status.completion_time.as_ref().map(|t| t.0.to_string()).unwrap_or_else(|| jiff::Timestamp::now().to_string());
+        return json!({"phase": "Complete", "duration": duration,
+            "conditions": [{"type": "Complete", "status": "True", "reason": "LoadComplete", "message": "", "lastTransitionTime": at}]});
     }
     if let Some(c) = condition("Failed") {
         let message = c.message.clone().unwrap_or_else(|| "the loader Job failed".into());
         let reason = c.reason.clone().unwrap_or_else(|| "LoadFailed".into());
-        return json!({"phase": "Failed", "conditions": [{"type": "Failed", "status": "True", "reason": reason, "message": message}]});
+        let at = c.last_transition_time.as_ref().map(|t| t.0.to_string()).unwrap_or_else(|| jiff::Timestamp::now().to_string());
+        return json!({"phase": "Failed", "conditions": [{"type": "Failed", "status": "True", "reason": reason, "message": message, "lastTransitionTime": at}]});
     }
     if status.active.unwrap_or(0) > 0 || status.failed.unwrap_or(0) > 0 {
         return json!({"phase": "Executing"});
@@ -93,46 +98,107 @@ fn phase_of(job: Option<&Job>) -> Value {
 }
 
 pub async fn reconcile_dataload(dl: Arc<DataLoad>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let done = dl.status.as_ref().is_some_and(|s| s.phase == "Complete" || s.phase == "Failed");
-    if done || dl.meta().deletion_timestamp.is_some() {
+    if dl.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
     let ns = dl.namespace().unwrap_or_else(|| "default".into());
     let api: Api<DataLoad> = Api::namespaced(ctx.client.clone(), &ns);
-    let (ds_ns, ds_name) = target(&dl);
+    let name = dl.name_any();
     let set_status = |status: Value| {
         let api = api.clone();
-        let name = dl.name_any();
+        let name = name.clone();
         async move { api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await }
     };
-    let waiting = |why: String| json!({"phase": "Pending", "conditions": [{"type": "Waiting", "status": "True", "reason": "DatasetNotReady", "message": why}]});
+    let waiting = |reason: &str, why: String| json!({"phase": "Pending", "conditions": [{"type": "Waiting", "status": "True", "reason": reason, "message": why}]});
+    let policy = match policy::policy(&dl) {
+        Ok(p) => p,
+        Err(why) => {
+            if dl.status.as_ref().map(|s| s.phase.as_str()) != Some("Failed") {
+                set_status(json!({"phase": "Failed", "conditions": [{"type": "Failed", "status": "True", "reason": "InvalidPolicy", "message": why}]})).await?;
+                ctx.event(dl.as_ref(), true, "InvalidPolicy", why).await;
+            }
+            return Ok(Action::await_change());
+        }
+    };
+    let status = dl.status.as_ref();
+    let done = policy == Policy::Once && status.is_some_and(|s| s.phase == "Complete" || s.phase == "Failed");
+    if done {
+        // Finished: only `ttlSecondsAfterFinished` is left to act on.
+        let finished = status.and_then(|s| s.conditions.first()).and_then(|c| c.last_transition_time.as_deref());
+        return Ok(match policy::ttl_left(&dl, finished) {
+            Some(left) if left <= 0 => {
+                api.delete(&name, &Default::default()).await?;
+                tracing::info!(namespace = ns, dataload = name, "deleted after ttlSecondsAfterFinished");
+                Action::await_change()
+            }
+            Some(left) => Action::requeue(Duration::from_secs(left as u64)),
+            None => Action::await_change(),
+        });
+    }
+    if dl.spec.dataset.name.is_empty() {
+        set_status(waiting("NoDataset", "spec.dataset.name is empty: name the Dataset to load".into())).await?;
+        return Ok(Action::await_change());
+    }
+    let (ds_ns, ds_name) = target(&dl);
+    if let Some(after) = &dl.spec.run_after {
+        if let Err(why) = policy::preceding_done(&ctx.client, &ns, after).await? {
+            set_status(waiting("WaitingForPrecedingOperation", why)).await?;
+            return Ok(Action::requeue(POLL));
+        }
+    }
     if Api::<Dataset>::namespaced(ctx.client.clone(), &ds_ns).get_opt(&ds_name).await?.is_none() {
-        set_status(waiting(format!("Dataset {ds_ns}/{ds_name} does not exist"))).await?;
+        set_status(waiting("DatasetNotReady", format!("Dataset {ds_ns}/{ds_name} does not exist"))).await?;
         return Ok(Action::requeue(Duration::from_secs(10)));
     }
     let Some(runtime) = find_runtime(&ctx.client, &ds_ns, &ds_name).await? else {
-        set_status(waiting(format!("Dataset {ds_ns}/{ds_name} is not bound to a runtime yet"))).await?;
+        set_status(waiting("DatasetNotReady", format!("Dataset {ds_ns}/{ds_name} is not bound to a runtime yet"))).await?;
         return Ok(Action::requeue(Duration::from_secs(10)));
     };
     let mut job = loader_job(&dl, &runtime, &ctx.opts);
+    policy::place(&mut job["spec"]["template"], &dl);
+    if let Some(after) = &dl.spec.run_after {
+        if let Some(affinity) = policy::follow(&ctx.client, &ns, after).await? {
+            job["spec"]["template"]["spec"]["affinity"]["nodeAffinity"] = affinity;
+        }
+    }
     if ds_ns == ns {
         // Owned, so deleting the DataLoad deletes its Job (owners cannot cross namespaces).
-        let owner = dl.controller_owner_ref(&()).ok_or_else(|| Error::Invalid(format!("DataLoad {ns}/{} has no uid yet", dl.name_any())))?;
+        let owner = dl.controller_owner_ref(&()).ok_or_else(|| Error::Invalid(format!("DataLoad {ns}/{name} has no uid yet")))?;
         job["metadata"]["ownerReferences"] = json!([owner]);
     }
-    apply(&ctx.client, &job, &PatchParams::apply(MANAGER).force()).await?;
-    let job: Option<Job> = Api::<Job>::namespaced(ctx.client.clone(), &ds_ns).get_opt(&format!("{}-loader", dl.name_any())).await?;
-    let status = phase_of(job.as_ref());
-    let finished = status["phase"] == "Complete" || status["phase"] == "Failed";
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ds_ns);
+    let status = match policy {
+        Policy::Once => {
+            apply(&ctx.client, &job, &PatchParams::apply(MANAGER).force()).await?;
+            phase_of(jobs.get_opt(&format!("{name}-loader")).await?.as_ref())
+        }
+        Policy::Cron => {
+            apply(&ctx.client, &policy::cron_job(&job, &dl.spec.schedule), &PatchParams::apply(MANAGER).force()).await?;
+            // The DataLoad mirrors the CronJob's latest run.
+            let selector = format!("fluid.io/dataload={}", cistern_api::names::label_value(&name));
+            let latest = jobs.list(&ListParams::default().labels(&selector)).await?.items.into_iter().max_by_key(|j| j.metadata.creation_timestamp.as_ref().map(|t| t.0));
+            let mut status = phase_of(latest.as_ref());
+            let cron = Api::<CronJob>::namespaced(ctx.client.clone(), &ds_ns).get_opt(&format!("{name}-loader")).await?.and_then(|c| c.status);
+            if let Some(c) = cron {
+                status["lastScheduleTime"] = json!(c.last_schedule_time.map(|t| t.0.to_string()));
+                status["lastSuccessfulTime"] = json!(c.last_successful_time.map(|t| t.0.to_string()));
+            }
+            status
+        }
+    };
+    let finished = policy == Policy::Once && (status["phase"] == "Complete" || status["phase"] == "Failed");
     let was = dl.status.as_ref().map(|s| s.phase.clone()).unwrap_or_default();
     set_status(status.clone()).await?;
     if status["phase"] != was.as_str() {
         let phase = status["phase"].as_str().unwrap_or_default();
         let note = match phase {
             "Failed" => format!("loading {ds_ns}/{ds_name} failed: {}", status["conditions"][0]["message"].as_str().unwrap_or("see the loader Job")),
-            _ => format!("loading {ds_ns}/{ds_name} with Job {ds_ns}/{}-loader: {phase}", dl.name_any()),
+            _ => format!("loading {ds_ns}/{ds_name} with Job {ds_ns}/{name}-loader: {phase}"),
         };
         ctx.event(dl.as_ref(), phase == "Failed", &format!("Load{phase}"), note).await;
+    }
+    if finished && dl.spec.ttl_seconds_after_finished.is_some() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
     }
     Ok(if finished { Action::await_change() } else { Action::requeue(POLL) })
 }

@@ -5,6 +5,7 @@
 pub mod controller;
 pub mod credentials;
 pub mod dataload;
+pub mod dataload_policy;
 pub mod leader;
 pub mod locality;
 pub mod network_policy;
