@@ -630,3 +630,30 @@ spec:
         c.get_json(&["dataload", "hourly", "-n", &ns]).is_some_and(|d| d["status"]["phase"] == "Complete" && d["status"]["lastScheduleTime"].is_string())
     });
 }
+
+/// A `dataset://<ns>/<name>` Dataset reads another namespace's cache: it is Bound to the
+/// physical Dataset's runtime, gets a PV and claim that name the physical runtime for the CSI
+/// plugin, is listed in the physical Dataset's `status.datasetRef`, and leaves it when deleted.
+#[test]
+fn a_dataset_reference_reads_another_namespaces_cache() {
+    let _ = installed();
+    let c = cluster();
+    let phys = c.namespace("ref-physical");
+    apply_demo(c, &phys, 1);
+    wait_until(60, "the physical Dataset Bound", || phase_of(c, "dataset", &phys, "demo") == "Bound");
+    let refs = c.namespace("ref-user");
+    let reference = format!("apiVersion: data.fluid.io/v1alpha1\nkind: Dataset\nmetadata: {{name: refdemo}}\nspec:\n  mounts:\n    - mountPoint: dataset://{phys}/demo\n      name: fusedemo\n");
+    c.kubectl_in(&["apply", "--validate=strict", "-n", &refs, "-f", "-"], &reference);
+    wait_until(60, "the reference Bound", || phase_of(c, "dataset", &refs, "refdemo") == "Bound");
+    let ds = json_of(c, &["dataset", "refdemo", "-n", &refs]);
+    assert_eq!(ds["status"]["runtimes"][0]["namespace"], phys.as_str(), "{ds}");
+    let pv = json_of(c, &["pv", &format!("{refs}-refdemo")]);
+    let attrs = &pv["spec"]["csi"]["volumeAttributes"];
+    assert_eq!((attrs["runtime_namespace"].as_str(), attrs["runtime_name"].as_str()), (Some(phys.as_str()), Some("demo")), "{pv}");
+    wait_until(60, "the reference's claim Bound", || c.get_json(&["pvc", "refdemo", "-n", &refs]).is_some_and(|p| p["status"]["phase"] == "Bound"));
+    let listed = |c: &Cluster| c.get_json(&["dataset", "demo", "-n", &phys]).map(|d| d["status"]["datasetRef"].clone()).unwrap_or_default();
+    wait_until(30, "the reference in datasetRef", || listed(c).as_array().is_some_and(|a| a.iter().any(|r| *r == format!("{refs}/refdemo"))));
+    c.kubectl(&["delete", "dataset", "refdemo", "-n", &refs, "--wait=true", "--timeout=60s"]);
+    wait_until(30, "datasetRef emptied", || !listed(c).as_array().is_some_and(|a| !a.is_empty()));
+    assert!(c.get_json(&["pv", &format!("{refs}-refdemo")]).is_none(), "the reference's PV went with it");
+}

@@ -23,6 +23,7 @@ pub enum Scheme {
     WebHdfs,
     Pvc,
     JuiceFs,
+    Gcs,
 }
 
 impl Scheme {
@@ -42,9 +43,15 @@ impl Scheme {
             "webhdfs" => Scheme::WebHdfs,
             "pvc" => Scheme::Pvc,
             "juicefs" => Scheme::JuiceFs,
+            "gs" | "gcs" => Scheme::Gcs,
+            "dataset" => {
+                return Err(format!(
+                    "`{mount_point}` references another Dataset; the operator serves dataset:// references on Kubernetes (a PV of the referenced Dataset's cache); in embedded mode read the referenced Dataset's mountpoint"
+                ))
+            }
             other => {
                 return Err(format!(
-                    "scheme `{other}://` is not supported; use local, file, s3, oss, http, https, hdfs, webhdfs, pvc or juicefs"
+                    "scheme `{other}://` is not supported; use local, file, s3, oss, gs, http, https, hdfs, webhdfs, pvc or juicefs"
                 ))
             }
         };
@@ -235,7 +242,8 @@ fn plan_mounts(dataset: &Dataset, m: &Manifest) -> Result<Vec<MountPlan>, String
         if name.is_empty() || name.contains('/') {
             return Err(format!("{field}.name: `{name}` is not a valid name; use letters, digits, - or _"));
         }
-        let path = match mnt.path.as_deref() {
+        // Fluid treats an empty path as unset: `/{name}`.
+        let path = match mnt.path.as_deref().filter(|p| !p.is_empty()) {
             Some("/") if single => "/".to_string(),
             Some("/") => {
                 return Err(format!(
@@ -340,11 +348,12 @@ fn plan_tiers(ts: &TieredStore, bare_unit: u64) -> Result<Vec<TierPlan>, String>
         if quotas.contains(&0) {
             return Err(format!("{f}.quota: zero bytes; set a quota such as 2Gi"));
         }
-        let high = match &l.high {
+        // Empty watermarks are unset, as in Fluid.
+        let high = match l.high.as_deref().filter(|h| !h.trim().is_empty()) {
             Some(h) => parse_ratio(h).map_err(|e| format!("{f}.high: {e}"))?,
             None => 0.95,
         };
-        let low = match &l.low {
+        let low = match l.low.as_deref().filter(|h| !h.trim().is_empty()) {
             Some(h) => parse_ratio(h).map_err(|e| format!("{f}.low: {e}"))?,
             None => 0.7_f64.min(high),
         };

@@ -158,17 +158,22 @@ pub async fn find_runtime(client: &Client, ns: &str, name: &str) -> Result<Optio
 
 async fn bind(ds: &Dataset, ctx: &Context) -> Result<Action, Error> {
     let (ns, name) = (ds.namespace().unwrap_or_else(|| "default".into()), ds.name_any());
-    let status = match find_runtime(&ctx.client, &ns, &name).await? {
+    let reference = crate::reference::target(ds).transpose().map_err(Error::Invalid)?;
+    let status = match reference {
+        Some((pns, pname)) => crate::reference::bind(ds, ctx, (&pns, &pname)).await?,
+        None => match find_runtime(&ctx.client, &ns, &name).await? {
         Some(rt) => json!({"phase": "Bound", "runtimes": [{"name": name, "namespace": ns, "category": "Accelerate", "type": rt.kind().trim_end_matches("Runtime").to_lowercase()}]}),
         None => json!({"phase": "NotBound", "runtimes": []}),
+        },
     };
     let api: Api<Dataset> = Api::namespaced(ctx.client.clone(), &ns);
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
     let was = ds.status.as_ref().map(|s| s.phase.as_str()).unwrap_or_default();
     if status["phase"] != was {
-        let note = match status["runtimes"][0]["type"].as_str() {
-            Some(kind) => format!("bound to the {kind} runtime {ns}/{name}"),
-            None => format!("no runtime named {name} in {ns} yet: create a JindoRuntime, AlluxioRuntime or JuiceFSRuntime of that name"),
+        let note = match (status["runtimes"][0]["type"].as_str(), status["conditions"][0]["message"].as_str()) {
+            (Some(kind), _) => format!("bound to the {kind} runtime {}/{}", status["runtimes"][0]["namespace"].as_str().unwrap_or(&ns), status["runtimes"][0]["name"].as_str().unwrap_or(&name)),
+            (None, Some(why)) => why.to_string(),
+            (None, None) => format!("no runtime named {name} in {ns} yet: create a JindoRuntime, AlluxioRuntime or JuiceFSRuntime of that name"),
         };
         ctx.event(ds, false, status["phase"].as_str().unwrap_or_default(), note).await;
     }
@@ -190,6 +195,9 @@ async fn release(ds: &Dataset, ctx: &Context) -> Result<Action, Error> {
     }
     // The PV is cluster-scoped, so no namespaced owner takes it away: it goes with its Dataset.
     drop_volume(&ctx.client, &ns, &name, false).await?;
+    if let Some(Ok((pns, pname))) = crate::reference::target(ds) {
+        crate::reference::release(ds, ctx, (&pns, &pname)).await?;
+    }
     Ok(Action::await_change())
 }
 
@@ -313,7 +321,7 @@ pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) ->
 }
 
 /// Server-side apply of one rendered object.
-pub(crate) async fn apply(client: &Client, object: &Value, params: &PatchParams) -> Result<(), Error> {
+pub async fn apply(client: &Client, object: &Value, params: &PatchParams) -> Result<(), Error> {
     let (api_version, kind) = (object["apiVersion"].as_str().unwrap_or_default(), object["kind"].as_str().unwrap_or_default());
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));

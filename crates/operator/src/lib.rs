@@ -10,6 +10,7 @@ pub mod leader;
 pub mod locality;
 pub mod network_policy;
 pub mod pod_shape;
+pub mod reference;
 pub mod render;
 pub mod render_juicefs;
 

@@ -30,7 +30,7 @@ pub const WORKER_PORT: u16 = 29999;
 /// The type of the FUSE mount the CSI plugin waits for.
 pub const MOUNT_TYPE: &str = "fuse.cistern";
 /// The size Fluid gives its PVs: the Dataset is not bounded by it.
-const PV_CAPACITY: &str = "100Pi";
+pub(crate) const PV_CAPACITY: &str = "100Pi";
 const CONFIG_DIR: &str = "/etc/cistern";
 const SECRET_DIR: &str = "/etc/cistern/secrets";
 /// Where a pod finds its role's credentials (`cistern_cli::credentials`).
