@@ -265,7 +265,6 @@ spec:
     levels: [{mediumtype: MEM, path: /dev/shm, volumeType: emptyDir, quota: 1Gi}]
   master:
     tolerations: [{key: master-only, operator: Exists}]
-    replicas: 3
   worker:
     resources: {limits: {memory: 2Gi, cpu: "2"}, requests: {memory: 1Gi}}
     podMetadata: {annotations: {note: worker}}
@@ -277,7 +276,7 @@ spec:
     let out = s.cistern(&["render", "-f", input.to_str().unwrap(), "--image", "cistern:test"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     let warnings = stderr_of(&out);
-    assert!(warnings.contains("spec.runAs") && warnings.contains("spec.master.replicas"), "unapplied fields not reported:\n{warnings}");
+    assert!(warnings.contains("spec.runAs"), "unapplied fields not reported:\n{warnings}");
     let objects: Vec<Value> = stdout_of(&out).split("\n---\n").map(|d| d.trim_start_matches("---\n")).filter(|d| !d.trim().is_empty()).map(|d| serde_saphyr::from_str(d).unwrap()).collect();
     let pod = |name: &str| find(&objects, if name.ends_with("fuse") { "DaemonSet" } else { "StatefulSet" }, name)["spec"]["template"].clone();
     let worker = pod("shaped-worker");
@@ -302,4 +301,9 @@ spec:
     assert!(fuse["spec"]["hostNetwork"].is_null(), "the FUSE pod's own networkMode wins");
     assert!(fuse["spec"]["tolerations"].is_null(), "the Dataset's tolerations place the cache, not FUSE");
     validate(&s.write("shaped.rendered.yaml", &stdout_of(&out)));
+
+    // Three masters are refused with the field named, never silently run as one.
+    let three = s.write("three.yaml", &yaml.replace("    tolerations: [{key: master-only, operator: Exists}]\n", "    replicas: 3\n"));
+    let out = s.cistern(&["render", "-f", three.to_str().unwrap()]);
+    assert!(!out.status.success() && stderr_of(&out).contains("spec.master.replicas: 3 masters"), "{}", stderr_of(&out));
 }

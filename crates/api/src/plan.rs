@@ -187,7 +187,14 @@ impl Manifest {
         let mounts = plan_mounts(dataset, self)?;
         let spec = runtime.spec();
         let bare_unit = if matches!(runtime, Runtime::JuiceFS(_)) { 1 << 20 } else { 1 };
-        let tiers = plan_tiers(&spec.tieredstore, bare_unit)?;
+        // JuiceFS separates several cache directories with `:`, Alluxio and Jindo with `,`.
+        let separators: &[char] = if matches!(runtime, Runtime::JuiceFS(_)) { &[',', ':'] } else { &[','] };
+        let tiers = plan_tiers(&spec.tieredstore, bare_unit, separators)?;
+        if let Some(n) = spec.master.replicas.filter(|n| *n > 1) {
+            return Err(format!(
+                "spec.master.replicas: {n} masters need multi-master replication, which Cistern does not have yet; remove it or set 1 (one master's metadata survives restarts on its meta-dir)"
+            ));
+        }
         let replicas = match spec.replicas {
             None => 1,
             Some(n) if n >= 1 => n as u32,
@@ -282,7 +289,7 @@ fn plan_mounts(dataset: &Dataset, m: &Manifest) -> Result<Vec<MountPlan>, String
     Ok(out)
 }
 
-fn plan_tiers(ts: &TieredStore, bare_unit: u64) -> Result<Vec<TierPlan>, String> {
+fn plan_tiers(ts: &TieredStore, bare_unit: u64, separators: &[char]) -> Result<Vec<TierPlan>, String> {
     if ts.levels.is_empty() {
         return Ok(vec![TierPlan {
             medium: Medium::Mem,
@@ -302,7 +309,7 @@ fn plan_tiers(ts: &TieredStore, bare_unit: u64) -> Result<Vec<TierPlan>, String>
             other => return Err(format!("{f}.mediumtype: `{other}` is not MEM, SSD or HDD")),
         };
         let paths: Vec<PathBuf> =
-            l.path.split(',').map(str::trim).filter(|p| !p.is_empty()).map(PathBuf::from).collect();
+            l.path.split(separators).map(str::trim).filter(|p| !p.is_empty()).map(PathBuf::from).collect();
         if paths.is_empty() {
             return Err(format!("{f}.path: empty; give a directory such as /dev/shm"));
         }
@@ -398,5 +405,38 @@ mod interval_tests {
         assert_eq!(parse_interval("2s").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_interval("5min").unwrap(), Duration::from_secs(300));
         assert!(parse_interval("-1").is_err() && parse_interval("3 weeks").is_err() && parse_interval("99999h").is_err());
+    }
+}
+
+#[cfg(test)]
+mod fluid_quirk_tests {
+    use crate::load::Manifest;
+
+    fn plan(yaml: &str) -> Result<crate::DatasetPlan, String> {
+        let mut m = Manifest::default();
+        m.add_yaml(yaml, "test.yaml").map_err(|e| e.to_string())?;
+        m.plan(None)
+    }
+
+    const DATASET: &str = "apiVersion: data.fluid.io/v1alpha1\nkind: Dataset\nmetadata: {name: d}\nspec:\n  mounts: [{mountPoint: 'https://example.org/x/', name: x, path: ''}]\n---\n";
+
+    #[test]
+    fn empty_path_and_watermarks_mean_unset() {
+        let p = plan(&format!("{DATASET}apiVersion: data.fluid.io/v1alpha1\nkind: AlluxioRuntime\nmetadata: {{name: d}}\nspec:\n  tieredstore:\n    levels: [{{mediumtype: MEM, path: /dev/shm, quota: 1Gi, high: '', low: ''}}]\n")).unwrap();
+        assert_eq!(p.mounts[0].path, "/x");
+        assert_eq!((p.tiers[0].high, p.tiers[0].low), (0.95, 0.7));
+    }
+
+    #[test]
+    fn juicefs_cache_paths_split_on_colons() {
+        let yaml = "apiVersion: data.fluid.io/v1alpha1\nkind: Dataset\nmetadata: {name: d}\nspec:\n  mounts: [{mountPoint: 'juicefs:///demo', name: x}]\n---\napiVersion: data.fluid.io/v1alpha1\nkind: JuiceFSRuntime\nmetadata: {name: d}\nspec:\n  tieredstore:\n    levels: [{mediumtype: SSD, path: '/mnt/cache1:/mnt/cache2', quota: 40Gi}]\n";
+        let p = plan(yaml).unwrap();
+        assert_eq!(p.tiers[0].paths.len(), 2);
+    }
+
+    #[test]
+    fn several_masters_are_refused_by_name() {
+        let e = plan(&format!("{DATASET}apiVersion: data.fluid.io/v1alpha1\nkind: JindoRuntime\nmetadata: {{name: d}}\nspec:\n  master: {{replicas: 3}}\n")).unwrap_err();
+        assert!(e.contains("spec.master.replicas: 3 masters"), "{e}");
     }
 }

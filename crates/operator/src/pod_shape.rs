@@ -147,9 +147,6 @@ pub fn unhonoured(plan: &DatasetPlan) -> Vec<String> {
     if spec.run_as.is_some() {
         out.push("spec.runAs: not applied; Cistern's processes run as root and serve each file with its owner from the under storage".into());
     }
-    if spec.master.replicas.is_some_and(|r| r > 1) {
-        out.push("spec.master.replicas: Cistern runs one master per Dataset (multi-master is planned); its metadata survives restarts on its meta-dir".into());
-    }
     let mut unused: Vec<(&str, &str)> = Vec::new();
     match &plan.runtime {
         Runtime::Jindo(r) => {
