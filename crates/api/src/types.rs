@@ -225,6 +225,9 @@ pub struct DataLoadSpec {
     pub node_selector: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub scheduler_name: String,
+    /// The loader container's resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
     /// `Once` (default), `Cron` (with `schedule`) or `OnEvent`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,

@@ -62,7 +62,15 @@ pub fn run(args: RenderArgs) -> Result<()> {
             objects.insert(0, serde_json::to_value(s)?);
         }
         for dl in manifest.dataloads.iter().filter(|dl| dl.spec.dataset.name == name) {
-            objects.push(cistern_operator::dataload::loader_job(dl, &plan.runtime, &opts));
+            for field in cistern_operator::dataload_policy::unapplied(dl) {
+                eprintln!("warning: {}: {field}", dl.metadata.name.as_deref().unwrap_or_default());
+            }
+            let mut job = cistern_operator::dataload::loader_job(dl, &plan.runtime, &opts);
+            cistern_operator::dataload_policy::place(&mut job["spec"]["template"], dl);
+            objects.push(match cistern_operator::dataload_policy::policy(dl).map_err(|e| anyhow!("DataLoad {}: {e}", dl.metadata.name.as_deref().unwrap_or_default()))? {
+                cistern_operator::dataload_policy::Policy::Cron => cistern_operator::dataload_policy::cron_job(&job, &dl.spec.schedule),
+                cistern_operator::dataload_policy::Policy::Once => job,
+            });
         }
         out.push_str(&cistern_operator::to_yaml(&objects).map_err(|e| anyhow!(e))?);
     }

@@ -53,6 +53,11 @@ extern "C" fn on_stop_signal(_: libc::c_int) {
 
 pub fn run(args: UpArgs, log_level: &str) -> Result<()> {
     let plan = args.dataset.plan()?;
+    // Fields that shape Kubernetes pods do not apply to processes on one machine; the ones
+    // Cistern never applies are said here as `render` and the operator say them.
+    for field in cistern_operator::pod_shape::unhonoured(&plan) {
+        eprintln!("warning: {}: {field}", plan.name);
+    }
     // A juicefs:// Dataset runs on the JuiceFS engine (crate::juicefs), as in Fluid.
     let juicefs = JuiceFsVolume::from_plan(&plan, Some(&plan.meta_dir)).map_err(|e| anyhow!("{}: {e}", args.dataset.file.display()))?;
     if let Some(vol) = &juicefs {

@@ -189,6 +189,12 @@ pub async fn reconcile_dataload(dl: Arc<DataLoad>, ctx: Arc<Context>) -> Result<
     let finished = policy == Policy::Once && (status["phase"] == "Complete" || status["phase"] == "Failed");
     let was = dl.status.as_ref().map(|s| s.phase.clone()).unwrap_or_default();
     set_status(status.clone()).await?;
+    if was.is_empty() || was == "Pending" && status["phase"] != "Pending" {
+        let ignored = policy::unapplied(&dl);
+        if !ignored.is_empty() {
+            ctx.event(dl.as_ref(), true, "FieldsNotApplied", ignored.join("; ")).await;
+        }
+    }
     if status["phase"] != was.as_str() {
         let phase = status["phase"].as_str().unwrap_or_default();
         let note = match phase {

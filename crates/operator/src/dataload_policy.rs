@@ -58,6 +58,23 @@ pub fn place(template: &mut Value, dl: &DataLoad) {
     if !spec.scheduler_name.is_empty() {
         pod["schedulerName"] = json!(spec.scheduler_name);
     }
+    if let Some(r) = &spec.resources {
+        for c in pod["containers"].as_array_mut().into_iter().flatten() {
+            c["resources"] = json!(r);
+        }
+    }
+}
+
+/// DataLoad fields Cistern accepts but does not act on, each with why.
+pub fn unapplied(dl: &DataLoad) -> Vec<String> {
+    let mut out = Vec::new();
+    if dl.spec.load_metadata {
+        out.push("spec.loadMetadata: not applied; the master lists directories as the load reads them (and again after the sync interval)".to_string());
+    }
+    if dl.spec.target.iter().any(|t| t.replicas.is_some_and(|r| r > 1)) {
+        out.push("spec.target[].replicas: not applied; each file is cached once, on the worker that owns it".to_string());
+    }
+    out
 }
 
 /// Wraps a loader Job into the CronJob that runs it on `schedule`.
