@@ -655,5 +655,7 @@ fn a_dataset_reference_reads_another_namespaces_cache() {
     wait_until(30, "the reference in datasetRef", || listed(c).as_array().is_some_and(|a| a.iter().any(|r| *r == format!("{refs}/refdemo"))));
     c.kubectl(&["delete", "dataset", "refdemo", "-n", &refs, "--wait=true", "--timeout=60s"]);
     wait_until(30, "datasetRef emptied", || !listed(c).as_array().is_some_and(|a| !a.is_empty()));
-    assert!(c.get_json(&["pv", &format!("{refs}-refdemo")]).is_none(), "the reference's PV went with it");
+    // Deleted with the Dataset; the PV's protection finalizer lets it go once the claim (owned
+    // by the Dataset, so garbage-collected after it) is gone.
+    wait_until(60, "the reference's PV gone with it", || c.get_json(&["pv", &format!("{refs}-refdemo")]).is_none());
 }
