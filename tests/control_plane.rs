@@ -659,3 +659,30 @@ fn a_dataset_reference_reads_another_namespaces_cache() {
     // by the Dataset, so garbage-collected after it) is gone.
     wait_until(60, "the reference's PV gone with it", || c.get_json(&["pv", &format!("{refs}-refdemo")]).is_none());
 }
+
+/// `policy: OnEvent` loads again when the Dataset changes: its UFS total or file count (the
+/// figures the operator copies from the master) differ from those the last run started from.
+#[test]
+fn an_on_event_dataload_loads_again_when_the_dataset_changes() {
+    let _ = installed();
+    let c = cluster();
+    let ns = c.namespace("dataload-on-event");
+    apply_demo(c, &ns, 1);
+    wait_until(60, "Bound", || phase_of(c, "dataset", &ns, "demo") == "Bound");
+    let figures = |files: &str| format!(r#"{{"status":{{"ufsTotal":"4.00MiB","fileNum":"{files}"}}}}"#);
+    c.kubectl(&["patch", "dataset", "demo", "-n", &ns, "--subresource=status", "--type=merge", "-p", &figures("2")]);
+    let load = format!("apiVersion: data.fluid.io/v1alpha1\nkind: DataLoad\nmetadata: {{name: follow}}\nspec:\n  dataset: {{name: demo, namespace: {ns}}}\n  policy: OnEvent\n");
+    c.kubectl_in(&["apply", "--validate=strict", "-n", &ns, "-f", "-"], &load);
+    wait_until(90, "the first run Complete", || phase_of(c, "dataload", &ns, "follow") == "Complete");
+    let first = json_of(c, &["job", "follow-loader", "-n", &ns])["metadata"]["uid"].clone();
+    assert_eq!(json_of(c, &["dataload", "follow", "-n", &ns])["status"]["infos"]["fileNum"], "2");
+    // Nothing changed: no new run.
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    assert_eq!(json_of(c, &["job", "follow-loader", "-n", &ns])["metadata"]["uid"], first);
+    c.kubectl(&["patch", "dataset", "demo", "-n", &ns, "--subresource=status", "--type=merge", "-p", &figures("3")]);
+    wait_until(90, "a new run for the changed Dataset", || {
+        c.get_json(&["job", "follow-loader", "-n", &ns]).is_some_and(|j| j["metadata"]["uid"] != first && j["status"]["succeeded"] == 1)
+            && c.get_json(&["dataload", "follow", "-n", &ns]).is_some_and(|d| d["status"]["infos"]["fileNum"] == "3" && d["status"]["phase"] == "Complete")
+    });
+    assert!(c.kubectl(&["describe", "dataload", "follow", "-n", &ns]).contains("DatasetChanged"));
+}

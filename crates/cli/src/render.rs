@@ -69,7 +69,7 @@ pub fn run(args: RenderArgs) -> Result<()> {
             cistern_operator::dataload_policy::place(&mut job["spec"]["template"], dl);
             objects.push(match cistern_operator::dataload_policy::policy(dl).map_err(|e| anyhow!("DataLoad {}: {e}", dl.metadata.name.as_deref().unwrap_or_default()))? {
                 cistern_operator::dataload_policy::Policy::Cron => cistern_operator::dataload_policy::cron_job(&job, &dl.spec.schedule),
-                cistern_operator::dataload_policy::Policy::Once => job,
+                cistern_operator::dataload_policy::Policy::Once | cistern_operator::dataload_policy::Policy::OnEvent => job,
             });
         }
         out.push_str(&cistern_operator::to_yaml(&objects).map_err(|e| anyhow!(e))?);

@@ -146,10 +146,10 @@ pub async fn reconcile_dataload(dl: Arc<DataLoad>, ctx: Arc<Context>) -> Result<
             return Ok(Action::requeue(POLL));
         }
     }
-    if Api::<Dataset>::namespaced(ctx.client.clone(), &ds_ns).get_opt(&ds_name).await?.is_none() {
+    let Some(dataset) = Api::<Dataset>::namespaced(ctx.client.clone(), &ds_ns).get_opt(&ds_name).await? else {
         set_status(waiting("DatasetNotReady", format!("Dataset {ds_ns}/{ds_name} does not exist"))).await?;
         return Ok(Action::requeue(Duration::from_secs(10)));
-    }
+    };
     let Some(runtime) = find_runtime(&ctx.client, &ds_ns, &ds_name).await? else {
         set_status(waiting("DatasetNotReady", format!("Dataset {ds_ns}/{ds_name} is not bound to a runtime yet"))).await?;
         return Ok(Action::requeue(Duration::from_secs(10)));
@@ -168,6 +168,28 @@ pub async fn reconcile_dataload(dl: Arc<DataLoad>, ctx: Arc<Context>) -> Result<
     }
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ds_ns);
     let status = match policy {
+        Policy::OnEvent => {
+            let content = policy::content_of(&dataset);
+            let job_name = format!("{name}-loader");
+            let last = jobs.get_opt(&job_name).await?;
+            let last_phase = phase_of(last.as_ref());
+            let running = last.is_some() && !(last_phase["phase"] == "Complete" || last_phase["phase"] == "Failed");
+            if last.is_some() && !running && policy::content_changed(&dl, &content) {
+                // The event: the Dataset changed since the last run started. Replace the Job.
+                jobs.delete(&job_name, &kube::api::DeleteParams::background()).await?;
+                ctx.event(dl.as_ref(), false, "DatasetChanged", format!("Dataset {ds_ns}/{ds_name} changed (UFS total {}, {} files): loading again", content.0, content.1)).await;
+                return Ok(Action::requeue(Duration::from_secs(2)));
+            }
+            if last.is_none() {
+                apply(&ctx.client, &job, &PatchParams::apply(MANAGER).force()).await?;
+            }
+            let mut status = phase_of(jobs.get_opt(&job_name).await?.as_ref());
+            if last.is_none() {
+                // The figures this run starts from, for the next comparison.
+                status["infos"] = json!({"ufsTotal": content.0, "fileNum": content.1});
+            }
+            status
+        }
         Policy::Once => {
             apply(&ctx.client, &job, &PatchParams::apply(MANAGER).force()).await?;
             phase_of(jobs.get_opt(&format!("{name}-loader")).await?.as_ref())

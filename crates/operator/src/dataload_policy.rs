@@ -6,6 +6,11 @@
 //! - **`runAfter`** waits until the named operation is Complete, and with an
 //!   `affinityStrategy` places the loader on (`Require`) or near (`Prefer`) the node where that
 //!   operation's pod ran, matching the node labels it names (`kubernetes.io/hostname` by default);
+//! - **`policy: OnEvent`** loads again whenever the Dataset's content changes, as the master sees
+//!   it: the event is a change of the Dataset's `status.ufsTotal` or `status.fileNum` (which the
+//!   operator copies from the master at every sync). The figures the last run started from are
+//!   kept in the DataLoad's `status.infos`; when the Dataset's differ and no run is going, the
+//!   finished Job is replaced by a new one;
 //! - **`ttlSecondsAfterFinished`** deletes a finished DataLoad (and so its Job) after that long.
 
 use crate::controller::Error;
@@ -20,16 +25,16 @@ use serde_json::{json, Value};
 pub enum Policy {
     Once,
     Cron,
+    OnEvent,
 }
 
-/// The DataLoad's policy, or why it cannot run: `Cron` needs a schedule; `OnEvent` is not
-/// supported (no event source is wired to DataLoads).
+/// The DataLoad's policy, or why it cannot run (`Cron` needs a schedule).
 pub fn policy(dl: &DataLoad) -> Result<Policy, String> {
     match dl.spec.policy.as_deref().unwrap_or("Once") {
         "" | "Once" => Ok(Policy::Once),
         "Cron" if dl.spec.schedule.trim().is_empty() => Err("spec.schedule: `policy: Cron` needs a schedule in cron format (`0 * * * *`)".into()),
         "Cron" => Ok(Policy::Cron),
-        "OnEvent" => Err("spec.policy: OnEvent is not supported by Cistern; use Once or Cron".into()),
+        "OnEvent" => Ok(Policy::OnEvent),
         other => Err(format!("spec.policy: `{other}` is not one of Once, Cron, OnEvent")),
     }
 }
@@ -137,6 +142,19 @@ pub async fn follow(client: &Client, ns: &str, run_after: &OperationRef) -> Resu
     Ok((!exprs.is_empty()).then(|| json!({"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": exprs}]}})))
 }
 
+/// The Dataset content figures an OnEvent load compares: `(ufsTotal, fileNum)`.
+pub fn content_of(ds: &cistern_api::Dataset) -> (String, String) {
+    let s = ds.status.clone().unwrap_or_default();
+    (s.ufs_total, s.file_num)
+}
+
+/// Whether an OnEvent load must run again: its last run started from other figures.
+pub fn content_changed(dl: &DataLoad, now: &(String, String)) -> bool {
+    let infos = dl.status.as_ref().map(|s| &s.infos);
+    let was = (infos.and_then(|i| i.get("ufsTotal")).cloned().unwrap_or_default(), infos.and_then(|i| i.get("fileNum")).cloned().unwrap_or_default());
+    was != *now
+}
+
 /// Seconds left before a DataLoad finished at `finished` (RFC 3339) expires; `None` without a TTL.
 pub fn ttl_left(dl: &DataLoad, finished: Option<&str>) -> Option<i64> {
     let ttl = i64::from(dl.spec.ttl_seconds_after_finished?);
@@ -157,7 +175,8 @@ mod tests {
         assert_eq!(policy(&load("  dataset: {name: d}\n")), Ok(Policy::Once));
         assert_eq!(policy(&load("  policy: Cron\n  schedule: '*/5 * * * *'\n")), Ok(Policy::Cron));
         assert!(policy(&load("  policy: Cron\n")).unwrap_err().contains("spec.schedule"));
-        assert!(policy(&load("  policy: OnEvent\n")).unwrap_err().contains("OnEvent"));
+        assert_eq!(policy(&load("  policy: OnEvent\n")), Ok(Policy::OnEvent));
+        assert!(policy(&load("  policy: Sometimes\n")).unwrap_err().contains("Once, Cron, OnEvent"));
     }
 
     #[test]
