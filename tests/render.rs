@@ -246,6 +246,7 @@ fn fields_that_shape_pods_reach_the_pods() {
 kind: Dataset
 metadata: {name: shaped}
 spec:
+  placement: Exclusive
   mounts: [{mountPoint: "local:///srv/data", name: data}]
   tolerations: [{key: cache, operator: Equal, value: "yes", effect: NoSchedule}]
   nodeAffinity:
@@ -287,7 +288,10 @@ spec:
     assert_eq!(worker["spec"]["tolerations"][0]["key"], "cache");
     let term = &worker["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0];
     assert_eq!(term["matchExpressions"][0]["key"], "disk");
-    assert!(worker["spec"]["affinity"]["podAntiAffinity"].is_object(), "the workers' anti-affinity stays");
+    let anti = worker["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"].as_array().unwrap().clone();
+    assert_eq!(anti.len(), 2, "one worker per node, and placement: {anti:?}");
+    assert_eq!(worker["metadata"]["labels"]["fluid.io/dataset-placement"], "Exclusive");
+    assert_eq!(anti[1]["labelSelector"]["matchExpressions"][0]["operator"], "Exists", "Exclusive avoids every other Dataset's workers");
     assert_eq!(worker["metadata"]["labels"]["team"], "data");
     assert_eq!(worker["metadata"]["labels"]["role"], "worker", "selector labels are not overridden");
     assert_eq!(worker["metadata"]["annotations"]["note"], "worker");

@@ -104,6 +104,9 @@ pub fn shape(objects: &mut [Value], plan: &DatasetPlan) {
             _ => continue,
         };
         apply(&mut object["spec"]["template"], &mut shape);
+        if role == "worker" {
+            place(&mut object["spec"]["template"], plan);
+        }
     }
 }
 
@@ -136,6 +139,31 @@ fn apply(template: &mut Value, shape: &mut Shape) {
     }
     if let Some(required) = shape.required_nodes.take() {
         pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] = required;
+    }
+}
+
+/// The label that says how a Dataset's workers share nodes.
+pub const PLACEMENT_LABEL: &str = "fluid.io/dataset-placement";
+
+/// Dataset `placement`: `Exclusive` workers keep their nodes to themselves (no other
+/// Dataset's worker beside them, and none lands beside them); `Shared` (and unset: Cistern's
+/// workers are light, so sharing is the default here, unlike Fluid) only avoid Exclusive ones.
+fn place(template: &mut Value, plan: &DatasetPlan) {
+    let exclusive = plan.dataset.spec.placement.as_deref() == Some("Exclusive");
+    let mode = if exclusive { "Exclusive" } else { "Shared" };
+    template["metadata"]["labels"][PLACEMENT_LABEL] = json!(mode);
+    let own = template["metadata"]["labels"]["fluid.io/dataset-id"].clone();
+    let others = if exclusive {
+        // Any other Dataset's worker.
+        json!([{"key": PLACEMENT_LABEL, "operator": "Exists"}, {"key": "fluid.io/dataset-id", "operator": "NotIn", "values": [own]}])
+    } else {
+        json!([{"key": PLACEMENT_LABEL, "operator": "In", "values": ["Exclusive"]}, {"key": "fluid.io/dataset-id", "operator": "NotIn", "values": [own]}])
+    };
+    let term = json!({"labelSelector": {"matchExpressions": others}, "topologyKey": "kubernetes.io/hostname"});
+    let anti = &mut template["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"];
+    match anti.as_array_mut() {
+        Some(terms) => terms.push(term),
+        None => *anti = json!([term]),
     }
 }
 
