@@ -311,3 +311,34 @@ spec:
     let out = s.cistern(&["render", "-f", three.to_str().unwrap()]);
     assert!(!out.status.success() && stderr_of(&out).contains("spec.master.replicas: 3 masters"), "{}", stderr_of(&out));
 }
+
+/// A tier's `volumeSource` (Fluid inlines a Kubernetes VolumeSource): emptyDir settings are
+/// kept (with at least the headroom the tier's accounting needs) and a PVC backs a tier.
+#[test]
+fn tier_volume_sources_are_honoured() {
+    let s = Scratch::new();
+    let yaml = r#"apiVersion: data.fluid.io/v1alpha1
+kind: Dataset
+metadata: {name: vs}
+spec:
+  mounts: [{mountPoint: "local:///srv/data", name: data}]
+---
+apiVersion: data.fluid.io/v1alpha1
+kind: AlluxioRuntime
+metadata: {name: vs}
+spec:
+  tieredstore:
+    levels:
+      - {mediumtype: MEM, path: /dev/shm, quota: 1Gi, volumeType: emptyDir, volumeSource: {emptyDir: {medium: Memory, sizeLimit: 4Gi}}}
+      - {mediumtype: SSD, path: /mnt/cache, quota: 10Gi, volumeSource: {persistentVolumeClaim: {claimName: fast-disk}}}
+"#;
+    let input = s.write("vs.yaml", yaml);
+    let out = s.cistern(&["render", "-f", input.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let objects: Vec<Value> = stdout_of(&out).split("\n---\n").map(|d| d.trim_start_matches("---\n")).filter(|d| !d.trim().is_empty()).map(|d| serde_saphyr::from_str(d).unwrap()).collect();
+    let volumes = find(&objects, "StatefulSet", "vs-worker")["spec"]["template"]["spec"]["volumes"].as_array().unwrap().clone();
+    let tier = |n: &str| volumes.iter().find(|v| v["name"] == n).cloned().unwrap();
+    assert_eq!(tier("tier-0-0")["emptyDir"]["sizeLimit"], (4u64 << 30).to_string(), "the user's larger limit");
+    assert_eq!(tier("tier-1-0")["persistentVolumeClaim"]["claimName"], "fast-disk");
+    validate(&s.write("vs.rendered.yaml", &stdout_of(&out)));
+}

@@ -109,6 +109,11 @@ pub struct TieredStore {
     pub levels: Vec<Level>,
 }
 
+/// An object whose fields the API server keeps as given (a whole `corev1.VolumeSource`).
+fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
+}
+
 /// One cache tier: MEM, SSD or HDD.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -128,9 +133,11 @@ pub struct Level {
     /// `hostPath` (default) or `emptyDir`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_type: Option<String>,
-    /// The emptyDir's settings (`medium`, `sizeLimit`) when `volumeType: emptyDir`.
+    /// A Kubernetes volume source for the tier (Fluid inlines `corev1.VolumeSource`):
+    /// `emptyDir` settings with `volumeType: emptyDir`, or a `persistentVolumeClaim`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume_source: Option<k8s_openapi::api::core::v1::EmptyDirVolumeSource>,
+    #[schemars(schema_with = "free_form_object")]
+    pub volume_source: Option<serde_json::Value>,
     /// Dropped by Fluid, still in its older documentation: accepted and ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_type: Option<String>,

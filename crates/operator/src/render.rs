@@ -360,12 +360,22 @@ pub(crate) fn tier_volumes(plan: &DatasetPlan, read_only: bool, engine_dir: &str
     let levels = &plan.runtime.spec().tieredstore.levels;
     for (i, tier) in plan.tiers.iter().enumerate() {
         let volume_type = levels.get(i).and_then(|l| l.volume_type.clone()).unwrap_or_else(|| "hostPath".into());
+        let volume_source = levels.get(i).and_then(|l| l.volume_source.clone()).unwrap_or_default();
         for (j, (path, quota)) in tier.paths.iter().zip(&tier.quotas).enumerate() {
             let name = format!("tier-{i}-{j}");
             let own = path.join(engine_dir).join(format!("{}-{}", plan.namespace, plan.name));
-            let (source, mount_path) = if volume_type == "emptyDir" {
-                let medium = if tier.medium == Medium::Mem { "Memory" } else { "" };
-                (json!({"emptyDir": {"medium": medium, "sizeLimit": empty_dir_limit(*quota).to_string()}}), path.clone())
+            let (source, mount_path) = if let Some(claim) = volume_source.get("persistentVolumeClaim").filter(|c| c.is_object()) {
+                // A PVC-backed tier: the claim, at the tier's path (each worker needs its own
+                // claim unless it is ReadWriteMany; the user's to choose).
+                (json!({"persistentVolumeClaim": claim}), path.clone())
+            } else if volume_type == "emptyDir" {
+                let given = &volume_source["emptyDir"];
+                let medium = given["medium"].as_str().unwrap_or(if tier.medium == Medium::Mem { "Memory" } else { "" });
+                // The larger of the user's limit and what the tier's own accounting needs, so
+                // the kubelet never evicts a worker whose cache is full.
+                let ours = empty_dir_limit(*quota);
+                let theirs = given["sizeLimit"].as_str().and_then(|q| cistern_api::quantity::parse_bytes(q, 1).ok()).unwrap_or(0);
+                (json!({"emptyDir": {"medium": medium, "sizeLimit": ours.max(theirs).to_string()}}), path.clone())
             } else {
                 (json!({"hostPath": {"path": own, "type": "DirectoryOrCreate"}}), own)
             };
