@@ -686,3 +686,33 @@ fn an_on_event_dataload_loads_again_when_the_dataset_changes() {
     });
     assert!(c.kubectl(&["describe", "dataload", "follow", "-n", &ns]).contains("DatasetChanged"));
 }
+
+/// Host-network Datasets get node ports of their own from the operator (three each, recorded
+/// on the runtime), so two of them on one node never collide; the pods listen there.
+#[test]
+fn host_network_datasets_get_ports_that_do_not_collide() {
+    let _ = installed();
+    let c = cluster();
+    let ns = c.namespace("host-network");
+    for name in ["one", "two"] {
+        let yaml = demo_yaml(1).replace("name: demo", &format!("name: {name}")).replace("spec:\n  replicas: 1", "spec:\n  networkmode: HostNetwork\n  replicas: 1");
+        c.kubectl_in(&["apply", "--validate=strict", "-n", &ns, "-f", "-"], &yaml);
+    }
+    let ports = |name: &str| -> Option<Vec<u16>> {
+        let rt = c.get_json(&["jindoruntime", name, "-n", &ns])?;
+        let text = rt["metadata"]["annotations"]["cistern.io/host-ports"].as_str()?.to_string();
+        Some(text.split(',').filter_map(|kv| kv.split_once('=')?.1.parse().ok()).collect())
+    };
+    wait_until(60, "both runtimes' ports", || ports("one").is_some() && ports("two").is_some());
+    let (one, two) = (ports("one").unwrap(), ports("two").unwrap());
+    assert_eq!((one.len(), two.len()), (3, 3));
+    assert!(one.iter().all(|p| !two.contains(p) && (20000..=26000).contains(p)), "{one:?} {two:?}");
+    wait_until(60, "the master listening on its port", || {
+        c.get_json(&["statefulset", "one-master", "-n", &ns]).is_some_and(|s| {
+            let pod = &s["spec"]["template"]["spec"];
+            pod["hostNetwork"] == true && pod["containers"][0]["ports"][0]["containerPort"] == one[0]
+        })
+    });
+    let policy = json_of(c, &["networkpolicy", "two-cistern", "-n", &ns]);
+    assert_eq!(policy["spec"]["ingress"][0]["ports"][2]["port"], two[2]);
+}

@@ -56,11 +56,11 @@ impl Context {
         Context { client, opts, master_web: None, master_web_map: None, recorder: None }
     }
 
-    fn master_web(&self, ns: &str, name: &str) -> String {
+    fn master_web(&self, ns: &str, name: &str, web_port: u16) -> String {
         if let Some(url) = self.master_web_map.as_ref().and_then(|f| mapped_master(f, ns, name)) {
             return url;
         }
-        self.master_web.clone().unwrap_or_else(|| format!("http://{name}-master.{ns}.svc:{}", crate::render::WEB_PORT))
+        self.master_web.clone().unwrap_or_else(|| format!("http://{name}-master.{ns}.svc:{web_port}"))
     }
 
     /// Publishes an Event about `obj`; a failure to publish is logged, never fatal.
@@ -257,9 +257,11 @@ pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) ->
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
     let owner = rt.controller_owner_ref(&()).ok_or_else(|| Error::Invalid(format!("runtime {ns}/{name} has no uid yet")))?;
+    // Host-network pods get ports of their own (recorded on the runtime) before rendering.
+    let runtime = crate::host_ports::ensure(&ctx.client, (*rt).clone().wrap(), ctx.opts.host_port_range).await?;
     let manifest = Manifest {
         datasets: vec![dataset],
-        runtimes: vec![(*rt).clone().wrap()],
+        runtimes: vec![runtime],
         // Pods mount the Secrets by name; their values never pass through the operator.
         secrets: SecretStore::references_only(),
         ..Default::default()
@@ -291,7 +293,8 @@ pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) ->
             {"matchExpressions": [{"key": key, "operator": "In", "values": ["true"]}]}
         ]}});
     }
-    let figures = if has_master { master_status(&ctx.master_web(&ns, &name)).await } else { None };
+    let web_port = crate::host_ports::Ports::of_plan(&plan).web;
+    let figures = if has_master { master_status(&ctx.master_web(&ns, &name, web_port)).await } else { None };
     if let Some(cache) = figures.as_ref().map(|f| &f["runtime"]["status"]["cacheStates"]).filter(|c| c.is_object()) {
         status["cacheStates"] = cache.clone();
     }

@@ -10,7 +10,7 @@
 //!   JuiceFS client on that node fills its cache as it reads.
 
 use crate::controller::{apply, find_runtime, Context, Error, MANAGER};
-use crate::render::{RenderOptions, MASTER_PORT};
+use crate::render::RenderOptions;
 use cistern_api::{DataLoad, Dataset, Runtime};
 use crate::dataload_policy::{self as policy, Policy};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -45,7 +45,8 @@ pub fn loader_job(dl: &DataLoad, runtime: &Runtime, opts: &RenderOptions) -> Val
         container["volumeMounts"] = json!([{"name": "data", "mountPath": DATA_DIR, "readOnly": true}]);
         pod["volumes"] = json!([{"name": "data", "persistentVolumeClaim": {"claimName": ds_name, "readOnly": true}}]);
     } else {
-        args.extend(["--master".into(), format!("{ds_name}-master.{ds_ns}.svc:{MASTER_PORT}")]);
+        let port = crate::host_ports::Ports::of(runtime).master;
+        args.extend(["--master".into(), format!("{ds_name}-master.{ds_ns}.svc:{port}")]);
         // The client's certificate, for mutual TLS with the master and workers.
         args.extend(["--credentials".into(), crate::render::CREDENTIALS_DIR.into()]);
         let n = crate::render::Names { ns: &ds_ns, name: &ds_name };

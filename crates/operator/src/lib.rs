@@ -6,6 +6,7 @@ pub mod controller;
 pub mod credentials;
 pub mod dataload;
 pub mod dataload_policy;
+pub mod host_ports;
 pub mod leader;
 pub mod locality;
 pub mod network_policy;

@@ -5,13 +5,14 @@
 //! file references. Enforcement needs a CNI that implements NetworkPolicy (Calico, Cilium, ...):
 //! the API server admits the object either way.
 
-use crate::render::{Names, RenderOptions, MASTER_PORT, WEB_PORT, WORKER_PORT};
+use crate::host_ports::Ports;
+use crate::render::{Names, RenderOptions};
 use serde_json::{json, Value};
 
 /// The label the operator's pods carry (the chart's Deployment).
 pub const OPERATOR_LABEL: (&str, &str) = ("app.kubernetes.io/component", "operator");
 
-pub(crate) fn network_policy(n: &Names, opts: &RenderOptions) -> Value {
+pub(crate) fn network_policy(n: &Names, opts: &RenderOptions, ports: Ports) -> Value {
     let own = json!({"podSelector": {"matchLabels": {"app": "cistern", "fluid.io/dataset-id": n.dataset_id_label()}}});
     let operator = json!({
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": opts.operator_namespace}},
@@ -27,11 +28,11 @@ pub(crate) fn network_policy(n: &Names, opts: &RenderOptions) -> Value {
             "policyTypes": ["Ingress"],
             "ingress": [
                 {"from": [own], "ports": [
-                    {"protocol": "TCP", "port": MASTER_PORT},
-                    {"protocol": "TCP", "port": WEB_PORT},
-                    {"protocol": "TCP", "port": WORKER_PORT},
+                    {"protocol": "TCP", "port": ports.master},
+                    {"protocol": "TCP", "port": ports.web},
+                    {"protocol": "TCP", "port": ports.worker},
                 ]},
-                {"from": [operator], "ports": [{"protocol": "TCP", "port": WEB_PORT}]},
+                {"from": [operator], "ports": [{"protocol": "TCP", "port": ports.web}]},
             ],
         },
     })

@@ -18,6 +18,7 @@
 //! with the Dataset's credentials Secret (`<name>-cistern-credentials`, made by the operator),
 //! each pod mounting only its own role's files.
 
+use crate::host_ports::Ports;
 use cistern_api::juicefs::JuiceFsVolume;
 use cistern_api::plan::{DatasetPlan, Medium};
 use serde_json::{json, Value};
@@ -57,6 +58,8 @@ pub struct RenderOptions {
     pub allowed_host_paths: Vec<std::path::PathBuf>,
     /// The operator's namespace: its pods may read the masters' web port (NetworkPolicy).
     pub operator_namespace: String,
+    /// Where host-network Datasets' ports come from (the chart's `hostPortRange`).
+    pub host_port_range: (u16, u16),
 }
 
 impl Default for RenderOptions {
@@ -66,6 +69,7 @@ impl Default for RenderOptions {
             mount_root: "/runtime-mnt/cistern".into(),
             allowed_host_paths: DEFAULT_ALLOWED_HOST_PATHS.iter().map(Into::into).collect(),
             operator_namespace: DEFAULT_OPERATOR_NAMESPACE.into(),
+            host_port_range: crate::host_ports::DEFAULT_RANGE,
         }
     }
 }
@@ -106,8 +110,8 @@ impl Names<'_> {
     pub fn meta(&self, name: String, role: &str) -> Value {
         json!({"name": name, "namespace": self.ns, "labels": self.labels(role)})
     }
-    fn master_address(&self) -> String {
-        format!("{}-master.{}.svc:{MASTER_PORT}", self.name, self.ns)
+    fn master_address(&self, ports: Ports) -> String {
+        format!("{}-master.{}.svc:{}", self.name, self.ns, ports.master)
     }
 }
 
@@ -132,13 +136,13 @@ fn cistern_objects(plan: &DatasetPlan, opts: &RenderOptions) -> Result<Vec<Value
     let n = Names { ns: &plan.namespace, name: &plan.name };
     Ok(vec![
         config_map(plan, &n)?,
-        master_service(&n),
+        master_service(&n, Ports::of_plan(plan)),
         master(plan, &n, opts),
         workers(plan, &n, opts),
         fuse(plan, &n, opts),
         persistent_volume(plan, &n, opts, MOUNT_TYPE),
         persistent_volume_claim(plan, &n),
-        crate::network_policy::network_policy(&n, opts),
+        crate::network_policy::network_policy(&n, opts, Ports::of_plan(plan)),
     ])
 }
 
@@ -205,7 +209,8 @@ fn config_map(plan: &DatasetPlan, n: &Names) -> Result<Value, String> {
     }))
 }
 
-fn master_service(n: &Names) -> Value {
+fn master_service(n: &Names, ports: Ports) -> Value {
+    let (rpc, web) = (ports.master, ports.web);
     json!({
         "apiVersion": "v1",
         "kind": "Service",
@@ -214,8 +219,8 @@ fn master_service(n: &Names) -> Value {
             "clusterIP": "None",
             "selector": n.labels("master"),
             "ports": [
-                {"name": "rpc", "port": MASTER_PORT, "targetPort": MASTER_PORT},
-                {"name": "web", "port": WEB_PORT, "targetPort": WEB_PORT},
+                {"name": "rpc", "port": rpc, "targetPort": rpc},
+                {"name": "web", "port": web, "targetPort": web},
             ],
         },
     })
@@ -297,6 +302,7 @@ fn pod_template(n: &Names, role: &str, containers: Vec<Value>, volumes: Vec<Valu
 
 fn master(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
     let spec = plan.runtime.spec();
+    let ports = Ports::of_plan(plan);
     let (mut volumes, mut mounts) = runtime_volumes(plan, &spec.master.volume_mounts);
     // The metadata store must outlive the pod: on the runtime's volume when a mount covers
     // `namespace.meta-dir` (seed 000), else on the node's disk.
@@ -306,9 +312,9 @@ fn master(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
     }
     let args = vec![
         "--listen".into(),
-        format!("0.0.0.0:{MASTER_PORT}"),
+        format!("0.0.0.0:{}", ports.master),
         "--web-addr".into(),
-        format!("0.0.0.0:{WEB_PORT}"),
+        format!("0.0.0.0:{}", ports.web),
         "--run-dir".into(),
         RUN_DIR.into(),
         "--mountpoint".into(),
@@ -319,7 +325,7 @@ fn master(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
     mounts.push(credentials_mount());
     volumes.push(credentials_volume(n, cistern_rpc::tls::Role::Master));
     let mut c = container(plan, opts, "master", args, mounts);
-    c["ports"] = json!([{"name": "rpc", "containerPort": MASTER_PORT}, {"name": "web", "containerPort": WEB_PORT}]);
+    c["ports"] = json!([{"name": "rpc", "containerPort": ports.master}, {"name": "web", "containerPort": ports.web}]);
     add_env(&mut c, &spec.master.env);
     let mut all_volumes = base_volumes(plan, n);
     all_volumes.extend(volumes);
@@ -392,16 +398,17 @@ pub(crate) fn tier_volumes(plan: &DatasetPlan, read_only: bool, engine_dir: &str
 
 fn workers(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
     let spec = plan.runtime.spec();
+    let ports = Ports::of_plan(plan);
     let (tier_vols, tier_mounts) = tier_volumes(plan, false, "cistern");
     let (rt_vols, mut mounts) = runtime_volumes(plan, &spec.worker.volume_mounts);
     mounts.extend(tier_mounts);
     let args = vec![
         "--master".into(),
-        n.master_address(),
+        n.master_address(Ports::of_plan(plan)),
         "--listen".into(),
-        format!("0.0.0.0:{WORKER_PORT}"),
+        format!("0.0.0.0:{}", ports.worker),
         "--advertise".into(),
-        format!("$(POD_IP):{WORKER_PORT}"),
+        format!("$(POD_IP):{}", ports.worker),
         "--run-dir".into(),
         RUN_DIR.into(),
         "--credentials".into(),
@@ -410,7 +417,7 @@ fn workers(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
     mounts.push(credentials_mount());
     mounts.push(json!({"name": "run-dir", "mountPath": RUN_DIR}));
     let mut c = container(plan, opts, "worker", args, mounts);
-    c["ports"] = json!([{"name": "rpc", "containerPort": WORKER_PORT}]);
+    c["ports"] = json!([{"name": "rpc", "containerPort": ports.worker}]);
     if let Some(env) = c["env"].as_array_mut() {
         // The StatefulSet ordinal: worker N caches the files that hash to N.
         env.push(json!({"name": "CISTERN_WORKER_INDEX", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}}));
@@ -457,7 +464,7 @@ fn fuse(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
     mounts.push(credentials_mount());
     let args = vec![
         "--master".into(),
-        n.master_address(),
+        n.master_address(Ports::of_plan(plan)),
         "--mountpoint".into(),
         fluid_path(plan, opts),
         "--run-dir".into(),

@@ -16,6 +16,10 @@ pub struct OperatorArgs {
     /// comma-separated; anything else is refused (the chart's allowedHostPaths).
     #[arg(long, value_delimiter = ',', default_values_t = cistern_operator::render::DEFAULT_ALLOWED_HOST_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())]
     pub allowed_host_paths: Vec<String>,
+    /// Node ports for host-network Datasets, three each: LOW-HIGH (Fluid's
+    /// --runtime-node-port-range).
+    #[arg(long, default_value = "20000-26000")]
+    pub host_port_range: String,
     /// The operator's own namespace: its Lease lives there, and each Dataset's NetworkPolicy
     /// lets the operator's pods there read the master's web port.
     #[arg(long, env = "POD_NAMESPACE", default_value = cistern_operator::render::DEFAULT_OPERATOR_NAMESPACE)]
@@ -38,7 +42,8 @@ pub fn run(args: OperatorArgs) -> Result<()> {
         anyhow::bail!("--allowed-host-paths: `{}` is not an absolute path", p.display());
     }
     cistern_api::names::check_label("--namespace", &args.namespace).map_err(anyhow::Error::msg)?;
-    let mut opts = RenderOptions { mount_root: args.mount_root, allowed_host_paths, operator_namespace: args.namespace.clone(), ..Default::default() };
+    let host_port_range = cistern_operator::host_ports::parse_range(&args.host_port_range).map_err(|e| anyhow::anyhow!("--host-port-range: {e}"))?;
+    let mut opts = RenderOptions { mount_root: args.mount_root, allowed_host_paths, operator_namespace: args.namespace.clone(), host_port_range, ..Default::default() };
     let identity = args.identity.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "operator".into());
         format!("{host}-{}", std::process::id())
