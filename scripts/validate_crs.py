@@ -31,13 +31,25 @@ def unknown_fields(instance, schema, path):
     return out
 
 
+def openapi_to_jsonschema(schema):
+    """OpenAPI's `nullable: true` as JSON Schema's `null` type, everywhere in the schema."""
+    if isinstance(schema, dict):
+        out = {k: openapi_to_jsonschema(v) for k, v in schema.items()}
+        if out.pop("nullable", False) and isinstance(out.get("type"), str):
+            out["type"] = [out["type"], "null"]
+        return out
+    if isinstance(schema, list):
+        return [openapi_to_jsonschema(v) for v in schema]
+    return schema
+
+
 def main():
     crds = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
     schemas = {}
     for crd in crds:
         kind = crd["spec"]["names"]["kind"]
         for version in crd["spec"]["versions"]:
-            schemas[(f'{crd["spec"]["group"]}/{version["name"]}', kind)] = version["schema"]["openAPIV3Schema"]
+            schemas[(f'{crd["spec"]["group"]}/{version["name"]}', kind)] = openapi_to_jsonschema(version["schema"]["openAPIV3Schema"])
     errors, checked = [], 0
     for path in sys.argv[2:]:
         for doc in yaml.safe_load_all(open(path)):
