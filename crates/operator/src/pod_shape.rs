@@ -167,6 +167,15 @@ fn place(template: &mut Value, plan: &DatasetPlan) {
     }
 }
 
+/// Jindo's and JuiceFS's runtime-level `cleanCachePolicy`.
+fn clean_cache_policy(runtime: &Runtime) -> bool {
+    match runtime {
+        Runtime::Jindo(r) => r.spec.clean_cache_policy.is_some(),
+        Runtime::JuiceFS(r) => r.spec.clean_cache_policy.is_some(),
+        Runtime::Alluxio(_) => false,
+    }
+}
+
 /// Fields of the Dataset and runtime that Cistern accepts but does not act on, each with why:
 /// the operator publishes them as one Warning Event, `cistern render` prints them.
 pub fn unhonoured(plan: &DatasetPlan) -> Vec<String> {
@@ -174,6 +183,9 @@ pub fn unhonoured(plan: &DatasetPlan) -> Vec<String> {
     let spec = plan.runtime.spec();
     if spec.run_as.is_some() {
         out.push("spec.runAs: not applied; Cistern's processes run as root and serve each file with its owner from the under storage".into());
+    }
+    if spec.management.clean_cache_policy.is_some() || clean_cache_policy(&plan.runtime) {
+        out.push("spec.cleanCachePolicy: not applied; when the runtime is deleted, hostPath tiers keep their directory on the node (emptyDir tiers go with their pods)".into());
     }
     let mut unused: Vec<(&str, &str)> = Vec::new();
     match &plan.runtime {
