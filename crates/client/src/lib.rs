@@ -11,6 +11,7 @@
 //! mount's entry timeout), so a lookup after the kernel dropped its dentries, or an `ls -l`
 //! stating every entry just listed, does not cost a round trip to the master each.
 
+pub mod placement;
 pub mod remote;
 pub mod service;
 pub mod short_circuit;
@@ -95,15 +96,13 @@ struct WorkerSet {
 }
 
 impl WorkerSet {
-    /// The worker that owns `ino`: worker `ino % replicas` when it is live, else a live one
-    /// picked the same way, so a file still goes to one place while a worker is away.
-    fn pick(&self, ino: Ino) -> Option<(u32, Arc<dyn DataService>)> {
-        let want = (ino % self.replicas.max(1) as u64) as u32;
-        if let Some((_, w)) = self.by_id.get(&want) {
-            return Some((want, w.clone()));
-        }
-        let n = self.by_id.len() as u64;
-        (n > 0).then(|| self.by_id.iter().nth((ino % n) as usize).map(|(id, (_, w))| (*id, w.clone()))).flatten()
+    /// The worker that caches `file` ([`placement`]): the best-ranked live one among the
+    /// desired workers and any live one beyond them, so a file goes to one place, and back to
+    /// its owner when the owner returns.
+    fn pick(&self, file: &pb::FileRef) -> Option<(u32, Arc<dyn DataService>)> {
+        let key = placement::key(file.mount, &file.path);
+        let candidates = (0..self.replicas.max(1)).chain(self.by_id.keys().copied());
+        placement::ranked(candidates, key).into_iter().find_map(|id| self.by_id.get(&id).map(|(_, w)| (id, w.clone())))
     }
 }
 
@@ -290,7 +289,7 @@ impl Client {
         let file = file_ref(&node)?;
         let end = offset.saturating_add(len).min(file.size);
         let node = self.short_circuit.as_ref().map(|s| s.node().to_string()).unwrap_or_default();
-        let (worker, reply) = self.read_from_worker(ino, &file, offset, len, node, false).await?;
+        let (worker, reply) = self.read_from_worker(&file, offset, len, node, false).await?;
         let (Some(local), Some(sc)) = (reply.local, &self.short_circuit) else {
             return bounded(reply.data, offset, end);
         };
@@ -311,15 +310,15 @@ impl Client {
             Err(e) => {
                 sc.fallbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!("short-circuit read failed ({e}); reading through the worker");
-                bounded(self.read_from_worker(ino, &file, offset, len, String::new(), true).await?.1.data, offset, end)
+                bounded(self.read_from_worker(&file, offset, len, String::new(), true).await?.1.data, offset, end)
             }
         }
     }
 
     /// One read RPC, with the id of the worker that answered; `recheck` asks the worker to
     /// verify its cache of the range on disk first.
-    async fn read_from_worker(&self, ino: Ino, file: &pb::FileRef, offset: u64, len: u64, node: String, recheck: bool) -> Result<(u32, pb::ReadReply), ClientError> {
-        self.with_worker("read", ino, |w| {
+    async fn read_from_worker(&self, file: &pb::FileRef, offset: u64, len: u64, node: String, recheck: bool) -> Result<(u32, pb::ReadReply), ClientError> {
+        self.with_worker("read", file, |w| {
             let r = pb::ReadRequest { file: Some(file.clone()), offset, len, short_circuit_node: node.clone(), recheck };
             async move { w.read(r).await }
         })
@@ -347,7 +346,7 @@ impl Client {
     pub fn local_file(&self, node: &Inode) -> Result<Option<std::fs::File>, ClientError> {
         let Some(sc) = &self.short_circuit else { return Ok(None) };
         let file = file_ref(node)?;
-        let Some((worker, _)) = self.workers.read().expect("workers lock").pick(node.ino) else { return Ok(None) };
+        let Some((worker, _)) = self.workers.read().expect("workers lock").pick(&file) else { return Ok(None) };
         match sc.open(worker, &file, true) {
             Ok(Some((_, f))) => Ok(f.try_clone().ok()),
             Ok(None) => Ok(None),
@@ -359,9 +358,9 @@ impl Client {
         }
     }
 
-    /// Calls the worker that owns `ino`, retried across its restarts; with the id of the
+    /// Calls the worker that owns `file`, retried across its restarts; with the id of the
     /// worker that answered.
-    async fn with_worker<T, F, Fut>(&self, what: &str, ino: Ino, call: F) -> Result<(u32, T), ClientError>
+    async fn with_worker<T, F, Fut>(&self, what: &str, file: &pb::FileRef, call: F) -> Result<(u32, T), ClientError>
     where
         F: Fn(Arc<dyn DataService>) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
@@ -375,7 +374,7 @@ impl Client {
                     // The worker may have restarted elsewhere or gone: ask the master again.
                     let _ = self.refresh_workers().await;
                 }
-                let worker = self.workers.read().expect("workers lock").pick(ino);
+                let worker = self.workers.read().expect("workers lock").pick(file);
                 match worker {
                     Some((id, w)) => call(w).await.map(|t| (id, t)),
                     None => Err(Status::unavailable("no worker is ready")),
