@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 pub struct Served {
     pub plan: DatasetPlan,
+    /// The desired workers now (the plan's, updated when the configuration changes).
+    pub replicas: Arc<std::sync::atomic::AtomicU32>,
     pub registry: Arc<WorkerRegistry>,
     pub summary: Arc<Mutex<Summary>>,
     pub created: String,
@@ -46,7 +48,9 @@ impl Served {
         let mut rtv = plan.runtime.to_value()?;
         rtv["metadata"]["namespace"] = plan.namespace.clone().into();
         rtv["metadata"]["creationTimestamp"] = self.created.clone().into();
-        rtv["status"] = status::runtime_status(plan.replicas, self.registry.live().len() as u32, &stats);
+        let replicas = self.replicas.load(std::sync::atomic::Ordering::Relaxed);
+        rtv["spec"]["replicas"] = replicas.into();
+        rtv["status"] = status::runtime_status(replicas, self.registry.live().len() as u32, &stats);
         Ok(StatusFile {
             pid: std::process::id(),
             mountpoint: self.mountpoint.clone(),

@@ -39,7 +39,7 @@ impl LocalMaster {
             ns,
             registry: Arc::new(WorkerRegistry::default()),
             summary: Arc::new(Mutex::new(Summary::Calculating)),
-            replicas: workers.len() as u32,
+            replicas: Arc::new(std::sync::atomic::AtomicU32::new(workers.len() as u32)),
             refs,
         };
         LocalMaster { service, workers: workers.iter().map(|w| (w.clone(), format!("local:{}", w.id))).collect() }

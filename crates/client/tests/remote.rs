@@ -26,7 +26,7 @@ async fn serve_master(c: &Cluster, addr: &Address) -> (tokio::task::JoinHandle<(
         ns: c.ns.clone(),
         registry: c.registry.clone(),
         summary: Arc::new(Mutex::new(Summary::Calculating)),
-        replicas: 1,
+        replicas: Arc::new(std::sync::atomic::AtomicU32::new(1)),
         refs: c.refs.clone(),
     };
     install_tls();

@@ -129,7 +129,9 @@ pub struct MasterService {
     pub ns: Arc<Namespace>,
     pub registry: Arc<WorkerRegistry>,
     pub summary: Arc<Mutex<Summary>>,
-    pub replicas: u32,
+    /// The desired workers (the runtime's `replicas`); placement ranks `0..replicas`. Shared
+    /// with whoever re-reads the configuration, so `kubectl scale` reaches the clients.
+    pub replicas: Arc<std::sync::atomic::AtomicU32>,
     /// Signs the file references clients hand to workers.
     pub refs: RefKey,
 }
@@ -197,7 +199,7 @@ impl Master for MasterService {
         };
         Ok(Response::new(pb::ClusterReply {
             workers: self.registry.live(),
-            replicas: self.replicas,
+            replicas: self.replicas.load(std::sync::atomic::Ordering::Relaxed),
             ufs_files: files,
             ufs_total_bytes: total,
         }))

@@ -66,11 +66,13 @@ async fn serve(args: MasterArgs, plan: cistern_api::DatasetPlan, run_dir: PathBu
     crate::credentials::install_tls(&credentials, cistern_rpc::tls::Role::Master)?;
     let summary = spawn_summary(ns.clone());
     let registry = Arc::new(WorkerRegistry::default());
-    let service = MasterService { ns, registry: registry.clone(), summary: summary.clone(), replicas: plan.replicas, refs };
+    let replicas = Arc::new(std::sync::atomic::AtomicU32::new(plan.replicas));
+    let service = MasterService { ns, registry: registry.clone(), summary: summary.clone(), replicas: replicas.clone(), refs };
+    tokio::spawn(follow_replicas(args.dataset.clone(), replicas.clone()));
     let (incoming, bound) = listen.bind().await.with_context(|| format!("cannot listen on {listen}"))?;
     let web = bind_web(&args.web_addr).await?;
     let created = jiff::Timestamp::try_from(SystemTime::now()).map(|t| t.to_string()).unwrap_or_default();
-    let served = Arc::new(Served { plan, registry, summary, created, mountpoint: args.mountpoint.clone().unwrap_or_default(), web: OnceLock::new() });
+    let served = Arc::new(Served { plan, replicas, registry, summary, created, mountpoint: args.mountpoint.clone().unwrap_or_default(), web: OnceLock::new() });
     let _ = served.web.set(format!("http://{}", web.local_addr()?));
     tokio::spawn(cistern_master::web::serve(web, served.clone()));
     let publish = || {
@@ -108,5 +110,33 @@ async fn bind_web(addr: &str) -> Result<tokio::net::TcpListener> {
             Ok(tokio::net::TcpListener::bind("127.0.0.1:0").await?)
         }
         Err(e) => Err(e).with_context(|| format!("--web-addr {addr}: cannot listen; choose another address or port")),
+    }
+}
+
+/// How often the master re-reads its configuration for the desired number of workers.
+const REPLICAS_RELOAD: Duration = Duration::from_secs(10);
+
+/// Follows the runtime's `replicas` in the configuration file: on Kubernetes the operator
+/// rewrites the mounted ConfigMap when the runtime is scaled (`kubectl scale`), and clients
+/// learn the new desired set from the master at their next refresh. A file that cannot be read
+/// or planned keeps the last good value (and says why).
+async fn follow_replicas(dataset: super::DatasetArgs, replicas: Arc<std::sync::atomic::AtomicU32>) {
+    if dataset.file.as_os_str() == "-" {
+        return; // stdin is read once
+    }
+    loop {
+        tokio::time::sleep(REPLICAS_RELOAD).await;
+        let args = dataset.clone();
+        let planned = tokio::task::spawn_blocking(move || args.plan()).await;
+        match planned {
+            Ok(Ok(plan)) => {
+                let was = replicas.swap(plan.replicas, std::sync::atomic::Ordering::Relaxed);
+                if was != plan.replicas {
+                    tracing::info!(from = was, to = plan.replicas, "desired workers changed");
+                }
+            }
+            Ok(Err(e)) => tracing::warn!("re-reading the configuration: {e}; keeping {} workers", replicas.load(std::sync::atomic::Ordering::Relaxed)),
+            Err(e) => tracing::warn!("re-reading the configuration: {e}"),
+        }
     }
 }
