@@ -31,7 +31,11 @@ fn the_chart_lints_and_renders_valid_objects() {
     let chart = chart();
     let lint = helm(&["lint", chart.to_str().unwrap()]);
     assert!(lint.status.success(), "helm lint:\n{}{}", stdout_of(&lint), stderr_of(&lint));
-    for (name, sets) in [("default", vec![]), ("flipped", vec!["--set", "features.passthrough=false", "--set", "operator.enabled=false"])] {
+    for (name, sets) in [
+        ("default", vec![]),
+        ("flipped", vec!["--set", "features.passthrough=false", "--set", "operator.enabled=false"]),
+        ("webhook", vec!["--set", "webhook.enabled=true"]),
+    ] {
         let mut args = vec!["template", "cistern", chart.to_str().unwrap(), "--namespace", "cistern-system", "--include-crds"];
         args.extend(sets);
         let out = helm(&args);
@@ -40,7 +44,8 @@ fn the_chart_lints_and_renders_valid_objects() {
         for kind in ["kind: CSIDriver", "kind: DaemonSet", "kind: CustomResourceDefinition", "node-driver-registrar"] {
             assert!(text.contains(kind), "{name}: no {kind}");
         }
-        assert_eq!(text.contains("kind: Deployment"), name == "default", "{name}: the operator switch");
+        assert_eq!(text.contains("kind: Deployment"), name != "flipped", "{name}: the operator switch");
+        assert_eq!(text.contains("kind: MutatingWebhookConfiguration"), name == "webhook", "{name}: the webhook switch");
         validate(&s.write(&format!("{name}.yaml"), &text));
     }
 }
@@ -55,4 +60,38 @@ fn the_charts_crds_are_what_cistern_crd_prints() {
         in_chart == stdout_of(&out),
         "deploy/charts/cistern/crds/crds.yaml is stale: run `cistern crd > deploy/charts/cistern/crds/crds.yaml`"
     );
+}
+
+/// The webhook's ClusterRole (rendered with `webhook.enabled`) grants exactly the README's
+/// least-privilege rows for `webhook` (the control-plane test checks the operator's and the
+/// CSI plugin's with `kubectl auth can-i` on a real API server).
+#[test]
+fn the_webhooks_grants_are_the_readmes() {
+    let out = helm(&["template", "cistern", chart().to_str().unwrap(), "--namespace", "cistern-system", "--set", "webhook.enabled=true"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = stdout_of(&out);
+    let role = text.split("\n---").find(|d| d.contains("kind: ClusterRole\n") && d.contains("name: cistern-webhook\n")).expect("the webhook's ClusterRole");
+    let doc: serde_json::Value = serde_saphyr::from_str(role).unwrap();
+    let mut granted = std::collections::BTreeSet::new();
+    for rule in doc["rules"].as_array().unwrap() {
+        for r in rule["resources"].as_array().unwrap() {
+            for v in rule["verbs"].as_array().unwrap() {
+                granted.insert(format!("{}/{}:{}", rule["apiGroups"][0].as_str().unwrap(), r.as_str().unwrap(), v.as_str().unwrap()));
+            }
+        }
+    }
+    let readme = std::fs::read_to_string(chart().join("../../../README.md")).unwrap();
+    let mut table = std::collections::BTreeSet::new();
+    for line in readme.split("### Least privilege").nth(1).unwrap().lines().take_while(|l| !l.starts_with("### ")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() >= 7 && cells[1] == "webhook" {
+            let group = cells[2].trim_matches('`');
+            for r in cells[3].split(',') {
+                for v in cells[4].split(',') {
+                    table.insert(format!("{group}/{}:{}", r.trim().trim_matches('`'), v.trim()));
+                }
+            }
+        }
+    }
+    assert_eq!(granted, table, "the chart (left) and the README (right)");
 }

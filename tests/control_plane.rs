@@ -716,3 +716,70 @@ fn host_network_datasets_get_ports_that_do_not_collide() {
     let policy = json_of(c, &["networkpolicy", "two-cistern", "-n", &ns]);
     assert_eq!(policy["spec"]["ingress"][0]["ports"][2]["port"], two[2]);
 }
+
+/// The admission webhook on the real API server: pods that mount a Dataset's PVC get node
+/// affinity toward its cache's nodes (preferred, or required when the pod asks) and the
+/// scheduler follows it; a pod that mounts no Dataset is not patched at all. The webhook runs
+/// as a process here (kwok runs no pods), with a ServiceAccount that may only get Datasets.
+#[test]
+fn the_webhook_steers_pods_that_use_a_dataset_to_its_cache() {
+    let _ = installed();
+    let c = cluster();
+    let ns = c.namespace("webhook");
+    c.kubectl(&["label", "namespace", &ns, "cistern-webhook-test=on", "--overwrite"]);
+    // The chart's webhook permissions, for a ServiceAccount of the test's.
+    let _ = c.try_kubectl(&["create", "serviceaccount", "webhook-test", "-n", SYSTEM]);
+    let _ = c.try_kubectl(&["create", "clusterrole", "cistern-webhook-test", "--verb=get", "--resource=datasets.data.fluid.io"]);
+    let _ = c.try_kubectl(&["create", "clusterrolebinding", "cistern-webhook-test", "--clusterrole=cistern-webhook-test", &format!("--serviceaccount={SYSTEM}:webhook-test")]);
+    let kubeconfig = c.service_account_kubeconfig(SYSTEM, "webhook-test");
+    let tls = c.dir.join("webhook-tls");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut webhook = Command::new(support::cistern_bin())
+        .args(["webhook", "--listen", &format!("127.0.0.1:{port}"), "--self-signed", "127.0.0.1"])
+        .arg("--tls-dir")
+        .arg(&tls)
+        .env("KUBECONFIG", &kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(30, "the webhook listening", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD.encode(std::fs::read(tls.join("ca.crt")).unwrap());
+    let config = format!(
+        r#"{{"apiVersion":"admissionregistration.k8s.io/v1","kind":"MutatingWebhookConfiguration","metadata":{{"name":"cistern-webhook-test"}},
+        "webhooks":[{{"name":"pods.cistern.io","admissionReviewVersions":["v1"],"sideEffects":"None","failurePolicy":"Fail","timeoutSeconds":5,
+        "clientConfig":{{"url":"https://127.0.0.1:{port}/mutate-pods","caBundle":"{ca}"}},
+        "rules":[{{"apiGroups":[""],"apiVersions":["v1"],"operations":["CREATE"],"resources":["pods"]}}],
+        "namespaceSelector":{{"matchLabels":{{"cistern-webhook-test":"on"}}}}}}]}}"#
+    );
+    c.kubectl_in(&["apply", "-f", "-"], &config);
+    let result = std::panic::catch_unwind(|| {
+        apply_demo(c, &ns, 1);
+        wait_until(60, "a cache node labelled", || cache_nodes(c, &ns, "demo").len() == 1);
+        let pod = |name: &str, claim: &str, labels: &str| {
+            format!(r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","labels":{{{labels}}}}},"spec":{{"containers":[{{"name":"c","image":"busybox"}}],"volumes":[{{"name":"d","persistentVolumeClaim":{{"claimName":"{claim}"}}}}]}}}}"#)
+        };
+        c.kubectl_in(&["apply", "-n", &ns, "-f", "-"], &pod("reader", "demo", ""));
+        c.kubectl_in(&["apply", "-n", &ns, "-f", "-"], &pod("strict", "demo", r#""fluid.io/dataset.demo.sched":"required""#));
+        c.kubectl_in(&["apply", "-n", &ns, "-f", "-"], &pod("other", "not-a-dataset", ""));
+        let key = format!("fluid.io/s-{ns}-demo");
+        let reader = json_of(c, &["pod", "reader", "-n", &ns]);
+        let pref = &reader["spec"]["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0];
+        assert_eq!(pref["preference"]["matchExpressions"][0]["key"], key.as_str(), "{reader}");
+        let strict = json_of(c, &["pod", "strict", "-n", &ns]);
+        let term = &strict["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0];
+        assert_eq!(term["matchExpressions"][0]["key"], key.as_str(), "{strict}");
+        assert!(json_of(c, &["pod", "other", "-n", &ns])["spec"]["affinity"].is_null(), "a pod without a Dataset is not patched");
+        // The scheduler honours it: the strict pod runs where the cache is.
+        wait_until(60, "the strict pod scheduled", || json_of(c, &["pod", "strict", "-n", &ns])["spec"]["nodeName"].is_string());
+        let node = json_of(c, &["pod", "strict", "-n", &ns])["spec"]["nodeName"].as_str().unwrap().to_string();
+        assert_eq!(vec![node], cache_nodes(c, &ns, "demo"));
+    });
+    let _ = c.try_kubectl(&["delete", "mutatingwebhookconfiguration", "cistern-webhook-test"]);
+    let _ = webhook.kill();
+    let _ = webhook.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}

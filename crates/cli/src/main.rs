@@ -44,6 +44,8 @@ enum Command {
     Operator(component::operator::OperatorArgs),
     /// Run the CSI node plugin (fuse.csi.fluid.io) that stages and publishes Dataset PVCs.
     Csi(component::csi::CsiArgs),
+    /// Run the mutating admission webhook: pods that use a Dataset go near its cache.
+    Webhook(component::webhook::WebhookArgs),
     /// Show the Datasets or runtimes that `cistern up` serves on this machine.
     Get(get::GetArgs),
     /// Prefetch a Dataset (or some paths, or a DataLoad's targets) into the cache.
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
         Command::Worker(a) => component::worker::run(a),
         Command::Fuse(a) => component::fuse::run(a, &cli.log_level),
         Command::Csi(a) => component::csi::run(a),
+        Command::Webhook(a) => component::webhook::run(a),
         Command::Operator(a) => component::operator::run(a),
         Command::Get(a) => get::run(a),
         Command::Load(a) => load::run(a),

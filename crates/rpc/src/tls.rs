@@ -241,6 +241,20 @@ impl Authority {
         Ok((cert.pem(), key.serialize_pem()))
     }
 
+    /// A server certificate and key (PEM) for host names and IP addresses (the admission
+    /// webhook's Service names, or 127.0.0.1), issued by this CA.
+    pub fn issue_server(&self, hosts: &[String]) -> Result<(String, String), String> {
+        let ca_key = rcgen::KeyPair::from_pem(&self.key_pem).map_err(|e| format!("the CA key: {e}"))?;
+        let issuer = rcgen::Issuer::new(ca_params(), ca_key);
+        let mut params = rcgen::CertificateParams::new(hosts.to_vec()).map_err(|e| e.to_string())?;
+        params.distinguished_name.push(rcgen::DnType::CommonName, hosts.first().cloned().unwrap_or_default());
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        validity(&mut params);
+        let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+        let cert = params.signed_by(&key, &issuer).map_err(|e| e.to_string())?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
     /// Credentials for `roles`, issued by this CA.
     pub fn credentials(&self, role: Role, roles: &[Role]) -> Result<TlsCredentials, String> {
         let (cert, key) = self.issue(roles)?;

@@ -7,6 +7,7 @@ pub mod csi;
 pub mod fuse;
 pub mod master;
 pub mod operator;
+pub mod webhook;
 pub mod worker;
 
 use anyhow::{anyhow, Result};

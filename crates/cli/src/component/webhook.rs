@@ -1,0 +1,104 @@
+//! `cistern webhook`: the mutating admission webhook for Pods (HTTPS, `POST /mutate-pods`).
+//! A pod that mounts the PVC of a Dataset in its namespace gets node affinity toward the nodes
+//! holding that Dataset's cache ([`cistern_operator::webhook`]); any other pod is allowed with
+//! no patch. Every error allows the pod unpatched (the chart's `failurePolicy` decides what the
+//! API server does when the webhook itself is down).
+
+use anyhow::{anyhow, Context, Result};
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use cistern_api::Dataset;
+use cistern_operator::webhook::{affinity_patch, claims, review_response};
+use kube::Api;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(clap::Args, Debug)]
+pub struct WebhookArgs {
+    /// Where the API server calls the webhook (HTTPS).
+    #[arg(long, default_value = "0.0.0.0:9443")]
+    pub listen: String,
+    /// The serving certificate and key: DIR/tls.crt and DIR/tls.key (a Secret the chart makes).
+    #[arg(long)]
+    pub tls_dir: PathBuf,
+    /// Make a CA and a serving certificate for these host names or IPs into --tls-dir
+    /// (tls.crt, tls.key and ca.crt, the caBundle), for running outside a cluster.
+    #[arg(long, value_delimiter = ',')]
+    pub self_signed: Vec<String>,
+    /// Require the cache's nodes instead of preferring them, for every pod.
+    #[arg(long)]
+    pub require_cache_affinity: bool,
+}
+
+struct Ctx {
+    client: kube::Client,
+    require: bool,
+}
+
+pub fn run(args: WebhookArgs) -> Result<()> {
+    if !args.self_signed.is_empty() {
+        let ca = cistern_rpc::tls::Authority::generate().map_err(|e| anyhow!(e))?;
+        let (cert, key) = ca.issue_server(&args.self_signed).map_err(|e| anyhow!(e))?;
+        crate::rundir::create_private_dir(&args.tls_dir)?;
+        std::fs::write(args.tls_dir.join("ca.crt"), &ca.cert_pem)?;
+        std::fs::write(args.tls_dir.join("tls.crt"), cert)?;
+        crate::credentials::write_private(&args.tls_dir.join("tls.key"), key.as_bytes())?;
+    }
+    let cert = std::fs::read(args.tls_dir.join("tls.crt")).with_context(|| format!("{}/tls.crt", args.tls_dir.display()))?;
+    let key = std::fs::read(args.tls_dir.join("tls.key")).with_context(|| format!("{}/tls.key", args.tls_dir.display()))?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certs = rustls_pemfile_certs(&cert)?;
+    use rustls::pki_types::pem::PemObject;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key).map_err(|e| anyhow!("{}/tls.key: {e}", args.tls_dir.display()))?;
+    let tls = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).map_err(|e| anyhow!("the serving certificate: {e}"))?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
+    rt.block_on(async {
+        let client = kube::Client::try_default().await.context("cannot reach the Kubernetes API")?;
+        let ctx = Arc::new(Ctx { client, require: args.require_cache_affinity });
+        let app = Router::new().route("/mutate-pods", post(mutate)).with_state(ctx);
+        let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+        tracing::info!("admission webhook on https://{}", listener.local_addr()?);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((tcp, _)) = accepted else { continue };
+                    let (acceptor, app) = (acceptor.clone(), app.clone());
+                    tokio::spawn(async move {
+                        let Ok(tls) = acceptor.accept(tcp).await else { return };
+                        let service = hyper_util::service::TowerToHyperService::new(app);
+                        let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(tls), service).await;
+                    });
+                }
+                _ = super::stop_requested() => return Ok(()),
+            }
+        }
+    })
+}
+
+fn rustls_pemfile_certs(pem: &[u8]) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>().map_err(|e| anyhow!("tls.crt: {e}"))
+}
+
+/// One AdmissionReview: the pod, the Datasets among its claims, the patch.
+async fn mutate(State(ctx): State<Arc<Ctx>>, Json(review): Json<Value>) -> Json<Value> {
+    let request = &review["request"];
+    let uid = request["uid"].as_str().unwrap_or_default();
+    let ns = request["namespace"].as_str().unwrap_or("default");
+    let pod = &request["object"];
+    let datasets: Api<Dataset> = Api::namespaced(ctx.client.clone(), ns);
+    let mut used = Vec::new();
+    for claim in claims(pod) {
+        match datasets.get_opt(&claim).await {
+            Ok(Some(_)) => used.push(claim),
+            Ok(None) => {}
+            // Allowed unpatched: a webhook that cannot look never blocks a pod.
+            Err(e) => tracing::warn!(namespace = ns, claim, "cannot look up the Dataset: {e}"),
+        }
+    }
+    let patch = affinity_patch(pod, ns, &used, ctx.require);
+    Json(review_response(uid, patch.as_deref()))
+}
