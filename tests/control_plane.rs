@@ -729,13 +729,14 @@ fn the_webhook_steers_pods_that_use_a_dataset_to_its_cache() {
     c.kubectl(&["label", "namespace", &ns, "cistern-webhook-test=on", "--overwrite"]);
     // The chart's webhook permissions, for a ServiceAccount of the test's.
     let _ = c.try_kubectl(&["create", "serviceaccount", "webhook-test", "-n", SYSTEM]);
-    let _ = c.try_kubectl(&["create", "clusterrole", "cistern-webhook-test", "--verb=get", "--resource=datasets.data.fluid.io"]);
+    let _ = c.try_kubectl(&["delete", "clusterrole", "cistern-webhook-test", "--ignore-not-found"]);
+    let _ = c.try_kubectl(&["create", "clusterrole", "cistern-webhook-test", "--verb=get", "--resource=datasets.data.fluid.io,jindoruntimes.data.fluid.io,alluxioruntimes.data.fluid.io,juicefsruntimes.data.fluid.io"]);
     let _ = c.try_kubectl(&["create", "clusterrolebinding", "cistern-webhook-test", "--clusterrole=cistern-webhook-test", &format!("--serviceaccount={SYSTEM}:webhook-test")]);
     let kubeconfig = c.service_account_kubeconfig(SYSTEM, "webhook-test");
     let tls = c.dir.join("webhook-tls");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut webhook = Command::new(support::cistern_bin())
-        .args(["webhook", "--listen", &format!("127.0.0.1:{port}"), "--self-signed", "127.0.0.1"])
+        .args(["webhook", "--listen", &format!("127.0.0.1:{port}"), "--self-signed", "127.0.0.1", "--image", "cistern:test"])
         .arg("--tls-dir")
         .arg(&tls)
         .env("KUBECONFIG", &kubeconfig)
@@ -771,6 +772,23 @@ fn the_webhook_steers_pods_that_use_a_dataset_to_its_cache() {
         let term = &strict["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0];
         assert_eq!(term["matchExpressions"][0]["key"], key.as_str(), "{strict}");
         assert!(json_of(c, &["pod", "other", "-n", &ns])["spec"]["affinity"].is_null(), "a pod without a Dataset is not patched");
+        // A serverless pod (seed 001's label) gets a FUSE sidecar instead of node affinity.
+        let app = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"serverless","labels":{"alibabacloud.com/fluid-sidecar-target":"eci"},"annotations":{"alibabacloud.com/fuse-recover-policy":"auto"}},
+            "spec":{"containers":[{"name":"demo","image":"nginx","volumeMounts":[{"name":"data-vol","mountPath":"/data"}]}],"volumes":[{"name":"data-vol","persistentVolumeClaim":{"claimName":"demo"}}]}}"#;
+        c.kubectl_in(&["apply", "-n", &ns, "-f", "-"], app);
+        let pod = json_of(c, &["pod", "serverless", "-n", &ns]);
+        let spec = &pod["spec"];
+        assert!(spec["affinity"].is_null(), "a serverless pod gets a sidecar, not node affinity: {spec}");
+        let vol = spec["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "data-vol").unwrap();
+        assert!(vol["emptyDir"].is_object() && vol["persistentVolumeClaim"].is_null(), "{vol}");
+        assert_eq!(spec["containers"][0]["volumeMounts"][0]["mountPropagation"], "HostToContainer");
+        let sidecar = &spec["initContainers"][0];
+        assert_eq!((sidecar["restartPolicy"].as_str(), sidecar["securityContext"]["privileged"].as_bool()), (Some("Always"), Some(true)), "{sidecar}");
+        let args: Vec<&str> = sidecar["args"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
+        assert!(args.windows(2).any(|w| w[0] == "--master" && w[1] == format!("demo-master.{ns}.svc:19998")), "{args:?}");
+        let creds = spec["volumes"].as_array().unwrap().iter().find(|v| v["secret"]["secretName"] == "demo-cistern-credentials").expect("client credentials");
+        let keys: Vec<&str> = creds["secret"]["items"].as_array().unwrap().iter().filter_map(|i| i["key"].as_str()).collect();
+        assert_eq!(keys, ["ca.pem", "client.pem", "client.key"], "never ref.key or the CA key in an application's pod");
         // The scheduler honours it: the strict pod runs where the cache is.
         wait_until(60, "the strict pod scheduled", || json_of(c, &["pod", "strict", "-n", &ns])["spec"]["nodeName"].is_string());
         let node = json_of(c, &["pod", "strict", "-n", &ns])["spec"]["nodeName"].as_str().unwrap().to_string();

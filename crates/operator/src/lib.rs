@@ -12,6 +12,7 @@ pub mod locality;
 pub mod network_policy;
 pub mod pod_shape;
 pub mod reference;
+pub mod sidecar;
 pub mod webhook;
 pub mod render;
 pub mod render_juicefs;

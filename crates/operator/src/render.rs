@@ -91,7 +91,7 @@ impl RenderOptions {
 }
 
 /// Names shared by the objects of one Dataset.
-pub(crate) struct Names<'a> {
+pub struct Names<'a> {
     pub ns: &'a str,
     pub name: &'a str,
 }
@@ -167,7 +167,7 @@ fn check_host_paths(plan: &DatasetPlan, opts: &RenderOptions) -> Result<(), Stri
 
 /// The credentials volume of a pod of `role`: the Dataset's Secret, only that role's files
 /// (a client never gets the reference key or another role's key), readable by the owner only.
-pub(crate) fn credentials_volume(n: &Names, role: cistern_rpc::tls::Role) -> Value {
+pub fn credentials_volume(n: &Names, role: cistern_rpc::tls::Role) -> Value {
     use cistern_rpc::tls::Role;
     let mut files = vec!["ca.pem".to_string(), format!("{}.pem", role.name()), format!("{}.key", role.name())];
     if role != Role::Client {

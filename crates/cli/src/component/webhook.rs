@@ -30,11 +30,15 @@ pub struct WebhookArgs {
     /// Require the cache's nodes instead of preferring them, for every pod.
     #[arg(long)]
     pub require_cache_affinity: bool,
+    /// The image of injected FUSE sidecars (the one that holds `cistern`).
+    #[arg(long, default_value_t = cistern_operator::RenderOptions::default().image)]
+    pub image: String,
 }
 
 struct Ctx {
     client: kube::Client,
     require: bool,
+    image: String,
 }
 
 pub fn run(args: WebhookArgs) -> Result<()> {
@@ -57,7 +61,7 @@ pub fn run(args: WebhookArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
     rt.block_on(async {
         let client = kube::Client::try_default().await.context("cannot reach the Kubernetes API")?;
-        let ctx = Arc::new(Ctx { client, require: args.require_cache_affinity });
+        let ctx = Arc::new(Ctx { client, require: args.require_cache_affinity, image: args.image.clone() });
         let app = Router::new().route("/mutate-pods", post(mutate)).with_state(ctx);
         let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
         tracing::info!("admission webhook on https://{}", listener.local_addr()?);
@@ -98,6 +102,20 @@ async fn mutate(State(ctx): State<Arc<Ctx>>, Json(review): Json<Value>) -> Json<
             // Allowed unpatched: a webhook that cannot look never blocks a pod.
             Err(e) => tracing::warn!(namespace = ns, claim, "cannot look up the Dataset: {e}"),
         }
+    }
+    if cistern_operator::sidecar::wanted(pod) {
+        // A serverless pod: FUSE sidecars instead of node affinity (its node has no agents).
+        let mut served = Vec::new();
+        for name in used {
+            match cistern_operator::controller::find_runtime(&ctx.client, ns, &name).await {
+                Ok(Some(rt)) => served.push((name, rt)),
+                Ok(None) => tracing::warn!(namespace = ns, dataset = name, "no runtime yet: the pod is admitted without a sidecar for it"),
+                Err(e) => tracing::warn!(namespace = ns, dataset = name, "cannot look up the runtime: {e}"),
+            }
+        }
+        let ops = cistern_operator::sidecar::patch(pod, ns, &served, &ctx.image);
+        let patch = (!served.is_empty()).then_some(ops);
+        return Json(review_response(uid, patch.as_deref()));
     }
     let patch = affinity_patch(pod, ns, &used, ctx.require);
     Json(review_response(uid, patch.as_deref()))
