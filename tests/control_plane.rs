@@ -789,6 +789,7 @@ fn the_webhook_steers_pods_that_use_a_dataset_to_its_cache() {
         let creds = spec["volumes"].as_array().unwrap().iter().find(|v| v["secret"]["secretName"] == "demo-cistern-credentials").expect("client credentials");
         let keys: Vec<&str> = creds["secret"]["items"].as_array().unwrap().iter().filter_map(|i| i["key"].as_str()).collect();
         assert_eq!(keys, ["ca.pem", "client.pem", "client.key"], "never ref.key or the CA key in an application's pod");
+        assert_eq!(pod["metadata"]["labels"]["fluid.io/dataset-id"], format!("{ns}-demo").as_str(), "the Dataset's NetworkPolicy admits the pod");
         // The scheduler honours it: the strict pod runs where the cache is.
         wait_until(60, "the strict pod scheduled", || json_of(c, &["pod", "strict", "-n", &ns])["spec"]["nodeName"].is_string());
         let node = json_of(c, &["pod", "strict", "-n", &ns])["spec"]["nodeName"].as_str().unwrap().to_string();

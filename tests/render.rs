@@ -64,7 +64,7 @@ fn seed_002_renders_the_objects_fluid_would_create() {
     // Only the Dataset's own pods reach its master and workers; the operator its web port.
     let policy = find(&objects, "NetworkPolicy", "demo-cistern");
     assert_eq!(policy["spec"]["podSelector"]["matchLabels"]["fluid.io/dataset-id"], "default-demo");
-    assert_eq!(policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"]["fluid.io/dataset-id"], "default-demo");
+    assert_eq!(policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"], serde_json::json!({"fluid.io/dataset-id": "default-demo"}));
     assert_eq!(policy["spec"]["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], "cistern-system");
     assert_eq!(policy["spec"]["ingress"][1]["ports"][0]["port"], 19999);
 

@@ -1,6 +1,6 @@
 //! One NetworkPolicy per Dataset: only the Dataset's own pods (master, workers, FUSE clients,
-//! loader Jobs: all labelled with its `fluid.io/dataset-id`) reach its master's and workers'
-//! ports, and the operator reaches the master's web port (its status figures). Everything else
+//! loader Jobs, and application pods with an injected FUSE sidecar: all labelled with its
+//! `fluid.io/dataset-id`, in its namespace) reach its master's and workers' ports, and the operator reaches the master's web port (its status figures). Everything else
 //! is refused, so a pod of another tenant cannot talk to the Dataset's cache even with stolen
 //! file references. Enforcement needs a CNI that implements NetworkPolicy (Calico, Cilium, ...):
 //! the API server admits the object either way.
@@ -13,7 +13,9 @@ use serde_json::{json, Value};
 pub const OPERATOR_LABEL: (&str, &str) = ("app.kubernetes.io/component", "operator");
 
 pub(crate) fn network_policy(n: &Names, opts: &RenderOptions, ports: Ports) -> Value {
-    let own = json!({"podSelector": {"matchLabels": {"app": "cistern", "fluid.io/dataset-id": n.dataset_id_label()}}});
+    // The Dataset's own pods, and application pods the webhook gave a FUSE sidecar (it labels
+    // them with the Dataset's id); same namespace only.
+    let own = json!({"podSelector": {"matchLabels": {"fluid.io/dataset-id": n.dataset_id_label()}}});
     let operator = json!({
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": opts.operator_namespace}},
         "podSelector": {"matchLabels": {OPERATOR_LABEL.0: OPERATOR_LABEL.1}},

@@ -30,6 +30,9 @@ const CONFIG_DIR: &str = "/etc/cistern/config";
 pub fn patch(pod: &Value, ns: &str, datasets: &[(String, Runtime)], image: &str) -> Vec<Value> {
     let mut ops = Vec::new();
     let volumes = pod["spec"]["volumes"].as_array().cloned().unwrap_or_default();
+    if pod["metadata"]["labels"].is_null() {
+        ops.push(json!({"op": "add", "path": "/metadata/labels", "value": {}}));
+    }
     if pod["spec"]["initContainers"].is_null() {
         ops.push(json!({"op": "add", "path": "/spec/initContainers", "value": []}));
     }
@@ -45,6 +48,10 @@ pub fn patch(pod: &Value, ns: &str, datasets: &[(String, Runtime)], image: &str)
             }
         }
         let n = crate::render::Names { ns, name };
+        // The Dataset's NetworkPolicy admits its own pods: the sidecar's client is one.
+        // (JSON Pointer writes `/` in a key as `~1`.) Several Datasets: the last one wins, so
+        // a pod with sidecars of several Datasets reaches one of them past a NetworkPolicy.
+        ops.push(json!({"op": "add", "path": "/metadata/labels/fluid.io~1dataset-id", "value": n.dataset_id_label()}));
         let config = format!("cistern-config-{name}");
         let credentials = format!("cistern-credentials-{name}");
         let mut creds = crate::render::credentials_volume(&n, cistern_rpc::tls::Role::Client);
