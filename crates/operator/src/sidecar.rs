@@ -37,6 +37,7 @@ pub fn patch(pod: &Value, ns: &str, datasets: &[(String, Runtime)], image: &str)
         ops.push(json!({"op": "add", "path": "/spec/initContainers", "value": []}));
     }
     for (name, runtime) in datasets {
+        // Never twice: once served, the PVC volume is gone (an emptyDir in its place).
         let Some((i, volume)) = volumes.iter().enumerate().find(|(_, v)| v["persistentVolumeClaim"]["claimName"] == name.as_str()) else { continue };
         let volume_name = volume["name"].as_str().unwrap_or_default().to_string();
         ops.push(json!({"op": "replace", "path": format!("/spec/volumes/{i}"), "value": {"name": volume_name, "emptyDir": {}}}));
@@ -77,4 +78,40 @@ pub fn patch(pod: &Value, ns: &str, datasets: &[(String, Runtime)], image: &str)
         }}));
     }
     ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> Runtime {
+        Runtime::Jindo(serde_saphyr::from_str("apiVersion: data.fluid.io/v1alpha1\nkind: JindoRuntime\nmetadata: {name: demo, namespace: ns}\nspec: {}\n").unwrap())
+    }
+
+    fn pod(labels: Value) -> Value {
+        json!({"metadata": {"labels": labels}, "spec": {"containers": [{"name": "app", "image": "x", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "demo"}}]}})
+    }
+
+    #[test]
+    fn which_pods_want_a_sidecar() {
+        assert!(wanted(&pod(json!({"alibabacloud.com/fluid-sidecar-target": "eci"}))));
+        assert!(wanted(&pod(json!({"serverless.fluid.io/inject": "true"}))));
+        assert!(!wanted(&pod(json!({"serverless.fluid.io/inject": "false"}))));
+        assert!(!wanted(&pod(json!({"fuse.serverful.fluid.io/inject": "true"}))), "serverful pods use the node's FUSE");
+    }
+
+    #[test]
+    fn the_patch_replaces_the_claim_and_only_once() {
+        let p = pod(json!({"serverless.fluid.io/inject": "true"}));
+        let ops = patch(&p, "ns", &[("demo".into(), runtime())], "img");
+        let replaced = ops.iter().find(|o| o["op"] == "replace").unwrap();
+        assert_eq!(replaced["value"], json!({"name": "data", "emptyDir": {}}));
+        let sidecar = ops.iter().find(|o| o["path"] == "/spec/initContainers/-").unwrap();
+        assert_eq!(sidecar["value"]["restartPolicy"], "Always");
+        // Applied, the pod has no Dataset PVC left: a second pass adds nothing for it.
+        let mut after = p.clone();
+        after["spec"]["volumes"][0] = json!({"name": "data", "emptyDir": {}});
+        assert!(patch(&after, "ns", &[("demo".into(), runtime())], "img").iter().all(|o| o["path"] == "/spec/initContainers"));
+    }
 }

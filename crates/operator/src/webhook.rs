@@ -20,6 +20,9 @@ pub fn claims(pod: &Value) -> Vec<String> {
 /// The JSON Patch that steers `pod` (in `ns`) toward the cache of each of `datasets`; `None`
 /// when there is nothing to do.
 pub fn affinity_patch(pod: &Value, ns: &str, datasets: &[String], require_all: bool) -> Option<Vec<Value>> {
+    // Never twice: a Dataset whose cache the pod already names is skipped.
+    let already = pod["spec"]["affinity"]["nodeAffinity"].to_string();
+    let datasets: Vec<&String> = datasets.iter().filter(|d| !already.contains(&format!("\"{}\"", cistern_api::names::locality_label(ns, d)))).collect();
     if datasets.is_empty() {
         return None;
     }
@@ -129,6 +132,13 @@ mod tests {
         let out = apply(asks.clone(), &affinity_patch(&asks, "ns", &["demo".into()], false).unwrap());
         let term = &out["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0];
         assert_eq!(term["matchExpressions"][0]["key"], "fluid.io/s-ns-demo");
+    }
+
+    #[test]
+    fn a_pod_is_never_patched_twice() {
+        let p = pod(json!({}), json!({}));
+        let once = apply(p.clone(), &affinity_patch(&p, "ns", &["demo".into()], false).unwrap());
+        assert!(affinity_patch(&once, "ns", &["demo".into()], false).is_none());
     }
 
     #[test]
