@@ -419,7 +419,7 @@ fn workers(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
     let mut c = container(plan, opts, "worker", args, mounts);
     c["ports"] = json!([{"name": "rpc", "containerPort": ports.worker}]);
     if let Some(env) = c["env"].as_array_mut() {
-        // The StatefulSet ordinal: worker N caches the files that hash to N.
+        // The StatefulSet ordinal is the worker id placement ranks (crates/client/src/placement.rs).
         env.push(json!({"name": "CISTERN_WORKER_INDEX", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}}));
     }
     add_env(&mut c, &spec.worker.env);
