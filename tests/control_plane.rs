@@ -784,6 +784,7 @@ fn the_webhook_steers_pods_that_use_a_dataset_to_its_cache() {
         assert_eq!(spec["containers"][0]["volumeMounts"][0]["mountPropagation"], "HostToContainer");
         let sidecar = &spec["initContainers"][0];
         assert_eq!((sidecar["restartPolicy"].as_str(), sidecar["securityContext"]["privileged"].as_bool()), (Some("Always"), Some(true)), "{sidecar}");
+        assert!(sidecar["startupProbe"]["exec"]["command"].is_array(), "the app waits for the mount: {sidecar}");
         let args: Vec<&str> = sidecar["args"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
         assert!(args.windows(2).any(|w| w[0] == "--master" && w[1] == format!("demo-master.{ns}.svc:19998")), "{args:?}");
         let creds = spec["volumes"].as_array().unwrap().iter().find(|v| v["secret"]["secretName"] == "demo-cistern-credentials").expect("client credentials");

@@ -6,7 +6,8 @@
 //! - that client as a **native sidecar** (an init container with `restartPolicy: Always`, so it
 //!   starts before the application and the kubelet restarts it if it dies; inside, `cistern
 //!   fuse` supervises its own daemon and takes the mount over without the application seeing
-//!   an error), privileged with `Bidirectional` propagation so the mount reaches the pod;
+//!   an error), privileged with `Bidirectional` propagation so the mount reaches the pod, and a
+//!   startup probe that holds the application until the Dataset is mounted;
 //! - the application's mounts of that volume set to `HostToContainer` propagation;
 //! - the Dataset's configuration (its ConfigMap) and the **client** credentials only
 //!   (`ca.pem`, `client.pem`, `client.key`; never `ref.key` or the CA key).
@@ -70,6 +71,13 @@ pub fn patch(pod: &Value, ns: &str, datasets: &[(String, Runtime)], image: &str)
             "args": ["fuse", "-f", format!("{CONFIG_DIR}/dataset.yaml"), "--master", format!("{name}-master.{ns}.svc:{port}"),
                      "--mountpoint", mountpoint, "--run-dir", "/run/cistern", "--credentials", crate::render::CREDENTIALS_DIR],
             "securityContext": {"privileged": true},
+            // The application starts once the Dataset is mounted (a native sidecar's startup
+            // probe holds the next containers): the FUSE mount, not the emptyDir under it.
+            "startupProbe": {
+                "exec": {"command": ["sh", "-c", format!("grep -qs ' {mountpoint} fuse' /proc/self/mounts")]},
+                "periodSeconds": 1,
+                "failureThreshold": 120,
+            },
             "volumeMounts": [
                 {"name": volume_name, "mountPath": mountpoint, "mountPropagation": "Bidirectional"},
                 {"name": config, "mountPath": CONFIG_DIR, "readOnly": true},
@@ -109,6 +117,8 @@ mod tests {
         assert_eq!(replaced["value"], json!({"name": "data", "emptyDir": {}}));
         let sidecar = ops.iter().find(|o| o["path"] == "/spec/initContainers/-").unwrap();
         assert_eq!(sidecar["value"]["restartPolicy"], "Always");
+        let probe = sidecar["value"]["startupProbe"]["exec"]["command"][2].as_str().unwrap();
+        assert!(probe.contains(" /cistern/mnt/data fuse"), "{probe}");
         // Applied, the pod has no Dataset PVC left: a second pass adds nothing for it.
         let mut after = p.clone();
         after["spec"]["volumes"][0] = json!({"name": "data", "emptyDir": {}});
