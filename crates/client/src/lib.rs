@@ -96,13 +96,13 @@ struct WorkerSet {
 }
 
 impl WorkerSet {
-    /// The worker that caches `file` ([`placement`]): the best-ranked live one among the
-    /// desired workers and any live one beyond them, so a file goes to one place, and back to
-    /// its owner when the owner returns.
+    /// The worker that caches `file` ([`placement`]): the live worker with the highest score
+    /// for its key. That is the owner when it is live, else the next in the owner's ranking,
+    /// so a file goes to one place and back to its owner when the owner returns. One pass over
+    /// the live workers, no allocation: this runs on every read.
     fn pick(&self, file: &pb::FileRef) -> Option<(u32, Arc<dyn DataService>)> {
         let key = placement::key(file.mount, &file.path);
-        let candidates = (0..self.replicas.max(1)).chain(self.by_id.keys().copied());
-        placement::ranked(candidates, key).into_iter().find_map(|id| self.by_id.get(&id).map(|(_, w)| (id, w.clone())))
+        self.by_id.iter().max_by_key(|(id, _)| (placement::score(**id, key), **id)).map(|(id, (_, w))| (*id, w.clone()))
     }
 }
 

@@ -5,9 +5,10 @@
 //! Going from n to n+1 workers moves about 1/(n+1) of the keys (those the new worker now
 //! wins), and losing a worker moves only the keys it owned: no ring to rebalance.
 //!
-//! The candidates are the desired workers `0..replicas` (the runtime's `replicas`, from the
-//! master) and any live one beyond them, so a worker that flaps does not reshuffle anything:
-//! while the owner is away its keys go to the next in its ranking and come back with it.
+//! A client picks the live worker with the highest score: the owner when it is live, else the
+//! next in the owner's ranking, so a worker that flaps moves only its own keys while it is
+//! away, and they come back with it. The desired set (`0..replicas`, from the master) says
+//! which ids exist; its changes move keys exactly as above.
 
 /// A stable 64-bit hash (FNV-1a, then a SplitMix64 finalizer so nearby ids spread).
 fn mix(mut x: u64) -> u64 {
@@ -73,6 +74,17 @@ mod tests {
         }
         let ideal = ks.len() as f64 / 4.0;
         assert!(counts.iter().all(|c| (*c as f64 - ideal).abs() < ideal * 0.06), "uneven: {counts:?}");
+    }
+
+    /// What a client does (the best-scoring live worker) is the owner's ranking with the
+    /// absent workers skipped.
+    #[test]
+    fn the_best_live_worker_is_the_next_in_the_owners_ranking() {
+        let live = [0u32, 2, 4];
+        for k in keys(500) {
+            let best = *live.iter().max_by_key(|id| (score(**id, k), **id)).unwrap();
+            assert_eq!(Some(best), ranked(0..5, k).into_iter().find(|id| live.contains(id)));
+        }
     }
 
     #[test]
