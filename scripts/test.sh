@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 unset AWS_CA_BUNDLE
-# The real Kubernetes control plane for tests/control_plane.rs (Go builds, cached outside the
+# The real Kubernetes control plane for tests/control_plane/ (Go builds, cached outside the
 # work tree; about 8 minutes the first time on 2 cores, seconds after).
 bash scripts/local-cluster.sh build
 cargo test --workspace --no-fail-fast "$@"

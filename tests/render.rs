@@ -31,13 +31,17 @@ fn render(s: &Scratch, file: &str) -> (PathBuf, Vec<Value>) {
     let out = s.cistern(&["render", "-f", input.to_str().unwrap(), "--image", "cistern:test"]);
     assert!(out.status.success(), "render {file}: {}", stderr_of(&out));
     let text = stdout_of(&out);
-    let objects: Vec<Value> = text
-        .split("\n---\n")
+    let objects = objects_of(&text);
+    (s.write(&format!("{file}.rendered.yaml"), &text), objects)
+}
+
+/// The objects of a multi-document YAML stream, as `cistern render` prints it.
+fn objects_of(text: &str) -> Vec<Value> {
+    text.split("\n---\n")
         .map(|d| d.trim_start_matches("---\n"))
         .filter(|d| !d.trim().is_empty())
-        .map(|d| serde_saphyr::from_str(d).unwrap_or_else(|e| panic!("{file}: {e}\n{d}")))
-        .collect();
-    (s.write(&format!("{file}.rendered.yaml"), &text), objects)
+        .map(|d| serde_saphyr::from_str(d).unwrap_or_else(|e| panic!("{e}\n{d}")))
+        .collect()
 }
 
 fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
@@ -158,7 +162,7 @@ fn a_dataload_renders_as_a_loader_job_against_the_master() {
     let out = s.cistern(&["render", "-f", input.to_str().unwrap(), "--image", "cistern:test"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     let text = stdout_of(&out);
-    let objects: Vec<Value> = text.split("\n---\n").map(|d| d.trim_start_matches("---\n")).filter(|d| !d.trim().is_empty()).map(|d| serde_saphyr::from_str(d).unwrap()).collect();
+    let objects = objects_of(&text);
     let job = find(&objects, "Job", "warm-loader");
     let spec = &job["spec"]["template"]["spec"];
     assert_eq!(spec["restartPolicy"], "Never");
@@ -278,7 +282,7 @@ spec:
     assert!(out.status.success(), "{}", stderr_of(&out));
     let warnings = stderr_of(&out);
     assert!(warnings.contains("spec.runAs"), "unapplied fields not reported:\n{warnings}");
-    let objects: Vec<Value> = stdout_of(&out).split("\n---\n").map(|d| d.trim_start_matches("---\n")).filter(|d| !d.trim().is_empty()).map(|d| serde_saphyr::from_str(d).unwrap()).collect();
+    let objects = objects_of(&stdout_of(&out));
     let pod = |name: &str| find(&objects, if name.ends_with("fuse") { "DaemonSet" } else { "StatefulSet" }, name)["spec"]["template"].clone();
     let worker = pod("shaped-worker");
     let limits = &worker["spec"]["containers"][0]["resources"]["limits"];
@@ -335,7 +339,7 @@ spec:
     let input = s.write("vs.yaml", yaml);
     let out = s.cistern(&["render", "-f", input.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr_of(&out));
-    let objects: Vec<Value> = stdout_of(&out).split("\n---\n").map(|d| d.trim_start_matches("---\n")).filter(|d| !d.trim().is_empty()).map(|d| serde_saphyr::from_str(d).unwrap()).collect();
+    let objects = objects_of(&stdout_of(&out));
     let volumes = find(&objects, "StatefulSet", "vs-worker")["spec"]["template"]["spec"]["volumes"].as_array().unwrap().clone();
     let tier = |n: &str| volumes.iter().find(|v| v["name"] == n).cloned().unwrap();
     assert_eq!(tier("tier-0-0")["emptyDir"]["sizeLimit"], (4u64 << 30).to_string(), "the user's larger limit");

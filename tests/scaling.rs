@@ -4,16 +4,7 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use support::*;
-
-struct Kill(std::process::Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn a_running_master_follows_the_configured_replicas() {
@@ -23,19 +14,8 @@ fn a_running_master_follows_the_configured_replicas() {
     std::fs::write(data.join("f"), b"x").unwrap();
     let yaml = |replicas: u32| dataset_yaml("scaled", &format!("local://{}", data.display()), "", &s.path("cache"), "64Mi", replicas);
     let file = s.write("scaled.yaml", &yaml(1));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _master = Kill(
-        Command::new(cistern_bin())
-            .args(["master", "--web-addr", &format!("127.0.0.1:{port}")])
-            .arg("-f")
-            .arg(&file)
-            .arg("--run-dir")
-            .arg(s.path("run"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let master = MasterProcess::start(&s, &file);
+    let port = master.web_port;
     let desired = || -> Option<u64> {
         let url = format!("http://127.0.0.1:{port}/api/v1/status");
         let (code, body) = std::panic::catch_unwind(|| http("GET", &url)).ok()?;

@@ -283,3 +283,34 @@ fn dechunk(mut body: &str) -> String {
 pub fn metric(text: &str, prefix: &str) -> Option<u64> {
     text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
 }
+
+/// A `cistern master -f FILE` process serving its web port on a free port of 127.0.0.1
+/// (killed when dropped).
+pub struct MasterProcess {
+    child: Child,
+    pub web_port: u16,
+}
+
+impl MasterProcess {
+    pub fn start(scratch: &Scratch, file: &Path) -> MasterProcess {
+        let web_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(cistern_bin())
+            .args(["master", "--web-addr", &format!("127.0.0.1:{web_port}")])
+            .arg("-f")
+            .arg(file)
+            .arg("--run-dir")
+            .arg(scratch.path("run"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        MasterProcess { child, web_port }
+    }
+}
+
+impl Drop for MasterProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
