@@ -64,6 +64,12 @@ fn a_dataset_reference_reads_another_namespaces_cache() {
     let refs = c.namespace("ref-user");
     let reference = format!("apiVersion: data.fluid.io/v1alpha1\nkind: Dataset\nmetadata: {{name: refdemo}}\nspec:\n  mounts:\n    - mountPoint: dataset://{phys}/demo\n      name: fusedemo\n");
     c.kubectl_in(&["apply", "--validate=strict", "-n", &refs, "-f", "-"], &reference);
+    // Without the physical Dataset's consent another namespace cannot read its cache.
+    wait_until(60, "the refusal", || {
+        c.get_json(&["dataset", "refdemo", "-n", &refs]).is_some_and(|d| d["status"]["phase"] == "NotBound" && d["status"]["conditions"][0]["message"].as_str().is_some_and(|m| m.contains("cistern.io/allow-references-from")))
+    });
+    assert!(c.get_json(&["pv", &format!("{refs}-refdemo")]).is_none(), "no PV without consent");
+    c.kubectl(&["annotate", "dataset", "demo", "-n", &phys, &format!("cistern.io/allow-references-from={refs}")]);
     wait_until(60, "the reference Bound", || phase_of(c, "dataset", &refs, "refdemo") == "Bound");
     let ds = json_of(c, &["dataset", "refdemo", "-n", &refs]);
     assert_eq!(ds["status"]["runtimes"][0]["namespace"], phys.as_str(), "{ds}");

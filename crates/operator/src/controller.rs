@@ -159,8 +159,8 @@ pub async fn find_runtime(client: &Client, ns: &str, name: &str) -> Result<Optio
 async fn bind(ds: &Dataset, ctx: &Context) -> Result<Action, Error> {
     let (ns, name) = (ds.namespace().unwrap_or_else(|| "default".into()), ds.name_any());
     let reference = crate::reference::target(ds).transpose().map_err(Error::Invalid)?;
-    let status = match reference {
-        Some((pns, pname)) => crate::reference::bind(ds, ctx, (&pns, &pname)).await?,
+    let status = match &reference {
+        Some((pns, pname)) => crate::reference::bind(ds, ctx, (pns, pname)).await?,
         None => match find_runtime(&ctx.client, &ns, &name).await? {
         Some(rt) => json!({"phase": "Bound", "runtimes": [{"name": name, "namespace": ns, "category": "Accelerate", "type": rt.kind().trim_end_matches("Runtime").to_lowercase()}]}),
         None => json!({"phase": "NotBound", "runtimes": []}),
@@ -176,6 +176,10 @@ async fn bind(ds: &Dataset, ctx: &Context) -> Result<Action, Error> {
             (None, None) => format!("no runtime named {name} in {ns} yet: create a JindoRuntime, AlluxioRuntime or JuiceFSRuntime of that name"),
         };
         ctx.event(ds, false, status["phase"].as_str().unwrap_or_default(), note).await;
+    }
+    if reference.is_some() && status["phase"] == "NotBound" {
+        // Waiting on another Dataset (its binding, or its owner's consent): look again soon.
+        return Ok(Action::requeue(Duration::from_secs(5)));
     }
     Ok(Action::requeue(SYNC_PERIOD))
 }

@@ -5,7 +5,8 @@
 //! the CSI plugin mounts the physical Dataset's FUSE mount for pods of the reference's
 //! namespace. No credentials cross namespaces: the FUSE client runs in the physical
 //! Dataset's namespace (an injected sidecar would need them: see the README's decisions).
-//! The physical Dataset lists its references in `status.datasetRef`.
+//! The physical Dataset lists its references in `status.datasetRef`, and must allow other
+//! namespaces explicitly (annotation [`ALLOW_REFERENCES`]): a cache is its namespace's data.
 
 use crate::controller::{apply, Context, Error, MANAGER};
 use cistern_api::Dataset;
@@ -13,6 +14,15 @@ use k8s_openapi::api::core::v1::PersistentVolume;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde_json::{json, Value};
+
+/// The physical Dataset's annotation listing the namespaces (comma-separated, or `*`) whose
+/// Datasets may reference it. References from its own namespace need none.
+pub const ALLOW_REFERENCES: &str = "cistern.io/allow-references-from";
+
+/// Whether `physical` lets Datasets of namespace `ns` reference it.
+pub fn allows(physical: &Dataset, ns: &str) -> bool {
+    physical.annotations().get(ALLOW_REFERENCES).is_some_and(|list| list.split(',').map(str::trim).any(|n| n == "*" || n == ns))
+}
 
 /// `Some((namespace, name))` when the Dataset is a reference; an error names the field.
 pub fn target(ds: &Dataset) -> Option<Result<(String, String), String>> {
@@ -45,6 +55,13 @@ pub async fn bind(ds: &Dataset, ctx: &Context, physical: (&str, &str)) -> Result
     let Some(phys) = datasets.get_opt(pname).await? else {
         return Ok(not_bound(format!("Dataset {pns}/{pname} does not exist")));
     };
+    // A Dataset's cache is its namespace's data: another namespace may read it only if the
+    // physical Dataset says so (otherwise anyone who can create a Dataset could read any).
+    if pns != ns && !allows(&phys, &ns) {
+        return Ok(not_bound(format!(
+            "Dataset {pns}/{pname} does not allow references from namespace {ns}: its owner can add {ns} (or *) to its annotation {ALLOW_REFERENCES}"
+        )));
+    }
     let status = phys.status.clone().unwrap_or_default();
     if status.phase != "Bound" {
         return Ok(not_bound(format!("Dataset {pns}/{pname} is not bound to a runtime yet")));
@@ -112,6 +129,21 @@ mod tests {
 
     fn ds(mounts: &str) -> Dataset {
         serde_saphyr::from_str(&format!("apiVersion: data.fluid.io/v1alpha1\nkind: Dataset\nmetadata: {{name: r, namespace: ref}}\nspec:\n  mounts: {mounts}\n")).unwrap()
+    }
+
+    #[test]
+    fn other_namespaces_need_the_physical_datasets_consent() {
+        let with = |v: Option<&str>| {
+            let mut d = ds("[{mountPoint: 'oss://b/d', name: x}]");
+            if let Some(v) = v {
+                d.metadata.annotations = Some([(ALLOW_REFERENCES.to_string(), v.to_string())].into());
+            }
+            d
+        };
+        assert!(!allows(&with(None), "team-b"));
+        assert!(allows(&with(Some("team-a, team-b")), "team-b"));
+        assert!(!allows(&with(Some("team-a")), "team-b"));
+        assert!(allows(&with(Some("*")), "anyone"));
     }
 
     #[test]
