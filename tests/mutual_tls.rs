@@ -34,7 +34,7 @@ async fn master_over(addr: &str, tls: Option<tonic::transport::ClientTlsConfig>)
 }
 
 fn report(address: &str) -> pb::WorkerReport {
-    pb::WorkerReport { id: 7, address: address.into(), figures: None }
+    pb::WorkerReport { id: 7, address: address.into(), figures: None, ..Default::default() }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod far;
+pub mod hosts;
 pub mod s3;
 pub mod tree;
 

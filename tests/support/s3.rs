@@ -45,13 +45,19 @@ pub fn server() -> &'static S3Server {
 /// A server of its own in the network namespace of `link` (benchmarks of a far object store),
 /// killed with the test binary.
 pub fn far_server(link: &super::far::FarLink) -> S3Server {
-    spawn(Some(link))
+    spawn(Some((link.ns.clone(), link.server_ip.clone())))
 }
 
-fn spawn(far: Option<&super::far::FarLink>) -> S3Server {
+/// A server of its own in network namespace `ns`, on its address `ip`, killed with the test
+/// binary.
+pub fn server_in(ns: &str, ip: &str) -> S3Server {
+    spawn(Some((ns.to_string(), ip.to_string())))
+}
+
+fn spawn(place: Option<(String, String)>) -> S3Server {
     let (tx, rx) = std::sync::mpsc::channel();
-    let (ns, ip) = match far {
-        Some(l) => (Some(l.ns.clone()), l.server_ip.clone()),
+    let (ns, ip) = match place {
+        Some((ns, ip)) => (Some(ns), ip),
         None => (None, "127.0.0.1".to_string()),
     };
     std::thread::spawn(move || {
@@ -147,7 +153,11 @@ pub fn operator(s: &S3Server) -> opendal::Operator {
 
 /// Uploads `files` under `prefix/`.
 pub fn upload(prefix: &str, files: &std::collections::BTreeMap<String, Vec<u8>>) {
-    let s = server();
+    upload_to(server(), prefix, files)
+}
+
+/// Uploads `files` under `prefix/` of server `s`.
+pub fn upload_to(s: &S3Server, prefix: &str, files: &std::collections::BTreeMap<String, Vec<u8>>) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         use futures::StreamExt;

@@ -119,6 +119,9 @@ impl TierPlan {
     }
 }
 
+/// The runtime property that sets [`DatasetPlan::data_replicas`] for any runtime kind.
+pub const DATA_REPLICAS: &str = "cistern.data.replicas";
+
 #[derive(Debug, Clone)]
 pub struct DatasetPlan {
     pub namespace: String,
@@ -127,6 +130,10 @@ pub struct DatasetPlan {
     pub mounts: Vec<MountPlan>,
     pub tiers: Vec<TierPlan>,
     pub replicas: u32,
+    /// On how many workers each file is kept: AlluxioRuntime `spec.data.replicas`, or the
+    /// runtime property `cistern.data.replicas` (any kind); 1 by default. Extra copies are
+    /// made from the owner, not from the UFS.
+    pub data_replicas: u32,
     pub meta_dir: PathBuf,
     pub auto_sync: bool,
     /// How long a listing (and the kernel's entries and attributes) is trusted with autoSync:
@@ -200,6 +207,18 @@ impl Manifest {
             Some(n) if n >= 1 => n as u32,
             Some(n) => return Err(format!("spec.replicas: {n} workers is not possible; use 1 or more")),
         };
+        let data_replicas = match (spec.properties.get(DATA_REPLICAS), &runtime) {
+            (Some(v), _) => match v.trim().parse::<u32>() {
+                Ok(n) if (1..=16).contains(&n) => n,
+                _ => return Err(format!("spec.properties.{DATA_REPLICAS}: `{v}` is not a number of copies from 1 to 16")),
+            },
+            (None, Runtime::Alluxio(a)) => match a.spec.data.replicas {
+                n if n <= 1 => 1, // Fluid's default: unset is 0, one copy
+                n if n <= 16 => n as u32,
+                n => return Err(format!("spec.data.replicas: {n} copies of each file is more than the 16 Cistern keeps")),
+            },
+            (None, _) => 1,
+        };
         let meta_dir = match spec.master.properties.get("namespace.meta-dir") {
             Some(dir) if dir.split('/').any(|c| c == "..") => {
                 return Err(format!("spec.master.properties.namespace.meta-dir: `{dir}` holds `..`; give the directory itself"))
@@ -219,6 +238,7 @@ impl Manifest {
             mounts,
             tiers,
             replicas,
+            data_replicas,
             meta_dir,
             auto_sync: spec.management.metadata_sync_policy.auto_sync.unwrap_or(true),
             sync_interval: match spec.properties.get(SYNC_INTERVAL) {

@@ -73,8 +73,9 @@ impl WebSource for Served {
         };
         let stats = self.stats();
         let mut levels = Vec::new();
-        let (mut fetches, mut fetched, mut corrupt, mut short_circuit, mut cache_errors) = (0, 0, 0, 0, 0);
+        let (mut fetches, mut fetched, mut corrupt, mut short_circuit, mut cache_errors, mut peer) = (0, 0, 0, 0, 0, 0);
         for (id, f) in self.registry.last_figures() {
+            peer += f.peer_fetched_bytes;
             cache_errors += f.cache_errors;
             short_circuit += f.short_circuit_bytes;
             fetches += f.ufs_fetches;
@@ -106,6 +107,7 @@ impl WebSource for Served {
             corrupt_blocks: corrupt,
             short_circuit_bytes: short_circuit,
             cache_errors,
+            peer_fetched_bytes: peer,
             levels,
         }
     }

@@ -1,5 +1,6 @@
 //! The read path that the FUSE layer and the tools use: metadata from the master, data from
-//! the worker that owns the file (chosen by inode number, so each file is cached once).
+//! the worker that owns the file (by rendezvous hashing of its mount and path over the
+//! workers' identities, [`placement`], so each file is cached once across the nodes).
 //!
 //! The master and workers are behind two traits ([`MetaService`], [`DataService`]) with a gRPC
 //! implementation ([`remote`]) and an in-process one ([`service`]). Every call rides out a
@@ -11,7 +12,7 @@
 //! mount's entry timeout), so a lookup after the kernel dropped its dentries, or an `ls -l`
 //! stating every entry just listed, does not cost a round trip to the master each.
 
-pub mod placement;
+pub use cistern_rpc::placement;
 pub mod remote;
 pub mod service;
 pub mod short_circuit;
@@ -88,21 +89,78 @@ impl CacheStats {
     }
 }
 
-/// The workers a client reads from, by id, with the address each was reached at.
+/// How long a worker this client failed to reach is passed over, while the master still
+/// lists it (the master forgets a silent worker only after `WORKER_TIMEOUT`).
+pub const UNREACHABLE_FOR: Duration = Duration::from_secs(5);
+
+/// A worker as a client knows it.
+struct KnownWorker {
+    address: String,
+    identity: u64,
+    /// The node it runs on (`NODE_NAME`).
+    node: String,
+    service: Arc<dyn DataService>,
+}
+
+/// The workers a client reads from, by index, with the address each was reached at.
+///
+/// Who is in the set: the master's list decides (a worker the master cannot see gets no
+/// reads, even if this client could reach it: it may be partitioned from its own
+/// heartbeat, or leaving). A worker the master lists but this client fails to reach is
+/// passed over for [`UNREACHABLE_FOR`] and its files read from the next worker in their
+/// ranking; when every worker is passed over, the best is tried anyway.
 #[derive(Default)]
 struct WorkerSet {
     replicas: u32,
-    by_id: BTreeMap<u32, (String, Arc<dyn DataService>)>,
+    /// On how many workers each file is kept: a client reads from the one on its own node
+    /// when one of them is there.
+    data_replicas: u32,
+    by_id: BTreeMap<u32, KnownWorker>,
+    unreachable: HashMap<u32, Instant>,
 }
 
 impl WorkerSet {
-    /// The worker that caches `file` ([`placement`]): the live worker with the highest score
-    /// for its key. That is the owner when it is live, else the next in the owner's ranking,
-    /// so a file goes to one place and back to its owner when the owner returns. One pass over
-    /// the live workers, no allocation: this runs on every read.
-    fn pick(&self, file: &pb::FileRef) -> Option<(u32, Arc<dyn DataService>)> {
+    /// The worker that caches `file` ([`placement`]): the reachable worker with the highest
+    /// score for its key. That is the owner when it is reachable, else the next in the
+    /// owner's ranking, so a file goes to one place and back to its owner when the owner
+    /// returns. One pass over the workers, no allocation: this runs on every read.
+    fn pick(&self, file: &pb::FileRef, node: &str) -> Option<(u32, Arc<dyn DataService>)> {
         let key = placement::key(file.mount, &file.path);
-        self.by_id.iter().max_by_key(|(id, _)| (placement::score(**id, key), **id)).map(|(id, (_, w))| (*id, w.clone()))
+        let rank = |w: &KnownWorker| (placement::score(w.identity, key), w.identity);
+        if self.data_replicas > 1 {
+            return self.pick_replica(key, node);
+        }
+        let mut best: Option<(u32, &KnownWorker)> = None;
+        let mut best_reachable: Option<(u32, &KnownWorker)> = None;
+        for (id, w) in &self.by_id {
+            if best.is_none_or(|(_, b)| rank(w) > rank(b)) {
+                best = Some((*id, w));
+            }
+            let passed_over = self.unreachable.get(id).is_some_and(|at| at.elapsed() < UNREACHABLE_FOR);
+            if !passed_over && best_reachable.is_none_or(|(_, b)| rank(w) > rank(b)) {
+                best_reachable = Some((*id, w));
+            }
+        }
+        best_reachable.or(best).map(|(id, w)| (id, w.service.clone()))
+    }
+
+    /// With several copies of each file: the reachable replica on `node`, else the first.
+    fn pick_replica(&self, key: u64, node: &str) -> Option<(u32, Arc<dyn DataService>)> {
+        let passed_over = |id: &u32| self.unreachable.get(id).is_some_and(|at| at.elapsed() < UNREACHABLE_FOR);
+        let mut ranked: Vec<(&u32, &KnownWorker)> = self.by_id.iter().filter(|(id, _)| !passed_over(id)).collect();
+        if ranked.is_empty() {
+            ranked = self.by_id.iter().collect();
+        }
+        ranked.sort_unstable_by_key(|(_, w)| std::cmp::Reverse((placement::score(w.identity, key), w.identity)));
+        let replicas = &ranked[..ranked.len().min(self.data_replicas as usize)];
+        let chosen = replicas.iter().find(|(_, w)| !node.is_empty() && w.node == node).or(replicas.first())?;
+        Some((*chosen.0, chosen.1.service.clone()))
+    }
+
+    fn mark_unreachable(&mut self, id: u32) {
+        if self.by_id.contains_key(&id) {
+            self.unreachable.insert(id, Instant::now());
+        }
     }
 }
 
@@ -120,6 +178,8 @@ pub struct Client {
     backoff: Backoff,
     /// Reads of cache files of workers on this node (`None`: every byte comes over the RPC).
     short_circuit: Option<Arc<ShortCircuit>>,
+    /// The node this client runs on, told to workers so that their figures say local or remote.
+    node: String,
 }
 
 impl Client {
@@ -129,10 +189,10 @@ impl Client {
         let mounts: Vec<_> = ns.mounts().iter().map(|m| m.ufs.clone()).collect();
         let refs = cistern_rpc::RefKey::generate();
         let meta = Arc::new(LocalMaster::new(ns, &workers, refs.clone()));
-        let mut set = WorkerSet { replicas: workers.len() as u32, by_id: BTreeMap::new() };
+        let mut set = WorkerSet { replicas: workers.len() as u32, ..Default::default() };
         for w in workers {
-            let local: Arc<dyn DataService> = Arc::new(LocalWorker(WorkerService { worker: w.clone(), mounts: mounts.clone(), refs: refs.clone() }));
-            set.by_id.insert(w.id as u32, (format!("local:{}", w.id), local));
+            let service: Arc<dyn DataService> = Arc::new(LocalWorker(WorkerService { worker: w.clone(), mounts: mounts.clone(), refs: refs.clone() }));
+            set.by_id.insert(w.id as u32, KnownWorker { address: format!("local:{}", w.id), identity: w.identity, node: String::new(), service });
         }
         Client::with(meta, set, false)
     }
@@ -154,6 +214,7 @@ impl Client {
             entry_ttl_ms: std::sync::atomic::AtomicU64::new(0),
             backoff: Backoff::default(),
             short_circuit: None,
+            node: cistern_rpc::node_name(),
         }
     }
 
@@ -177,13 +238,18 @@ impl Client {
             return Ok(set.by_id.len());
         }
         set.replicas = cluster.replicas;
+        set.data_replicas = cluster.data_replicas;
         let mut by_id = BTreeMap::new();
         for w in cluster.workers {
-            let kept = set.by_id.remove(&w.id).filter(|(addr, _)| *addr == w.address);
+            let kept = set.by_id.remove(&w.id).filter(|k| k.address == w.address);
             let entry = match kept {
-                Some(e) => e,
+                Some(k) => KnownWorker { identity: w.identity, node: w.node.clone(), ..k },
                 None => match Address::parse(&w.address).and_then(|a| remote::RemoteWorker::new(&a)) {
-                    Ok(rw) => (w.address.clone(), Arc::new(rw) as Arc<dyn DataService>),
+                    Ok(rw) => {
+                        // Another process at another address: what we could not reach is gone.
+                        set.unreachable.remove(&w.id);
+                        KnownWorker { address: w.address.clone(), identity: w.identity, node: w.node.clone(), service: Arc::new(rw) }
+                    }
                     Err(e) => {
                         tracing::warn!(worker = w.id, "unusable worker address: {e}");
                         continue;
@@ -193,6 +259,7 @@ impl Client {
             by_id.insert(w.id, entry);
         }
         set.by_id = by_id;
+        set.unreachable.retain(|_, at| at.elapsed() < UNREACHABLE_FOR);
         Ok(set.by_id.len())
     }
 
@@ -319,7 +386,7 @@ impl Client {
     /// verify its cache of the range on disk first.
     async fn read_from_worker(&self, file: &pb::FileRef, offset: u64, len: u64, node: String, recheck: bool) -> Result<(u32, pb::ReadReply), ClientError> {
         self.with_worker("read", file, |w| {
-            let r = pb::ReadRequest { file: Some(file.clone()), offset, len, short_circuit_node: node.clone(), recheck };
+            let r = pb::ReadRequest { file: Some(file.clone()), offset, len, short_circuit_node: node.clone(), recheck, client_node: self.node.clone(), ..Default::default() };
             async move { w.read(r).await }
         })
         .await
@@ -346,7 +413,7 @@ impl Client {
     pub fn local_file(&self, node: &Inode) -> Result<Option<std::fs::File>, ClientError> {
         let Some(sc) = &self.short_circuit else { return Ok(None) };
         let file = file_ref(node)?;
-        let Some((worker, _)) = self.workers.read().expect("workers lock").pick(&file) else { return Ok(None) };
+        let Some((worker, _)) = self.workers.read().expect("workers lock").pick(&file, &self.node) else { return Ok(None) };
         match sc.open(worker, &file, true) {
             Ok(Some((_, f))) => Ok(f.try_clone().ok()),
             Ok(None) => Ok(None),
@@ -374,9 +441,20 @@ impl Client {
                     // The worker may have restarted elsewhere or gone: ask the master again.
                     let _ = self.refresh_workers().await;
                 }
-                let worker = self.workers.read().expect("workers lock").pick(file);
+                let worker = self.workers.read().expect("workers lock").pick(file, &self.node);
                 match worker {
-                    Some((id, w)) => call(w).await.map(|t| (id, t)),
+                    Some((id, w)) => match call(w).await {
+                        Ok(t) => Ok((id, t)),
+                        Err(s) => {
+                            if !cistern_rpc::retry::is_final(&s) {
+                                // Not reached (refused, reset, silent past the keepalive): the
+                                // next try goes to the next worker in the file's ranking.
+                                tracing::debug!(worker = id, code = ?s.code(), "worker unreachable: {}", s.message());
+                                self.workers.write().expect("workers lock").mark_unreachable(id);
+                            }
+                            Err(s)
+                        }
+                    },
                     None => Err(Status::unavailable("no worker is ready")),
                 }
             }

@@ -27,6 +27,7 @@ async fn serve_master(c: &Cluster, addr: &Address) -> (tokio::task::JoinHandle<(
         registry: c.registry.clone(),
         summary: Arc::new(Mutex::new(Summary::Calculating)),
         replicas: Arc::new(std::sync::atomic::AtomicU32::new(1)),
+        data_replicas: 1,
         refs: c.refs.clone(),
     };
     install_tls();
@@ -70,7 +71,7 @@ async fn serve(master_addr: Address, worker_addr: Address) -> Served {
     let (incoming, worker_addr) = worker_addr.bind().await.unwrap();
     let router = incoming.server().unwrap().add_service(WorkerService { worker: worker.clone(), mounts: vec![ufs], refs: c.refs.clone() }.into_server());
     tokio::spawn(async move { incoming.serve(router, std::future::pending()).await });
-    c.registry.report(pb::WorkerReport { id: 0, address: worker_addr.to_string(), figures: Some(worker.figures()) });
+    c.registry.report(pb::WorkerReport { id: 0, address: worker_addr.to_string(), figures: Some(worker.figures()), identity: worker.identity, ..Default::default() });
     let fd_dir = tempfile::tempdir().unwrap();
     cistern_worker::descriptors::serve(&cistern_rpc::descriptors::socket_path(fd_dir.path(), 0), worker.clone(), c.refs.clone()).unwrap();
     let (cache_dir, fd_path) = (cache.path().to_path_buf(), fd_dir.path().to_path_buf());
@@ -162,7 +163,7 @@ async fn short_circuit_reads_come_from_the_cache_file_and_a_damaged_chunk_is_nev
     // Only a client on the worker's node is handed a place in a file.
     let mut raw = pb::worker_client::WorkerClient::new(s.worker_addr.channel(cistern_rpc::tls::Role::Worker).unwrap());
     let file_ref = f.file_ref.clone().expect("the master signed a reference");
-    let ask = |node: &str| pb::ReadRequest { file: Some(file_ref.clone()), offset: 0, len: 4096, short_circuit_node: node.into(), recheck: false };
+    let ask = |node: &str| pb::ReadRequest { file: Some(file_ref.clone()), offset: 0, len: 4096, short_circuit_node: node.into(), recheck: false, ..Default::default() };
     let here = raw.read(ask(&cistern_rpc::node_name())).await.unwrap().into_inner();
     assert!(here.local.is_some() && here.data.is_empty());
     let elsewhere = raw.read(ask("another-node")).await.unwrap().into_inner();
@@ -217,7 +218,7 @@ async fn hostile_references_are_refused_and_touch_no_file() {
     ];
     let mut raw = pb::worker_client::WorkerClient::new(s.worker_addr.channel(cistern_rpc::tls::Role::Worker).unwrap());
     for (what, file, len, code) in cases {
-        let r = pb::ReadRequest { file: Some(file), offset: 0, len, short_circuit_node: String::new(), recheck: true };
+        let r = pb::ReadRequest { file: Some(file), offset: 0, len, short_circuit_node: String::new(), recheck: true, ..Default::default() };
         let e = raw.read(r).await.expect_err(what);
         assert_eq!(e.code(), code, "{what}: {e:?}");
         assert_eq!(listing(&s.cache_dir), before, "{what}: the tier changed");
@@ -240,8 +241,13 @@ async fn hostile_references_are_refused_and_touch_no_file() {
     cistern_rpc::descriptors::send(&sock, b"\xff\xff\xff", None).unwrap();
     let (reply, _) = cistern_rpc::descriptors::recv(&sock).unwrap().unwrap();
     assert_eq!(pb::OpenReply::decode(reply.as_slice()).unwrap().errno, 22);
-    let ok = raw.read(pb::ReadRequest { file: Some(legit), offset: 0, len: 4096, ..Default::default() }).await.unwrap().into_inner();
+    let ok = raw.read(pb::ReadRequest { file: Some(legit.clone()), offset: 0, len: 4096, ..Default::default() }).await.unwrap().into_inner();
     assert_eq!(&ok.data[..], &s.data[..4096]);
+    // Reading as a peer worker takes a worker's certificate; an unknown mode is refused.
+    for (mode, code) in [(pb::PeerRead::CachedOnly as i32, Code::PermissionDenied), (pb::PeerRead::Fetch as i32, Code::PermissionDenied), (99, Code::InvalidArgument)] {
+        let r = pb::ReadRequest { file: Some(legit.clone()), offset: 0, len: 4096, peer: mode, ..Default::default() };
+        assert_eq!(raw.read(r).await.expect_err("a peer read without a worker's certificate").code(), code, "mode {mode}");
+    }
 }
 
 /// A fake worker (registered over the master's Unix socket, which the client trusts for
@@ -261,7 +267,7 @@ async fn a_fake_worker_cannot_make_the_client_read_a_local_file() {
     impl pb::worker_server::Worker for Fake {
         async fn read(&self, _r: tonic::Request<pb::ReadRequest>) -> Result<tonic::Response<pb::ReadReply>, tonic::Status> {
             let local = pb::LocalRange { file_id: self.file_id, offset: 0, end: self.len, crcs: self.crcs.clone() };
-            Ok(tonic::Response::new(pb::ReadReply { data: Default::default(), local: Some(local) }))
+            Ok(tonic::Response::new(pb::ReadReply { data: Default::default(), local: Some(local), ..Default::default() }))
         }
         async fn figures(&self, _r: tonic::Request<pb::FiguresRequest>) -> Result<tonic::Response<pb::WorkerFigures>, tonic::Status> {
             Ok(tonic::Response::new(pb::WorkerFigures::default()))
@@ -278,7 +284,7 @@ async fn a_fake_worker_cannot_make_the_client_read_a_local_file() {
     let router = incoming.server().unwrap().add_service(pb::worker_server::WorkerServer::new(fake));
     tokio::spawn(async move { incoming.serve(router, std::future::pending()).await });
     // The fake takes the real worker's place in the registry.
-    s.c.registry.report(pb::WorkerReport { id: 0, address: fake_addr.to_string(), figures: None });
+    s.c.registry.report(pb::WorkerReport { id: 0, address: fake_addr.to_string(), figures: None, ..Default::default() });
 
     let own_run_dir = tempfile::tempdir().unwrap();
     let client = client_of(&s).with_short_circuit(Some(own_run_dir.path().to_path_buf()));

@@ -31,6 +31,8 @@ pub struct Figures {
     pub short_circuit_bytes: u64,
     /// Cache reads and writes that failed and went to the UFS instead.
     pub cache_errors: u64,
+    /// Bytes workers took from each other instead of the UFS.
+    pub peer_fetched_bytes: u64,
     pub levels: Vec<LevelFigures>,
 }
 
@@ -101,6 +103,7 @@ impl Figures {
         counter(&mut reg, "cistern_ufs_fetches", "Requests sent to the under storage", self.ufs_fetches);
         counter(&mut reg, "cistern_ufs_fetched_bytes", "Bytes fetched from the under storage, readahead included", self.ufs_fetched_bytes);
         counter(&mut reg, "cistern_short_circuit_bytes", "Bytes of the local ones that clients read from the cache files themselves", self.short_circuit_bytes);
+        counter(&mut reg, "cistern_peer_fetched_bytes", "Bytes workers took from other workers' caches instead of the under storage", self.peer_fetched_bytes);
         counter(&mut reg, "cistern_cache_errors", "Cache reads and writes that failed and were served from the UFS instead", self.cache_errors);
         counter(&mut reg, "cistern_corrupt_blocks", "Cached blocks that failed their checksum and were refetched", self.corrupt_blocks);
         let used = family::<LevelLabels, Gauge>(&mut reg, "cistern_level_used_bytes", "Bytes cached on a tier level");

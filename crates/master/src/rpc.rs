@@ -71,7 +71,7 @@ pub struct WorkerRegistry {
 impl WorkerRegistry {
     /// Records a worker's report; false when the registry is full of live workers.
     pub fn report(&self, r: pb::WorkerReport) -> bool {
-        let info = pb::WorkerInfo { id: r.id, address: r.address, figures: r.figures };
+        let info = pb::WorkerInfo { id: r.id, address: r.address, figures: r.figures, identity: r.identity, node: r.node };
         let mut workers = self.workers.lock().expect("registry lock");
         workers.retain(|_, (at, _)| at.elapsed() < WORKER_FORGOTTEN);
         if workers.len() >= MAX_WORKERS && !workers.contains_key(&r.id) {
@@ -129,9 +129,11 @@ pub struct MasterService {
     pub ns: Arc<Namespace>,
     pub registry: Arc<WorkerRegistry>,
     pub summary: Arc<Mutex<Summary>>,
-    /// The desired workers (the runtime's `replicas`); placement ranks `0..replicas`. Shared
-    /// with whoever re-reads the configuration, so `kubectl scale` reaches the clients.
+    /// The desired workers (the runtime's `replicas`). Shared with whoever re-reads the
+    /// configuration, so `kubectl scale` reaches the clients.
     pub replicas: Arc<std::sync::atomic::AtomicU32>,
+    /// On how many workers each file is kept (see `DatasetPlan::data_replicas`).
+    pub data_replicas: u32,
     /// Signs the file references clients hand to workers.
     pub refs: RefKey,
 }
@@ -183,6 +185,10 @@ impl Master for MasterService {
         if peer != Peer::Local && !matches!(address, Address::Tcp(_)) {
             return Err(status_with_errno(22, "heartbeat: a worker reporting over TCP must give a HOST:PORT address"));
         }
+        // A node name is a DNS subdomain (at most 253 characters); it is shown, never used as a path.
+        if report.node.len() > 253 || report.node.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '.')) {
+            return Err(status_with_errno(22, "heartbeat: node must be a Kubernetes node name (DNS subdomain, at most 253 characters)"));
+        }
         if report.id >= MAX_WORKERS as u32 {
             return Err(status_with_errno(22, format!("heartbeat: worker id {} is not below {MAX_WORKERS}", report.id)));
         }
@@ -200,6 +206,7 @@ impl Master for MasterService {
         Ok(Response::new(pb::ClusterReply {
             workers: self.registry.live(),
             replicas: self.replicas.load(std::sync::atomic::Ordering::Relaxed),
+            data_replicas: self.data_replicas.max(1),
             ufs_files: files,
             ufs_total_bytes: total,
         }))
@@ -232,8 +239,8 @@ mod tests {
     #[test]
     fn workers_silent_for_too_long_are_not_live() {
         let reg = WorkerRegistry::default();
-        reg.report(pb::WorkerReport { id: 0, address: "unix:/w0".into(), figures: None });
-        reg.report(pb::WorkerReport { id: 1, address: "unix:/w1".into(), figures: None });
+        reg.report(pb::WorkerReport { id: 0, address: "unix:/w0".into(), figures: None, ..Default::default() });
+        reg.report(pb::WorkerReport { id: 1, address: "unix:/w1".into(), figures: None, ..Default::default() });
         reg.workers.lock().unwrap().get_mut(&1).unwrap().0 -= WORKER_TIMEOUT;
         let live: Vec<u32> = reg.live().iter().map(|w| w.id).collect();
         assert_eq!(live, vec![0]);

@@ -102,9 +102,22 @@ impl fmt::Display for Address {
 
 /// HTTP/2 flow-control windows sized for MiB-sized read replies: with the 64 KiB default, a
 /// 1 MiB reply waits for a window update every 64 KiB.
+///
+/// And HTTP/2 keepalive: a peer whose link went down sends no reset, so without pings a call
+/// to it waits on TCP retransmission for minutes. A ping every [`KEEPALIVE`] unanswered for
+/// another [`KEEPALIVE`] fails the connection and every call on it, so callers move on within
+/// about two seconds. Pings are answered by the peer's HTTP/2 layer, not its handlers: a busy
+/// peer (a slow UFS fetch) is not taken for a dead one.
 fn with_windows(e: Endpoint) -> Endpoint {
-    e.initial_stream_window_size(Some(8 << 20)).initial_connection_window_size(Some(32 << 20))
+    e.initial_stream_window_size(Some(8 << 20))
+        .initial_connection_window_size(Some(32 << 20))
+        .http2_keep_alive_interval(KEEPALIVE)
+        .keep_alive_timeout(KEEPALIVE)
+        .keep_alive_while_idle(true)
 }
+
+/// See [`with_windows`].
+pub const KEEPALIVE: Duration = Duration::from_secs(1);
 
 /// Accepted connections of either kind.
 pub enum Incoming {

@@ -6,6 +6,7 @@ pub mod address;
 pub mod descriptors;
 pub mod errors;
 pub mod fileref;
+pub mod placement;
 pub mod retry;
 pub mod tls;
 

@@ -51,6 +51,7 @@ fn main() {
                 key: cistern_rpc::CacheKey::for_test(&format!("f{i}")),
                 etag: None,
                 mtime: None,
+                signed: None,
             };
             for off in (0..FILE as u64).step_by(4 << 20) {
                 let got = rt.block_on(worker.read(&f, off, 4 << 20)).unwrap();

@@ -20,6 +20,8 @@
 
 pub mod cache;
 pub mod descriptors;
+pub mod handoff;
+pub mod peers;
 pub mod rpc;
 pub mod store;
 
@@ -62,6 +64,9 @@ pub struct FileRef {
     /// The version every UFS read is conditional on (ETag, else mtime and size).
     pub etag: Option<String>,
     pub mtime: Option<(i64, u32)>,
+    /// The reference as the master signed it, which peers are asked by ([`peers`]); `None`
+    /// for files made up in this process (tests), which are never asked of peers.
+    pub signed: Option<cistern_rpc::pb::FileRef>,
 }
 
 #[derive(Debug, thiserror::Error, Clone)]
@@ -93,7 +98,10 @@ impl From<std::io::Error> for WorkerError {
 /// Bytes served, by where they came from.
 #[derive(Debug, Default)]
 pub struct WorkerCounters {
+    /// Cache hits for readers on this worker's node.
     pub local_bytes: AtomicU64,
+    /// Cache hits for readers on other nodes.
+    pub remote_bytes: AtomicU64,
     pub ufs_bytes: AtomicU64,
     pub ufs_fetches: AtomicU64,
     /// Bytes fetched from the UFS (whole fetch units, including readahead).
@@ -102,6 +110,21 @@ pub struct WorkerCounters {
     pub short_circuit_bytes: AtomicU64,
     /// Cache reads and writes that failed (and were served from, or left to, the UFS).
     pub cache_errors: AtomicU64,
+    /// Bytes served to other workers, and bytes taken from them instead of the UFS.
+    pub peer_served_bytes: AtomicU64,
+    pub peer_fetched_bytes: AtomicU64,
+}
+
+/// Who asks for a read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Caller {
+    /// Runs on this node and can read cache files by descriptor: answer with where the bytes are.
+    pub short_circuit: bool,
+    /// Runs on another node: its hits count as remote.
+    pub remote: bool,
+    /// A peer worker that had this one fetch for it ([`peers`]): served from the cache or
+    /// the UFS, never from another peer.
+    pub for_peer: bool,
 }
 
 /// What a read answers: the bytes, or where they are for a client that can read them there.
@@ -117,12 +140,22 @@ type RangeId = (CacheKey, u64, u64, u64);
 
 pub struct Worker {
     pub id: usize,
+    /// What placement ranks this worker by ([`Tiers::identity`]): it names the cache this
+    /// worker holds, not the slot it runs in.
+    pub identity: u64,
     /// The cache every read goes through (see [`cache`]).
     tiers: Arc<dyn DataCache>,
     /// The same cache when it is the tiered disk store (what `cistern worker` runs).
     disk: Option<Arc<Tiers>>,
     options: ReadOptions,
-    inflight: Mutex<HashMap<RangeId, Fetch>>,
+    /// Fetches in flight, each with whether it may wait on a peer's fetch (this worker is a
+    /// replica that is not the file's owner, see [`peers`]). Reads for peers never join those,
+    /// so two workers can never wait on each other.
+    inflight: Mutex<HashMap<RangeId, (Fetch, bool)>>,
+    /// Other workers, asked before the UFS ([`peers`]); none until set.
+    peers: std::sync::OnceLock<Arc<dyn peers::PeerSource>>,
+    /// The files served last, handed to their new owners if this worker leaves ([`handoff`]).
+    pub recent_files: handoff::RecentFiles,
     /// The last ranges fetched, kept in memory so that the reader that caused them (and its
     /// readahead) is served without reading back and re-verifying what was just written.
     recent: Mutex<std::collections::VecDeque<(RangeId, Bytes)>>,
@@ -140,25 +173,65 @@ impl Worker {
     /// re-indexed, MEM ones start empty.
     pub fn open(id: usize, levels: &[LevelSpec], options: ReadOptions) -> std::io::Result<Arc<Worker>> {
         let disk = Arc::new(Tiers::open(levels)?);
-        Ok(Worker::assemble(id, disk.clone(), Some(disk), options))
+        let identity = disk.identity();
+        Ok(Worker::assemble(id, identity, disk.clone(), Some(disk), options))
     }
 
     /// A worker over any cache: the in-memory and failure-injecting ones in tests.
     pub fn with_cache(id: usize, cache: Arc<dyn DataCache>, options: ReadOptions) -> Arc<Worker> {
-        Worker::assemble(id, cache, None, options)
+        Worker::assemble(id, store::new_identity(), cache, None, options)
     }
 
-    fn assemble(id: usize, tiers: Arc<dyn DataCache>, disk: Option<Arc<Tiers>>, options: ReadOptions) -> Arc<Worker> {
+    fn assemble(id: usize, identity: u64, tiers: Arc<dyn DataCache>, disk: Option<Arc<Tiers>>, options: ReadOptions) -> Arc<Worker> {
         Arc::new(Worker {
             id,
+            identity,
             tiers,
             disk,
             options,
             inflight: Mutex::default(),
+            peers: std::sync::OnceLock::new(),
+            recent_files: handoff::RecentFiles::default(),
             recent: Mutex::default(),
             streams: Mutex::default(),
             counters: WorkerCounters::default(),
         })
+    }
+
+    /// Asks these peers on misses from now on ([`peers`]).
+    pub fn set_peers(&self, peers: Arc<dyn peers::PeerSource>) {
+        let _ = self.peers.set(peers);
+    }
+
+    /// `[s, e)` of block `b` from a peer, counted.
+    async fn take_from_peers(&self, f: &FileRef, b: u64, s: u64, e: u64) -> Option<Bytes> {
+        let data = self.peers.get()?.read(f, b, s, e).await?;
+        self.counters.peer_fetched_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        Some(data)
+    }
+
+    /// Up to `len` bytes at `offset` when every byte of them is cached (a peer's
+    /// [`pb::PeerRead::CachedOnly`] read); `None` otherwise. Never the UFS, never a peer.
+    ///
+    /// [`pb::PeerRead::CachedOnly`]: cistern_rpc::pb::PeerRead::CachedOnly
+    pub async fn read_cached_only(&self, f: &FileRef, offset: u64, len: u64) -> Option<Bytes> {
+        let end = offset.saturating_add(len).min(f.size);
+        if offset >= end {
+            return Some(Bytes::new());
+        }
+        let mut parts = Vec::new();
+        for b in offset / BLOCK_SIZE..=(end - 1) / BLOCK_SIZE {
+            let base = b * BLOCK_SIZE;
+            let (s, e) = (offset.max(base) - base, end.min(base + BLOCK_SIZE) - base);
+            let part = match self.recent_range(&f.key, b, s, e) {
+                Some(d) => d,
+                None => self.cached(&f.key, b, s, e).await?,
+            };
+            parts.push(part);
+        }
+        let data = concat(parts);
+        self.counters.peer_served_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        Some(data)
     }
 
     pub fn cached_bytes(&self) -> u64 {
@@ -197,20 +270,30 @@ impl Worker {
 
     /// Reads up to `len` bytes at `offset`; fewer only at the end of the file.
     pub async fn read(self: &Arc<Self>, f: &FileRef, offset: u64, len: u64) -> Result<Bytes, WorkerError> {
-        match self.serve(f, offset, len, false).await? {
+        match self.serve(f, offset, len, Caller::default()).await? {
             Served::Bytes(b) => Ok(b),
             Served::Local(_) => unreachable!("no short-circuit was asked for"),
         }
     }
 
     /// Reads up to `len` bytes at `offset` (fewer only at the end of the file), fetching what
-    /// is missing. With `short_circuit`, the answer is where the bytes are in a cache file
-    /// whenever one file holds them all (the caller runs on this node), so they need not be
-    /// copied to the caller.
-    pub async fn serve(self: &Arc<Self>, f: &FileRef, offset: u64, len: u64, short_circuit: bool) -> Result<Served, WorkerError> {
+    /// is missing. With `caller.short_circuit`, the answer is where the bytes are in a cache
+    /// file whenever one file holds them all (the caller runs on this node), so they need not
+    /// be copied to the caller.
+    pub async fn serve(self: &Arc<Self>, f: &FileRef, offset: u64, len: u64, caller: Caller) -> Result<Served, WorkerError> {
+        let short_circuit = caller.short_circuit;
+        let forward = !caller.for_peer;
+        let hits = match caller {
+            Caller { for_peer: true, .. } => &self.counters.peer_served_bytes,
+            Caller { remote: true, .. } => &self.counters.remote_bytes,
+            _ => &self.counters.local_bytes,
+        };
         let end = offset.saturating_add(len).min(f.size);
         if offset >= end {
             return Ok(Served::Bytes(Bytes::new()));
+        }
+        if let (Some(signed), false) = (&f.signed, caller.for_peer) {
+            self.recent_files.note(&f.key, signed);
         }
         // Noted on arrival, so that the requests the kernel sends together see each other.
         let sequential_hint = self.sequential_hint(&f.key, offset);
@@ -218,16 +301,16 @@ impl Worker {
         // A reader going on through a file keeps its readahead window full at every read, hit
         // or miss, so the fetches ahead of it never all finish before the next ones start.
         if sequential_hint && offset >= BLOCK_SIZE {
-            self.read_ahead(f, offset / BLOCK_SIZE);
+            self.read_ahead(f, offset / BLOCK_SIZE, forward);
         }
         if short_circuit {
             if let Some(local) = self.tiers.locate_range(&f.key, offset, end) {
-                self.counters.local_bytes.fetch_add(end - offset, Ordering::Relaxed);
+                hits.fetch_add(end - offset, Ordering::Relaxed);
                 self.counters.short_circuit_bytes.fetch_add(end - offset, Ordering::Relaxed);
                 return Ok(Served::Local(local));
             }
         }
-        let data = self.read_range(f, offset, end, sequential_hint).await?;
+        let data = self.read_range(f, offset, end, sequential_hint, hits, forward).await?;
         if short_circuit && data.len() as u64 == end - offset {
             // Fetched and stored just now: the caller reads it from the file all the same,
             // which costs it one copy instead of the RPC's several.
@@ -246,15 +329,16 @@ impl Worker {
         streams.get(key).is_some_and(|&(start, end)| at != start && end.abs_diff(at) <= STREAM_WINDOW)
     }
 
-    async fn read_range(self: &Arc<Self>, f: &FileRef, offset: u64, end: u64, near: bool) -> Result<Bytes, WorkerError> {
+    /// `hits` counts the bytes served from the cache.
+    async fn read_range(self: &Arc<Self>, f: &FileRef, offset: u64, end: u64, near: bool, hits: &AtomicU64, forward: bool) -> Result<Bytes, WorkerError> {
         let first = offset / BLOCK_SIZE;
         let last = (end - 1) / BLOCK_SIZE;
         if first == last {
-            return self.read_in_block(f, first, offset, end, near).await;
+            return self.read_in_block(f, first, offset, end, near, hits, forward).await;
         }
         let mut out = BytesMut::with_capacity((end - offset) as usize);
         for b in first..=last {
-            let part = self.read_in_block(f, b, offset.max(b * BLOCK_SIZE), end.min((b + 1) * BLOCK_SIZE), near).await?;
+            let part = self.read_in_block(f, b, offset.max(b * BLOCK_SIZE), end.min((b + 1) * BLOCK_SIZE), near, hits, forward).await?;
             let short = (part.len() as u64) < end.min((b + 1) * BLOCK_SIZE) - offset.max(b * BLOCK_SIZE);
             out.extend_from_slice(&part);
             if short {
@@ -265,15 +349,16 @@ impl Worker {
     }
 
     /// Reads `[start, end)` (file offsets) inside block `b`.
-    async fn read_in_block(self: &Arc<Self>, f: &FileRef, b: u64, start: u64, end: u64, near: bool) -> Result<Bytes, WorkerError> {
+    #[allow(clippy::too_many_arguments)]
+    async fn read_in_block(self: &Arc<Self>, f: &FileRef, b: u64, start: u64, end: u64, near: bool, hits: &AtomicU64, forward: bool) -> Result<Bytes, WorkerError> {
         let base = b * BLOCK_SIZE;
         let (s, e) = (start - base, end - base);
         if let Some(data) = self.recent_range(&f.key, b, s, e) {
-            self.counters.local_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+            hits.fetch_add(data.len() as u64, Ordering::Relaxed);
             return Ok(data);
         }
         if let Some(data) = self.cached(&f.key, b, s, e).await {
-            self.counters.local_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+            hits.fetch_add(data.len() as u64, Ordering::Relaxed);
             return Ok(data);
         }
         let block_len = BLOCK_SIZE.min(f.size - base);
@@ -283,22 +368,22 @@ impl Worker {
             let inflight = self.inflight.lock().expect("inflight lock");
             inflight
                 .iter()
-                .find(|((k, rb, rs, re), _)| k == &f.key && *rb == b && *rs <= s && e <= *re)
-                .map(|((_, _, rs, _), fut)| (*rs, fut.clone()))
+                .find(|((k, rb, rs, re), (_, waits))| k == &f.key && *rb == b && *rs <= s && e <= *re && (forward || !*waits))
+                .map(|((_, _, rs, _), (fut, _))| (*rs, fut.clone()))
         };
         let (unit_start, data) = if let Some((rs, fut)) = joined {
             (rs, fut.await?)
         } else if let Some(read_ahead) = self.sequential(f, b, s, near) {
-            let (start, fut) = self.fetch(f, b, 0, block_len);
+            let (start, fut) = self.fetch(f, b, 0, block_len, forward);
             let data = fut.await?;
             if read_ahead {
-                self.read_ahead(f, b);
+                self.read_ahead(f, b, forward);
             }
             (start, data)
         } else {
             let unit = self.options.random_unit.max(store::checksum::CHUNK);
             let (us, ue) = (s / unit * unit, e.div_ceil(unit).saturating_mul(unit).min(block_len));
-            let (start, fut) = self.fetch(f, b, us, ue);
+            let (start, fut) = self.fetch(f, b, us, ue, forward);
             (start, fut.await?)
         };
         let from = ((s - unit_start) as usize).min(data.len());
@@ -350,14 +435,14 @@ impl Worker {
         streams.insert(key.to_string(), (start, end));
     }
 
-    fn read_ahead(self: &Arc<Self>, f: &FileRef, b: u64) {
+    fn read_ahead(self: &Arc<Self>, f: &FileRef, b: u64, forward: bool) {
         let blocks = f.size.div_ceil(BLOCK_SIZE);
         for ahead in b + 1..(b + 1 + self.options.readahead_blocks).min(blocks) {
             if self.tiers.contains(&f.key, ahead) || self.block_in_flight(&f.key, ahead) {
                 continue;
             }
             let len = BLOCK_SIZE.min(f.size - ahead * BLOCK_SIZE);
-            let (_, fut) = self.fetch(f, ahead, 0, len);
+            let (_, fut) = self.fetch(f, ahead, 0, len, forward);
             tokio::spawn(async move {
                 let _ = fut.await;
             });
@@ -373,11 +458,15 @@ impl Worker {
     /// covers it is joined (its start is returned with it), one inside it is reused. Both are
     /// decided under the lock that registers the new fetch, so two readers cannot both miss
     /// each other's fetch.
-    fn fetch(self: &Arc<Self>, f: &FileRef, b: u64, s: u64, e: u64) -> (u64, Fetch) {
+    ///
+    /// `forward`: the fetch may ask peers ([`peers`]); one that may not (a read for a peer)
+    /// joins only fetches that do not wait on a peer.
+    fn fetch(self: &Arc<Self>, f: &FileRef, b: u64, s: u64, e: u64, forward: bool) -> (u64, Fetch) {
         let id = (f.key.clone(), b, s, e);
         let mut inflight = self.inflight.lock().expect("inflight lock");
-        let covering = inflight.iter().find(|((k, rb, rs, re), _)| k == &f.key && *rb == b && *rs <= s && e <= *re);
-        if let Some(((_, _, rs, _), fut)) = covering {
+        let joinable = |waits: bool| forward || !waits;
+        let covering = inflight.iter().find(|((k, rb, rs, re), (_, waits))| k == &f.key && *rb == b && *rs <= s && e <= *re && joinable(*waits));
+        if let Some(((_, _, rs, _), (fut, _))) = covering {
             return (*rs, fut.clone());
         }
         // Smaller fetches of this block already in flight inside [s, e) (a random reader's
@@ -385,28 +474,36 @@ impl Worker {
         // fetched again.
         let mut inside: Vec<(u64, u64, Fetch)> = inflight
             .iter()
-            .filter(|((k, rb, rs, re), _)| k == &f.key && *rb == b && s <= *rs && *re <= e && (*rs, *re) != (s, e))
-            .map(|((_, _, rs, re), fut)| (*rs, *re, fut.clone()))
+            .filter(|((k, rb, rs, re), (_, waits))| k == &f.key && *rb == b && s <= *rs && *re <= e && (*rs, *re) != (s, e) && joinable(*waits))
+            .map(|((_, _, rs, re), (fut, _))| (*rs, *re, fut.clone()))
             .collect();
         inside.sort_by_key(|(rs, _, _)| *rs);
         let me = self.clone();
+        let waits = forward && self.peers.get().is_some_and(|p| p.delegates(f));
         let f = f.clone();
         let fut = async move {
-            let result = me.fetch_and_store(&f, b, s, e, inside).await;
+            let result = me.fetch_and_store(&f, b, s, e, inside, forward).await;
             me.inflight.lock().expect("inflight lock").remove(&(f.key.clone(), b, s, e));
             result
         }
         .boxed()
         .shared();
-        inflight.insert(id, fut.clone());
+        inflight.insert(id, (fut.clone(), waits));
         (s, fut)
     }
 
-    async fn fetch_and_store(&self, f: &FileRef, b: u64, s: u64, e: u64, inside: Vec<(u64, u64, Fetch)>) -> Result<Bytes, WorkerError> {
+    async fn fetch_and_store(&self, f: &FileRef, b: u64, s: u64, e: u64, inside: Vec<(u64, u64, Fetch)>, forward: bool) -> Result<Bytes, WorkerError> {
         // A fetch that finished between our cache miss and this call stored the range before
         // leaving `inflight`: serve that rather than fetch again.
         if let Some(data) = self.cached(&f.key, b, s, e).await {
             return Ok(data);
+        }
+        if forward {
+            if let Some(data) = self.take_from_peers(f, b, s, e).await {
+                self.store(f, b, s, data.clone()).await;
+                self.remember((f.key.clone(), b, s, e), data.clone());
+                return Ok(data);
+            }
         }
         // Chunks at either end already cached (a tail or unit fetched just before) are read
         // back, not fetched again.

@@ -1,6 +1,6 @@
 //! The worker's gRPC service (reads and figures), and its heartbeat to the master.
 
-use crate::{FileRef, Served, Worker, WorkerError};
+use crate::{Caller, FileRef, Served, Worker, WorkerError};
 use bytes::Bytes;
 use cistern_rpc::pb;
 use cistern_rpc::pb::master_client::MasterClient;
@@ -20,13 +20,15 @@ impl Worker {
             cached_bytes: self.cached_bytes(),
             capacity_bytes: self.capacity(),
             local_bytes: c.local_bytes.load(Ordering::Relaxed),
-            remote_bytes: 0,
+            remote_bytes: c.remote_bytes.load(Ordering::Relaxed),
             ufs_bytes: c.ufs_bytes.load(Ordering::Relaxed),
             ufs_fetches: c.ufs_fetches.load(Ordering::Relaxed),
             ufs_fetched_bytes: c.ufs_fetched_bytes.load(Ordering::Relaxed),
             corrupt_blocks: self.corrupt_blocks(),
             short_circuit_bytes: c.short_circuit_bytes.load(Ordering::Relaxed),
             cache_errors: c.cache_errors.load(Ordering::Relaxed),
+            peer_served_bytes: c.peer_served_bytes.load(Ordering::Relaxed),
+            peer_fetched_bytes: c.peer_fetched_bytes.load(Ordering::Relaxed),
             levels: self
                 .cache()
                 .stats()
@@ -66,7 +68,7 @@ impl WorkerService {
         let ufs = self.mounts.get(v.mount as usize).ok_or_else(|| {
             status_with_errno(22, format!("mount {} does not exist (this worker serves {})", v.mount, self.mounts.len()))
         })?;
-        Ok(FileRef { ufs: ufs.clone(), path: v.path, size: v.size, key: v.key, etag: v.etag, mtime: v.mtime })
+        Ok(FileRef { ufs: ufs.clone(), path: v.path, size: v.size, key: v.key, etag: v.etag, mtime: v.mtime, signed: Some(f) })
     }
 }
 
@@ -77,7 +79,12 @@ fn status(e: WorkerError) -> Status {
 #[tonic::async_trait]
 impl WorkerRpc for WorkerService {
     async fn read(&self, r: Request<pb::ReadRequest>) -> Result<Response<pb::ReadReply>, Status> {
+        let peer = cistern_rpc::tls::peer_role(&r);
         let r = r.into_inner();
+        let mode = pb::PeerRead::try_from(r.peer).map_err(|_| status_with_errno(22, format!("read: peer mode {} is not one this worker knows", r.peer)))?;
+        if mode != pb::PeerRead::NotAPeer && !matches!(peer, cistern_rpc::tls::Peer::Local | cistern_rpc::tls::Peer::Authenticated(cistern_rpc::tls::Role::Worker)) {
+            return Err(status_with_errno(13, format!("read: only a worker's certificate may read as a peer (this peer: {peer:?})")));
+        }
         // Refused, not clamped: the reply's buffer is sized by the read, and a peer asking for
         // more than any client reads at once is confused or hostile.
         if r.len > cistern_rpc::MAX_READ_LEN {
@@ -87,6 +94,14 @@ impl WorkerRpc for WorkerService {
         static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let here = NODE.get_or_init(cistern_rpc::node_name);
         let short_circuit = !r.short_circuit_node.is_empty() && r.short_circuit_node == *here;
+        let caller = Caller { short_circuit, remote: !r.client_node.is_empty() && r.client_node != *here, for_peer: mode == pb::PeerRead::Fetch };
+        if mode == pb::PeerRead::CachedOnly {
+            let reply = match self.worker.read_cached_only(&file, r.offset, r.len).await {
+                Some(data) => pb::ReadReply { data, ..Default::default() },
+                None => pb::ReadReply { not_cached: true, ..Default::default() },
+            };
+            return Ok(Response::new(reply));
+        }
         if r.recheck {
             // Reads the range back from disk: on the blocking pool.
             let (worker, f) = (self.worker.clone(), file.clone());
@@ -96,10 +111,11 @@ impl WorkerRpc for WorkerService {
                 .map_err(|e| status_with_errno(5, format!("recheck: {e}")))?
                 .map_err(status)?;
         }
-        let reply = match self.worker.serve(&file, r.offset, r.len, short_circuit).await.map_err(status)? {
-            Served::Bytes(data) => pb::ReadReply { data, local: None },
+        let reply = match self.worker.serve(&file, r.offset, r.len, caller).await.map_err(status)? {
+            Served::Bytes(data) => pb::ReadReply { data, ..Default::default() },
             Served::Local(l) => pb::ReadReply {
                 data: Bytes::new(),
+                not_cached: false,
                 local: Some(pb::LocalRange {
                     file_id: l.file_id,
                     offset: l.offset,
@@ -114,17 +130,35 @@ impl WorkerRpc for WorkerService {
     async fn figures(&self, _r: Request<pb::FiguresRequest>) -> Result<Response<pb::WorkerFigures>, Status> {
         Ok(Response::new(self.worker.figures()))
     }
+
+    async fn warm(&self, r: Request<pb::WarmRequest>) -> Result<Response<pb::WarmReply>, Status> {
+        let peer = cistern_rpc::tls::peer_role(&r);
+        if !matches!(peer, cistern_rpc::tls::Peer::Local | cistern_rpc::tls::Peer::Authenticated(cistern_rpc::tls::Role::Worker)) {
+            return Err(status_with_errno(13, format!("warm: only a worker's certificate may hand files over (this peer: {peer:?})")));
+        }
+        let files = r.into_inner().files;
+        if files.len() > crate::handoff::MAX_WARM_FILES {
+            return Err(status_with_errno(22, format!("warm: {} files in one request; at most {}", files.len(), crate::handoff::MAX_WARM_FILES)));
+        }
+        // Every reference verified before any is warmed: a forged one refuses the batch.
+        let files = files.into_iter().map(|f| self.file_ref(Some(f))).collect::<Result<Vec<_>, _>>()?;
+        let mut bytes = 0;
+        for f in &files {
+            bytes += self.worker.warm(f).await;
+        }
+        Ok(Response::new(pb::WarmReply { bytes }))
+    }
 }
 
 /// Reports the worker to the master every `period`, for as long as the task runs. A master
 /// that is down (restarting) is simply tried again at the next beat.
-pub async fn heartbeat(mut master: MasterClient<tonic::transport::Channel>, worker: Arc<Worker>, address: String, period: Duration) {
+pub async fn heartbeat(mut master: MasterClient<tonic::transport::Channel>, worker: Arc<Worker>, address: String, node: String, period: Duration) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reached = None;
     loop {
         tick.tick().await;
-        let report = pb::WorkerReport { id: worker.id as u32, address: address.clone(), figures: Some(worker.figures()) };
+        let report = pb::WorkerReport { id: worker.id as u32, address: address.clone(), figures: Some(worker.figures()), identity: worker.identity, node: node.clone() };
         let ok = match master.heartbeat(report).await {
             Ok(_) => true,
             Err(e) => {

@@ -110,6 +110,7 @@ impl Model {
             key: CacheKey::for_test(&format!("{path}@{}", self.generation)),
             etag: None,
             mtime: Some((d.as_secs() as i64, d.subsec_nanos())),
+            signed: None,
         };
         Version { content: Arc::new(bytes), file }
     }

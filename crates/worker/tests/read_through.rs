@@ -23,7 +23,7 @@ fn worker(dir: &Path, quota: u64, high: f64, low: f64, persistent: bool) -> std:
 }
 
 fn file(ufs: &Ufs, path: &str, size: usize) -> FileRef {
-    FileRef { ufs: ufs.clone(), path: path.into(), size: size as u64, key: cistern_rpc::CacheKey::for_test(path), etag: None, mtime: None }
+    FileRef { ufs: ufs.clone(), path: path.into(), size: size as u64, key: cistern_rpc::CacheKey::for_test(path), etag: None, mtime: None, signed: None }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -67,7 +67,7 @@ async fn serve(args: MasterArgs, plan: cistern_api::DatasetPlan, run_dir: PathBu
     let summary = spawn_summary(ns.clone());
     let registry = Arc::new(WorkerRegistry::default());
     let replicas = Arc::new(std::sync::atomic::AtomicU32::new(plan.replicas));
-    let service = MasterService { ns, registry: registry.clone(), summary: summary.clone(), replicas: replicas.clone(), refs };
+    let service = MasterService { ns, registry: registry.clone(), summary: summary.clone(), replicas: replicas.clone(), data_replicas: plan.data_replicas, refs };
     tokio::spawn(follow_replicas(args.dataset.clone(), replicas.clone()));
     let (incoming, bound) = listen.bind().await.with_context(|| format!("cannot listen on {listen}"))?;
     let web = bind_web(&args.web_addr).await?;

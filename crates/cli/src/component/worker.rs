@@ -30,12 +30,28 @@ pub struct WorkerArgs {
     /// than --listen (a pod IP for 0.0.0.0:PORT).
     #[arg(long)]
     pub advertise: Option<String>,
+    /// On the way out of the runtime (scale-in: this worker's index is no longer below the
+    /// master's `replicas`), how long to spend handing recently used files to their new
+    /// owners; keep it under the pod's termination grace period.
+    #[arg(long, default_value = "20s", value_parser = humantime_secs)]
+    pub drain_timeout: Duration,
     #[command(flatten)]
     pub credentials: crate::credentials::CredentialsArgs,
 }
 
+fn humantime_secs(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let n = t.strip_suffix('s').unwrap_or(t);
+    n.parse::<u64>().map(Duration::from_secs).map_err(|_| format!("`{text}`: expected seconds, e.g. 20s"))
+}
+
+/// How many recently used files a leaving worker offers to their new owners.
+const HAND_OFF_FILES: usize = 4096;
+
 /// How often a worker reports to the master.
 const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How often a worker asks the master for its peers.
+const PEER_REFRESH: Duration = Duration::from_secs(2);
 
 pub fn run(args: WorkerArgs) -> Result<()> {
     let plan = args.dataset.plan()?;
@@ -66,8 +82,12 @@ pub fn run(args: WorkerArgs) -> Result<()> {
         let (incoming, bound) = listen.bind().await.with_context(|| format!("cannot listen on {listen}"))?;
         let advertise = args.advertise.clone().unwrap_or_else(|| bound.to_string());
         let master_client = MasterClient::new(master.channel(cistern_rpc::tls::Role::Master).map_err(|e| anyhow!("--master {master}: {e}"))?);
-        tokio::spawn(heartbeat(master_client, worker.clone(), advertise.clone(), HEARTBEAT));
-        tracing::info!(worker = args.index, "worker serving on {advertise}, master {master}");
+        tokio::spawn(heartbeat(master_client.clone(), worker.clone(), advertise.clone(), cistern_rpc::node_name(), HEARTBEAT));
+        // The other workers, from the master's list: asked before the UFS on a miss.
+        let peers = std::sync::Arc::new(cistern_worker::peers::GrpcPeers::new(worker.identity, cistern_rpc::node_name()));
+        worker.set_peers(peers.clone());
+        tokio::spawn(peers.clone().follow(master_client.clone(), PEER_REFRESH));
+        tracing::info!(worker = args.index, identity = format_args!("{:016x}", worker.identity), "worker serving on {advertise}, master {master}");
         // Readers on this node get cache files as descriptors through this socket, beside
         // the run directory's others (on Kubernetes, the hostPath the FUSE pod shares).
         let fd_socket = cistern_rpc::descriptors::socket_path(&run_dir, args.index as u32);
@@ -75,7 +95,14 @@ pub fn run(args: WorkerArgs) -> Result<()> {
             .with_context(|| format!("cannot listen on {}", fd_socket.display()))?;
         let service = WorkerService { worker: worker.clone(), mounts, refs };
         let grpc = incoming.server().map_err(|e| anyhow!("--listen {listen}: {e}"))?.add_service(service.into_server());
-        incoming.serve(grpc, super::stop_requested()).await.context("worker RPC server")
+        // Serving goes on while a leaving worker hands its files over: the new owners read
+        // them from here.
+        let (index, drain_timeout, w) = (args.index as u32, args.drain_timeout, worker.clone());
+        let shutdown = async move {
+            super::stop_requested().await;
+            hand_off_if_leaving(master_client, peers, w, index, drain_timeout).await;
+        };
+        incoming.serve(grpc, shutdown).await.context("worker RPC server")
     });
     rt.shutdown_timeout(Duration::from_secs(2));
     // MEM levels do not outlive the worker: they hold RAM (see the README).
@@ -88,4 +115,33 @@ pub fn run(args: WorkerArgs) -> Result<()> {
         }
     }
     result
+}
+
+/// On SIGTERM: when this worker is leaving the runtime (its index is no longer below the
+/// master's `replicas`), hands its recently used files to their new owners; otherwise (a
+/// restart, which keeps the cache and its identity) nothing.
+async fn hand_off_if_leaving(
+    mut master: MasterClient<tonic::transport::Channel>,
+    peers: std::sync::Arc<cistern_worker::peers::GrpcPeers>,
+    worker: std::sync::Arc<Worker>,
+    index: u32,
+    deadline: Duration,
+) {
+    let cluster = match tokio::time::timeout(Duration::from_secs(2), master.cluster(cistern_rpc::pb::ClusterRequest {})).await {
+        Ok(Ok(c)) => c.into_inner(),
+        _ => {
+            tracing::warn!("stopping without a hand-off: the master did not answer");
+            return;
+        }
+    };
+    if index < cluster.replicas {
+        tracing::info!(worker = index, replicas = cluster.replicas, "stopping; still part of the runtime, so the cache stays for the restart");
+        return;
+    }
+    peers.update(&cluster);
+    let files = worker.recent_files.most_recent(HAND_OFF_FILES);
+    let offered = files.len();
+    let started = std::time::Instant::now();
+    let (handed, bytes) = peers.hand_off(files, deadline).await;
+    tracing::info!(worker = index, offered, handed, bytes, took_ms = started.elapsed().as_millis() as u64, "left the runtime; recently used files handed to their new owners");
 }

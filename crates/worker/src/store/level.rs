@@ -109,6 +109,8 @@ pub struct LevelStats {
 /// A worker's levels, top first.
 pub struct Tiers {
     levels: Vec<Arc<Level>>,
+    /// See [`super::identity`].
+    identity: u64,
 }
 
 impl Tiers {
@@ -122,7 +124,17 @@ impl Tiers {
                 s.set_lower(pair[1].clone());
             }
         }
-        Ok(Tiers { levels })
+        let identity = match specs.iter().find(|s| s.persistent) {
+            Some(s) => super::identity::load_or_create(&s.dirs[0].0)?,
+            None => super::identity::new_identity(),
+        };
+        Ok(Tiers { levels, identity })
+    }
+
+    /// What placement ranks this cache by: kept in the first persistent level's first
+    /// directory, new when every level starts empty.
+    pub fn identity(&self) -> u64 {
+        self.identity
     }
 
     pub fn levels(&self) -> &[Arc<Level>] {

@@ -30,10 +30,12 @@
 pub mod checksum;
 mod evict;
 pub mod health;
+pub mod identity;
 pub mod level;
 mod reindex;
 mod locate;
 
+pub use identity::new_identity;
 pub use locate::{CacheFileHandle, LocalRange};
 
 use bytes::Bytes;

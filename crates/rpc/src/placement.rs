@@ -1,5 +1,6 @@
 //! Which worker caches a file: rendezvous (highest random weight) hashing of the file's mount
-//! and path over the worker ids. The key is what a client knows from the signed file reference
+//! and path over the workers' identities (kept in each worker's cache directory, so they name
+//! caches rather than slots: see `cistern_worker::store::identity`). The key is what a client knows from the signed file reference
 //! (never the cache key, which only workers compute), and it does not change when the mount
 //! table does (inode numbers may). Each worker scores every key; the highest score owns it.
 //! Going from n to n+1 workers moves about 1/(n+1) of the keys (those the new worker now
@@ -7,8 +8,12 @@
 //!
 //! A client picks the live worker with the highest score: the owner when it is live, else the
 //! next in the owner's ranking, so a worker that flaps moves only its own keys while it is
-//! away, and they come back with it. The desired set (`0..replicas`, from the master) says
-//! which ids exist; its changes move keys exactly as above.
+//! away, and they come back with it. The set is the workers the master lists, less those this
+//! client failed to reach lately (see the client's `WorkerSet`).
+//!
+//! Workers rank their peers the same way: on a miss, the peers ranked first for the file are
+//! asked before the UFS (the previous owner after a scale-out, the other replicas), and a
+//! replica that is not the owner has the owner fetch (see `cistern_worker::peers`).
 
 /// A stable 64-bit hash (FNV-1a, then a SplitMix64 finalizer so nearby ids spread).
 fn mix(mut x: u64) -> u64 {
@@ -27,27 +32,32 @@ pub fn key(mount: u32, path: &str) -> u64 {
     h
 }
 
-/// Worker `id`'s score for `key`.
-pub fn score(id: u32, key: u64) -> u64 {
-    mix(key ^ mix(u64::from(id).wrapping_add(0x9e37_79b9_7f4a_7c15)))
+/// The score of the worker with `identity` for `key`.
+pub fn score(identity: u64, key: u64) -> u64 {
+    mix(key ^ mix(identity.wrapping_add(0x9e37_79b9_7f4a_7c15)))
 }
 
-/// The candidates ranked for `key`, best first.
-pub fn ranked(candidates: impl IntoIterator<Item = u32>, key: u64) -> Vec<u32> {
-    let mut ids: Vec<u32> = candidates.into_iter().collect();
+/// The candidates' identities ranked for `key`, best first.
+pub fn ranked(candidates: impl IntoIterator<Item = u64>, key: u64) -> Vec<u64> {
+    let mut ids: Vec<u64> = candidates.into_iter().collect();
     ids.sort_unstable_by_key(|id| std::cmp::Reverse((score(*id, key), *id)));
     ids.dedup();
     ids
 }
 
-/// The owner of `key` among `0..replicas`.
-pub fn owner(replicas: u32, key: u64) -> u32 {
-    (0..replicas.max(1)).max_by_key(|id| (score(*id, key), *id)).unwrap_or(0)
+/// The owner of `key` among `identities` (`None` when there are none).
+pub fn owner(identities: &[u64], key: u64) -> Option<u64> {
+    identities.iter().copied().max_by_key(|id| (score(*id, key), *id))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Identities as workers make them: random 64-bit numbers.
+    fn workers(n: usize) -> Vec<u64> {
+        (0..n as u64).map(|i| mix(i ^ 0x5eed)).collect()
+    }
 
     fn keys(n: usize) -> Vec<u64> {
         (0..n).map(|i| key((i % 3) as u32, &format!("train/part-{i:05}.tfrecord"))).collect()
@@ -58,19 +68,21 @@ mod tests {
     #[test]
     fn scaling_moves_only_what_it_must_and_load_is_even() {
         let ks = keys(20_000);
-        let moved = ks.iter().filter(|k| owner(3, **k) != owner(4, **k)).count() as f64 / ks.len() as f64;
+        let w = workers(4);
+        let (three, four) = (&w[..3], &w[..]);
+        let moved = ks.iter().filter(|k| owner(three, **k) != owner(four, **k)).count() as f64 / ks.len() as f64;
         assert!((0.22..0.28).contains(&moved), "3 → 4 workers moved {moved:.3} of the keys (ideal 0.25)");
-        assert!(ks.iter().all(|k| owner(3, *k) == owner(4, *k) || owner(4, *k) == 3), "a key moved between old workers");
+        assert!(ks.iter().all(|k| owner(three, *k) == owner(four, *k) || owner(four, *k) == Some(w[3])), "a key moved between old workers");
         for k in &ks {
-            // Removing worker 1 of 4: only its keys move.
-            let without: Vec<u32> = ranked([0, 2, 3], *k);
-            if owner(4, *k) != 1 {
-                assert_eq!(without[0], owner(4, *k));
+            // Removing the second worker of four: only its keys move.
+            let without: Vec<u64> = ranked([w[0], w[2], w[3]], *k);
+            if owner(four, *k) != Some(w[1]) {
+                assert_eq!(Some(without[0]), owner(four, *k));
             }
         }
         let mut counts = [0usize; 4];
         for k in &ks {
-            counts[owner(4, *k) as usize] += 1;
+            counts[w.iter().position(|x| Some(*x) == owner(four, *k)).unwrap()] += 1;
         }
         let ideal = ks.len() as f64 / 4.0;
         assert!(counts.iter().all(|c| (*c as f64 - ideal).abs() < ideal * 0.06), "uneven: {counts:?}");
@@ -80,17 +92,19 @@ mod tests {
     /// absent workers skipped.
     #[test]
     fn the_best_live_worker_is_the_next_in_the_owners_ranking() {
-        let live = [0u32, 2, 4];
+        let w = workers(5);
+        let live = [w[0], w[2], w[4]];
         for k in keys(500) {
             let best = *live.iter().max_by_key(|id| (score(**id, k), **id)).unwrap();
-            assert_eq!(Some(best), ranked(0..5, k).into_iter().find(|id| live.contains(id)));
+            assert_eq!(Some(best), ranked(w.clone(), k).into_iter().find(|id| live.contains(id)));
         }
     }
 
     #[test]
     fn the_ranking_starts_with_the_owner() {
+        let w = workers(5);
         for k in keys(100) {
-            assert_eq!(ranked(0..5, k)[0], owner(5, k));
+            assert_eq!(Some(ranked(w.clone(), k)[0]), owner(&w, k));
         }
     }
 }
