@@ -48,23 +48,30 @@ impl FarLink {
         in_ns(&["ip", "addr", "add", &format!("{}/24", link.server_ip), "dev", &far])?;
         in_ns(&["ip", "link", "set", &far, "up"])?;
         in_ns(&["ip", "link", "set", "lo", "up"])?;
-        let rate = format!("{}kbit", mib_per_s * 1024 * 1024 * 8 / 1000);
-        let mut batch = format!("qdisc add dev {far} root handle 1: htb default 1\nclass add dev {far} parent 1: classid 1:1 htb rate 100gbit quantum 60000\n");
-        for i in 0..256 {
-            batch += &format!("class add dev {far} parent 1: classid 1:{:x} htb rate {rate} ceil {rate} burst 256k quantum 60000\n", i + 256);
-        }
-        batch += &format!("filter add dev {far} parent 1: prio 1 handle 2: protocol ip u32 divisor 256\n");
-        // The 32-bit word at byte 20 of a TCP/IP packet holds both ports; its low byte is the
-        // low byte of the client's port.
-        batch += &format!("filter add dev {far} parent 1: prio 1 protocol ip u32 ht 800:: match ip protocol 6 0xff hashkey mask 0x000000ff at 20 link 2:\n");
-        for i in 0..256 {
-            batch += &format!("filter add dev {far} parent 1: prio 1 protocol ip u32 ht 2:{i:x}: match u32 0 0 flowid 1:{:x}\n", i + 256);
-        }
-        let file = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
-        std::fs::write(file.path(), batch).map_err(|e| e.to_string())?;
-        in_ns(&["tc", "-batch", file.path().to_str().unwrap()])?;
+        limit_each_connection(&link.ns, &far, mib_per_s)?;
         Ok(link)
     }
+}
+
+/// Limits every connection leaving `dev` of namespace `ns` to `mib_per_s`: an HTB class per
+/// hash bucket of the peer's port (256 buckets, so concurrent connections of one client land in
+/// distinct classes), each at the rate.
+pub fn limit_each_connection(ns: &str, dev: &str, mib_per_s: u64) -> Result<(), String> {
+    let rate = format!("{}kbit", mib_per_s * 1024 * 1024 * 8 / 1000);
+    let mut batch = format!("qdisc add dev {dev} root handle 1: htb default 1\nclass add dev {dev} parent 1: classid 1:1 htb rate 100gbit quantum 60000\n");
+    for i in 0..256 {
+        batch += &format!("class add dev {dev} parent 1: classid 1:{:x} htb rate {rate} ceil {rate} burst 256k quantum 60000\n", i + 256);
+    }
+    batch += &format!("filter add dev {dev} parent 1: prio 1 handle 2: protocol ip u32 divisor 256\n");
+    // The 32-bit word at byte 20 of a TCP/IP packet holds both ports; its low byte is the
+    // low byte of the client's port.
+    batch += &format!("filter add dev {dev} parent 1: prio 1 protocol ip u32 ht 800:: match ip protocol 6 0xff hashkey mask 0x000000ff at 20 link 2:\n");
+    for i in 0..256 {
+        batch += &format!("filter add dev {dev} parent 1: prio 1 protocol ip u32 ht 2:{i:x}: match u32 0 0 flowid 1:{:x}\n", i + 256);
+    }
+    let file = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+    std::fs::write(file.path(), batch).map_err(|e| e.to_string())?;
+    run(&["ip", "netns", "exec", ns, "tc", "-batch", file.path().to_str().unwrap()])
 }
 
 impl Drop for FarLink {

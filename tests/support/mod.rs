@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod delay;
 pub mod far;
 pub mod hosts;
+pub mod nodes;
 pub mod s3;
 pub mod tree;
 

@@ -33,8 +33,8 @@ pub const FANOUT: usize = 2;
 pub const CACHED_DEADLINE: Duration = Duration::from_millis(800);
 /// How long an owner is given to fetch for a replica (it may go to a slow UFS).
 pub const FETCH_DEADLINE: Duration = Duration::from_secs(30);
-/// How often the peers are asked for while some are missing.
-pub const QUICK_REFRESH: Duration = Duration::from_millis(250);
+/// How soon the peers are asked for again while some are missing (doubling up to the period).
+pub const QUICK_REFRESH: Duration = Duration::from_millis(50);
 /// How long a peer that failed is passed over.
 pub const UNREACHABLE_FOR: Duration = Duration::from_secs(5);
 
@@ -99,15 +99,20 @@ impl GrpcPeers {
         *guard = (next, cluster.data_replicas.max(1));
     }
 
-    /// Follows the master's list every `period`, for as long as the task runs; every
-    /// [`QUICK_REFRESH`] while the list has fewer workers than the runtime asks for (at start,
-    /// and while a newcomer registers), so that the first misses already know the peers.
+    /// Follows the master's list every `period`, for as long as the task runs. While the list
+    /// has fewer workers than the runtime asks for (at start, while a newcomer registers, while
+    /// one is away) it asks again sooner: [`QUICK_REFRESH`] after each change, doubling up to
+    /// `period`, so the first misses after a start already know the peers.
     pub async fn follow(self: std::sync::Arc<Self>, mut master: MasterClient<Channel>, period: Duration) {
+        let (mut quick, mut known) = (QUICK_REFRESH, usize::MAX);
         loop {
             let whole = match tokio::time::timeout(period.max(Duration::from_secs(1)), master.cluster(pb::ClusterRequest {})).await {
                 Ok(Ok(reply)) => {
                     let reply = reply.into_inner();
                     self.update(&reply);
+                    if reply.workers.len() != known {
+                        (quick, known) = (QUICK_REFRESH, reply.workers.len());
+                    }
                     reply.workers.len() as u32 >= reply.replicas
                 }
                 Ok(Err(e)) => {
@@ -119,7 +124,13 @@ impl GrpcPeers {
                     false
                 }
             };
-            tokio::time::sleep(if whole { period } else { QUICK_REFRESH }).await;
+            let wait = if whole {
+                period
+            } else {
+                let next = (quick * 2).min(period);
+                std::mem::replace(&mut quick, next)
+            };
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -193,7 +204,11 @@ impl GrpcPeers {
         match tokio::time::timeout(deadline, client.read(r)).await {
             Ok(Ok(reply)) => {
                 let reply = reply.into_inner();
-                (!reply.not_cached && reply.data.len() as u64 == want).then_some(reply.data)
+                if reply.not_cached || reply.data.len() as u64 != want {
+                    tracing::debug!(peer = format_args!("{identity:016x}"), not_cached = reply.not_cached, got = reply.data.len(), want, "peer read: nothing usable");
+                    return None;
+                }
+                Some(reply.data)
             }
             Ok(Err(e)) => {
                 if !cistern_rpc::retry::is_final(&e) {
@@ -220,6 +235,10 @@ impl PeerSource for GrpcPeers {
         let (plan, signed) = (self.plan(f), f.signed.clone());
         async move {
             let (plan, signed) = (plan?, signed?);
+            match &plan {
+                Plan::Fetch(_, owner) => tracing::debug!(path = %signed.path, owner = format_args!("{owner:016x}"), "peer plan: the owner fetches"),
+                Plan::CachedOnly(peers) => tracing::debug!(path = %signed.path, peers = peers.len(), "peer plan: cached only"),
+            }
             let request = |peer: pb::PeerRead| pb::ReadRequest {
                 file: Some(signed.clone()),
                 offset: b * crate::BLOCK_SIZE + s,
