@@ -280,6 +280,27 @@ pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) ->
             o["spec"]["template"]["metadata"]["annotations"][crate::credentials::SERIAL] = json!(serial);
         }
     }
+    // Scale-in waits for the master: a leaving worker hands its files over only once the master
+    // says it is leaving (see the README, "Scale-in hands the cache over").
+    let web_port = crate::host_ports::Ports::of_plan(&plan).web;
+    let mut holding_scale_in = false;
+    if !matches!(plan.runtime, Runtime::JuiceFS(_)) {
+        let sets: Api<k8s_openapi::api::apps::v1::StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+        let current = sets.get_opt(&format!("{name}-worker")).await?.and_then(|s| s.spec.replicas);
+        let seen = match current {
+            Some(c) if c > plan.replicas as i32 => master_status(&ctx.master_web(&ns, &name, web_port))
+                .await
+                .and_then(|v| v["runtime"]["status"]["desiredWorkerNumberScheduled"].as_u64())
+                .map(|d| d == plan.replicas as u64),
+            _ => None,
+        };
+        if let Some(held) = hold_scale_in(current, plan.replicas, seen) {
+            holding_scale_in = true;
+            for o in objects.iter_mut().filter(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == json!(format!("{name}-worker"))) {
+                o["spec"]["replicas"] = json!(held);
+            }
+        }
+    }
     for mut object in objects {
         if object["kind"] != "PersistentVolume" {
             // Cluster-scoped objects cannot be owned by a namespaced runtime.
@@ -297,7 +318,6 @@ pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) ->
             {"matchExpressions": [{"key": key, "operator": "In", "values": ["true"]}]}
         ]}});
     }
-    let web_port = crate::host_ports::Ports::of_plan(&plan).web;
     let figures = if has_master { master_status(&ctx.master_web(&ns, &name, web_port)).await } else { None };
     if let Some(cache) = figures.as_ref().map(|f| &f["runtime"]["status"]["cacheStates"]).filter(|c| c.is_object()) {
         status["cacheStates"] = cache.clone();
@@ -324,7 +344,19 @@ pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) ->
         let copied = json!({"ufsTotal": ds["ufsTotal"], "fileNum": ds["fileNum"], "cacheStates": ds["cacheStates"]});
         Api::<Dataset>::namespaced(ctx.client.clone(), &ns).patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": copied}))).await?;
     }
-    Ok(Action::requeue(SYNC_PERIOD))
+    Ok(Action::requeue(if holding_scale_in { Duration::from_secs(5) } else { SYNC_PERIOD }))
+}
+
+/// The worker count to keep for now while scaling in from `current` to `desired`: `current`
+/// until the master has seen `desired` in its configuration (`master_has_it`; the kubelet
+/// delivers the rewritten ConfigMap up to a minute later), so that the leaving workers, asking
+/// the master on SIGTERM, know they leave and hand their files over. `None`: apply `desired`
+/// (no scale-in, or no master to ask: never held forever on an unreachable master).
+pub(crate) fn hold_scale_in(current: Option<i32>, desired: u32, master_has_it: Option<bool>) -> Option<i32> {
+    match (current, master_has_it) {
+        (Some(c), Some(false)) if c > desired as i32 => Some(c),
+        _ => None,
+    }
 }
 
 /// Server-side apply of one rendered object.
@@ -374,4 +406,22 @@ async fn runtime_status(client: &Client, ns: &str, name: &str, replicas: u32, ha
         "desiredFuseNumberScheduled": fuse_desired,
         "fuseNumberReady": fuse_ready,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hold_scale_in;
+
+    #[test]
+    fn scale_in_waits_for_the_master_but_never_forever() {
+        // 4 → 3 while the master still says 4: keep 4 workers for now.
+        assert_eq!(hold_scale_in(Some(4), 3, Some(false)), Some(4));
+        // The master has seen 3: the leaving worker will know it leaves.
+        assert_eq!(hold_scale_in(Some(4), 3, Some(true)), None);
+        // No master to ask (JuiceFS, or unreachable): not held.
+        assert_eq!(hold_scale_in(Some(4), 3, None), None);
+        // Scale-out and first creation are never held.
+        assert_eq!(hold_scale_in(Some(3), 4, Some(false)), None);
+        assert_eq!(hold_scale_in(None, 3, Some(false)), None);
+    }
 }
