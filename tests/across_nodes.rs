@@ -31,8 +31,8 @@ fn dataset(prefix: &str, n: usize, len: usize) -> BTreeMap<String, Vec<u8>> {
     (0..n).map(|i| (format!("{prefix}/part-{i:03}.bin"), tree::bytes(i as u64 * 7919 + prefix.len() as u64, len + i * 4099))).collect()
 }
 
-/// Reads `files` through `mount` in 1 MiB reads, in a loop until `stop`, checking every byte;
-/// returns the longest single read.
+/// Reads `files` through `mount` in 1 MiB reads, in a loop until `stop`, checking every byte
+/// (each pass past the page cache); returns the longest single read.
 fn reader(mount: PathBuf, files: Vec<(String, Vec<u8>)>, stop: Arc<AtomicBool>, errors: Arc<Mutex<Vec<String>>>) -> std::thread::JoinHandle<Duration> {
     std::thread::spawn(move || {
         use std::io::Read;
@@ -48,6 +48,8 @@ fn reader(mount: PathBuf, files: Vec<(String, Vec<u8>)>, stop: Arc<AtomicBool>, 
                         continue;
                     }
                 };
+                // Out of the page cache, so that every pass reads through the workers.
+                unsafe { libc::posix_fadvise(std::os::fd::AsRawFd::as_raw_fd(&f), 0, 0, libc::POSIX_FADV_DONTNEED) };
                 let mut at = 0usize;
                 loop {
                     let t = Instant::now();
@@ -139,7 +141,7 @@ fn four_clients_on_four_nodes_cost_one_egress_and_ride_out_a_lost_worker() {
     let errs = errors.lock().unwrap().clone();
     eprintln!("cable of n3 cut under a reader on n4: {} errors, longest read {stall:?}", errs.len());
     assert!(errs.is_empty(), "read errors after a worker's cable was cut: {errs:?}");
-    assert!(stall < Duration::from_secs(6), "a read stalled {stall:?} after a worker's cable was cut");
+    assert!(stall < Duration::from_secs(4), "a read stalled {stall:?} after a worker's cable was cut (target 2 s)");
 
     // 4. The cable back, and n2's worker restarted over its cache: their files go back to them,
     // and they still have them (their identities are kept with their caches): no refetch.

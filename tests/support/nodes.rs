@@ -40,6 +40,14 @@ pub struct Lan {
     _serial: std::sync::MutexGuard<'static, ()>,
 }
 
+impl Drop for Lan {
+    fn drop(&mut self) {
+        // Its S3 server goes with it: a second server of this binary on another LAN was seen
+        // handing out the first one's volume address (SeaweedFS, `weed mini`).
+        unsafe { libc::kill(self.store.pid as i32, libc::SIGKILL) };
+    }
+}
+
 impl Lan {
     /// `srv` and the hosts named, the S3 server on `srv`.
     pub fn up(names: &[&str], far: Option<Far>) -> Lan {

@@ -89,9 +89,11 @@ impl CacheStats {
     }
 }
 
-/// How long a worker this client failed to reach is passed over, while the master still
-/// lists it (the master forgets a silent worker only after `WORKER_TIMEOUT`).
-pub const UNREACHABLE_FOR: Duration = Duration::from_secs(5);
+/// How long a worker this client failed to reach is passed over while the master still lists
+/// it: longer than the master takes to drop a silent worker (`WORKER_TIMEOUT`, 5 s) and this
+/// client to hear of it (2 s), so a dead worker costs a reader one stall, not one every few
+/// seconds; short enough that a worker that was only cut off is used again soon.
+pub const UNREACHABLE_FOR: Duration = Duration::from_secs(10);
 
 /// A worker as a client knows it.
 struct KnownWorker {

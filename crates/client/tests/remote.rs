@@ -272,6 +272,9 @@ async fn a_fake_worker_cannot_make_the_client_read_a_local_file() {
         async fn figures(&self, _r: tonic::Request<pb::FiguresRequest>) -> Result<tonic::Response<pb::WorkerFigures>, tonic::Status> {
             Ok(tonic::Response::new(pb::WorkerFigures::default()))
         }
+        async fn warm(&self, _r: tonic::Request<pb::WarmRequest>) -> Result<tonic::Response<pb::WarmReply>, tonic::Status> {
+            Ok(tonic::Response::new(pb::WarmReply::default()))
+        }
     }
     let dir = tempfile::tempdir().unwrap();
     let s = serve(Address::Unix(dir.path().join("m.sock")), Address::Unix(dir.path().join("w.sock"))).await;

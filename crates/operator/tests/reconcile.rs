@@ -81,6 +81,16 @@ async fn credentials(api: &mut ApiServer, exists: bool) {
     call.ok(&body);
 }
 
+/// The worker StatefulSet's current size, read to hold a scale-in until the master has seen
+/// it (`None`: not there yet).
+async fn worker_size(api: &mut ApiServer, current: Option<i32>) {
+    let call = api.expect("GET", "/apis/apps/v1/namespaces/default/statefulsets/demo-worker").await;
+    match current {
+        Some(n) => call.ok(&json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "demo-worker", "namespace": "default"}, "spec": {"replicas": n, "selector": {}, "serviceName": "demo-worker", "template": {}}})),
+        None => call.not_found(),
+    }
+}
+
 fn dataset(finalizers: &[&str], deleting: bool) -> Value {
     let mut d = json!({
         "apiVersion": "data.fluid.io/v1alpha1",
@@ -199,6 +209,8 @@ async fn a_runtime_applies_its_objects_owned_and_reports_phases_and_scales() {
         api.expect("GET", &format!("{FLUID}/datasets/demo")).await.ok(&dataset(&[FINALIZER], false));
         api.expect("GET", VOLUME).await.not_found();
         credentials(&mut api, replicas == 3).await;
+        // 3 → 2 is a scale-in, but no master answers: not held.
+        worker_size(&mut api, Some(3)).await;
         let applied = [
             "/api/v1/namespaces/default/configmaps/demo-cistern-config",
             "/api/v1/namespaces/default/services/demo-master",
@@ -323,6 +335,7 @@ async fn the_masters_figures_go_into_the_runtime_and_dataset_statuses() {
     api.expect("GET", &format!("{FLUID}/datasets/demo")).await.ok(&dataset(&[FINALIZER], false));
     api.expect("GET", VOLUME).await.not_found();
     credentials(&mut api, true).await;
+    worker_size(&mut api, None).await;
     for _ in 0..8 {
         let (_, reply) = api.0.next_request().await.unwrap();
         reply.send_response(Response::builder().body(Body::from(b"{}".to_vec())).unwrap());
@@ -342,6 +355,38 @@ async fn the_masters_figures_go_into_the_runtime_and_dataset_statuses() {
     assert!(status.get("phase").is_none(), "the Dataset controller owns the phase");
     call.ok(&dataset(&[FINALIZER], false));
     run.await.unwrap().unwrap();
+}
+
+/// Scale-in 3 → 2 while the master still says 3 (the kubelet has not delivered the new
+/// ConfigMap): the worker StatefulSet stays at 3 and the reconcile comes back in 5 s, so the
+/// leaving worker's SIGTERM finds the master knowing it leaves.
+#[tokio::test]
+async fn a_scale_in_waits_until_the_master_has_seen_it() {
+    let master = fake_master(json!({"runtime": {"status": {"desiredWorkerNumberScheduled": 3}}})).await;
+    let (ctx, mut api) = ApiServer::with_master(&master);
+    let run = tokio::spawn(reconcile_runtime::<JindoRuntime>(object(jindo(2)), ctx));
+    api.expect("GET", &format!("{FLUID}/datasets/demo")).await.ok(&dataset(&[FINALIZER], false));
+    api.expect("GET", VOLUME).await.not_found();
+    credentials(&mut api, true).await;
+    worker_size(&mut api, Some(3)).await;
+    let mut worker_replicas = None;
+    for _ in 0..8 {
+        let (request, reply) = api.0.next_request().await.unwrap();
+        let path = request.uri().path().to_string();
+        let body: Value = serde_json::from_slice(&request.into_body().collect_bytes().await.unwrap()).unwrap();
+        if path.ends_with("statefulsets/demo-worker") {
+            worker_replicas = body["spec"]["replicas"].as_i64();
+        }
+        reply.send_response(Response::builder().body(Body::from(b"{}".to_vec())).unwrap());
+    }
+    assert_eq!(worker_replicas, Some(3), "the worker StatefulSet was shrunk before the master knew");
+    for path in ["statefulsets/demo-master", "statefulsets/demo-worker", "daemonsets/demo-fuse"] {
+        api.expect("GET", &format!("/apis/apps/v1/namespaces/default/{path}")).await.not_found();
+    }
+    assert!(answer_locality(&mut api, vec![], &[], 0).await.is_empty());
+    api.expect("PATCH", &format!("{FLUID}/jindoruntimes/demo/status")).await.ok(&jindo(2));
+    let action = run.await.unwrap().unwrap();
+    assert_eq!(action, kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(5)));
 }
 
 /// Certificates a month from expiry are renewed with the same CA and the serial bumped; every
@@ -369,6 +414,7 @@ async fn certificates_near_expiry_are_renewed_and_the_pods_rolled() {
     assert!(call.body["data"].get("ca.key").is_none() && call.body["data"].get("ref.key").is_none(), "the CA and the reference key are kept");
     let body = call.body.clone();
     call.ok(&body);
+    worker_size(&mut api, Some(1)).await;
     let mut templates = 0;
     for _ in 0..8 {
         let (request, reply) = api.0.next_request().await.unwrap();
@@ -495,6 +541,7 @@ async fn seed_002_creates_the_objects_and_binds_the_dataset() {
     api.expect("GET", &format!("{FLUID}/datasets/demo")).await.ok(&ds);
     api.expect("GET", VOLUME).await.not_found();
     credentials(&mut api, false).await;
+    worker_size(&mut api, None).await;
     let mut applied = Vec::new();
     for _ in 0..8 {
         let (request, reply) = api.0.next_request().await.unwrap();

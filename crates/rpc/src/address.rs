@@ -104,20 +104,21 @@ impl fmt::Display for Address {
 /// 1 MiB reply waits for a window update every 64 KiB.
 ///
 /// And HTTP/2 keepalive: a peer whose link went down sends no reset, so without pings a call
-/// to it waits on TCP retransmission for minutes. A ping every [`KEEPALIVE`] unanswered for
-/// another [`KEEPALIVE`] fails the connection and every call on it, so callers move on within
-/// about two seconds. Pings are answered by the peer's HTTP/2 layer, not its handlers: a busy
+/// to it waits on TCP retransmission for minutes. A ping every [`KEEPALIVE_INTERVAL`]
+/// unanswered for [`KEEPALIVE_TIMEOUT`] fails the connection and every call on it, so callers
+/// move on within a second and a half. Pings are answered by the peer's HTTP/2 layer, not its handlers: a busy
 /// peer (a slow UFS fetch) is not taken for a dead one.
 fn with_windows(e: Endpoint) -> Endpoint {
     e.initial_stream_window_size(Some(8 << 20))
         .initial_connection_window_size(Some(32 << 20))
-        .http2_keep_alive_interval(KEEPALIVE)
-        .keep_alive_timeout(KEEPALIVE)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true)
 }
 
-/// See [`with_windows`].
-pub const KEEPALIVE: Duration = Duration::from_secs(1);
+/// See [`with_windows`]: a dead link is noticed within their sum.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Accepted connections of either kind.
 pub enum Incoming {

@@ -30,7 +30,7 @@ use tonic::transport::Channel;
 pub const FANOUT: usize = 2;
 /// How long a peer is given to answer from its cache: a block from a LAN neighbour's disk
 /// takes milliseconds; past this the UFS is read.
-pub const CACHED_DEADLINE: Duration = Duration::from_millis(800);
+pub const CACHED_DEADLINE: Duration = Duration::from_millis(500);
 /// How long an owner is given to fetch for a replica (it may go to a slow UFS).
 pub const FETCH_DEADLINE: Duration = Duration::from_secs(30);
 /// How soon the peers are asked for again while some are missing (doubling up to the period).
@@ -250,9 +250,16 @@ impl PeerSource for GrpcPeers {
             match plan {
                 Plan::Fetch(client, identity) => self.ask(client, identity, request(pb::PeerRead::Fetch), FETCH_DEADLINE).await,
                 Plan::CachedOnly(peers) => {
-                    for (client, identity) in peers {
-                        if let Some(data) = self.ask(client, identity, request(pb::PeerRead::CachedOnly), CACHED_DEADLINE).await {
-                            return Some(data);
+                    // All at once: a peer that went silent costs the deadline once, not once
+                    // per peer, and the first that has it answers.
+                    use futures::StreamExt;
+                    let mut asks: futures::stream::FuturesUnordered<_> = peers
+                        .into_iter()
+                        .map(|(client, identity)| self.ask(client, identity, request(pb::PeerRead::CachedOnly), CACHED_DEADLINE))
+                        .collect();
+                    while let Some(answer) = asks.next().await {
+                        if answer.is_some() {
+                            return answer;
                         }
                     }
                     None
