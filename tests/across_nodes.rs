@@ -107,8 +107,8 @@ fn four_clients_on_four_nodes_cost_one_egress_and_ride_out_a_lost_worker() {
     });
     let fetched = nodes.figure("cistern_ufs_fetched_bytes_total{");
     let egress = fetched as f64 / cold_bytes as f64;
-    let remote = nodes.figure("cistern_read_bytes_total{namespace=\"default\",dataset=\"nodes\",source=\"remote\"}");
-    let local = nodes.figure("cistern_read_bytes_total{namespace=\"default\",dataset=\"nodes\",source=\"local\"}");
+    let remote = nodes.figure("cistern_read_bytes_total{dataset_namespace=\"default\",dataset=\"nodes\",source=\"remote\"}");
+    let local = nodes.figure("cistern_read_bytes_total{dataset_namespace=\"default\",dataset=\"nodes\",source=\"local\"}");
     eprintln!("4 clients × {cold_bytes} bytes cold: {fetched} bytes from the UFS ({egress:.3}× the data); cache hits local {local}, remote {remote}");
     assert!(egress <= 1.1, "the store sent {egress:.3}× the data for four readers on four nodes");
     assert!(remote > 0, "no hit counted as remote although n4 has no worker:\n{}", nodes.metrics());

@@ -20,7 +20,7 @@ fn served(base: &str) -> u64 {
     let text = http("GET", &format!("{base}/metrics")).1;
     ["local", "ufs", "remote"]
         .iter()
-        .map(|s| metric(&text, &format!("cistern_read_bytes_total{{namespace=\"default\",dataset=\"pt\",source=\"{s}\"}}")).unwrap_or(0))
+        .map(|s| metric(&text, &format!("cistern_read_bytes_total{{dataset_namespace=\"default\",dataset=\"pt\",source=\"{s}\"}}")).unwrap_or(0))
         .sum()
 }
 

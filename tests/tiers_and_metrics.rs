@@ -37,7 +37,7 @@ fn metrics(base: &str) -> String {
 }
 
 fn level(text: &str, name: &str, medium: &str) -> u64 {
-    let prefix = format!("{name}{{namespace=\"default\",dataset=\"tiers\",worker=\"0\",medium=\"{medium}\"}}");
+    let prefix = format!("{name}{{dataset_namespace=\"default\",dataset=\"tiers\",worker=\"0\",medium=\"{medium}\"}}");
     metric(text, &prefix).unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
 }
 
@@ -78,7 +78,7 @@ fn mem_evicts_into_ssd_which_survives_a_restart_and_metrics_show_it() {
     tree::assert_mount_matches(&up.mountpoint, &files);
     let m2 = metrics(&base);
     assert_eq!(metric(&m2, "cistern_ufs_fetched_bytes_total{").unwrap(), fetched, "second pass went to the UFS");
-    let from_ufs = |m: &str| metric(m, "cistern_read_bytes_total{namespace=\"default\",dataset=\"tiers\",source=\"ufs\"}").unwrap();
+    let from_ufs = |m: &str| metric(m, "cistern_read_bytes_total{dataset_namespace=\"default\",dataset=\"tiers\",source=\"ufs\"}").unwrap();
     assert_eq!(from_ufs(&m2), from_ufs(&m), "second pass served UFS bytes");
 
     // The log level changes at runtime; a bad filter is refused with the reason.

@@ -46,22 +46,24 @@ pub struct LevelFigures {
     pub demoted_bytes: u64,
 }
 
+// `dataset_namespace`, not `namespace`: Prometheus on Kubernetes adds `namespace` and `pod`
+// of the scraped pod itself, which would rename ours to `exported_namespace`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DatasetLabels {
-    namespace: String,
+    dataset_namespace: String,
     dataset: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {
-    namespace: String,
+    dataset_namespace: String,
     dataset: String,
     source: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LevelLabels {
-    namespace: String,
+    dataset_namespace: String,
     dataset: String,
     worker: String,
     medium: String,
@@ -82,7 +84,7 @@ impl Figures {
     /// The Prometheus text exposition of these figures.
     pub fn encode(&self) -> String {
         let mut reg = Registry::default();
-        let ds = DatasetLabels { namespace: self.namespace.clone(), dataset: self.dataset.clone() };
+        let ds = DatasetLabels { dataset_namespace: self.namespace.clone(), dataset: self.dataset.clone() };
         let gauge = |reg: &mut Registry, name: &str, help: &str, v: u64| {
             family::<DatasetLabels, Gauge>(reg, name, help).get_or_create(&ds).set(v as i64);
         };
@@ -97,7 +99,7 @@ impl Figures {
         }
         let served = family::<SourceLabels, Counter>(&mut reg, "cistern_read_bytes", "Bytes served to readers, by source");
         for (source, v) in [("local", self.local_bytes), ("remote", self.remote_bytes), ("ufs", self.ufs_bytes)] {
-            let l = SourceLabels { namespace: ds.namespace.clone(), dataset: ds.dataset.clone(), source: source.into() };
+            let l = SourceLabels { dataset_namespace: ds.dataset_namespace.clone(), dataset: ds.dataset.clone(), source: source.into() };
             served.get_or_create(&l).inc_by(v);
         }
         counter(&mut reg, "cistern_ufs_fetches", "Requests sent to the under storage", self.ufs_fetches);
@@ -106,13 +108,18 @@ impl Figures {
         counter(&mut reg, "cistern_peer_fetched_bytes", "Bytes workers took from other workers' caches instead of the under storage", self.peer_fetched_bytes);
         counter(&mut reg, "cistern_cache_errors", "Cache reads and writes that failed and were served from the UFS instead", self.cache_errors);
         counter(&mut reg, "cistern_corrupt_blocks", "Cached blocks that failed their checksum and were refetched", self.corrupt_blocks);
+        let hits = self.local_bytes + self.remote_bytes;
+        if hits + self.ufs_bytes > 0 {
+            let ratio = family::<DatasetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>(&mut reg, "cistern_cache_hit_ratio", "Share of the bytes served to readers that came from the cache (0 to 1)");
+            ratio.get_or_create(&ds).set(hits as f64 / (hits + self.ufs_bytes) as f64);
+        }
         let used = family::<LevelLabels, Gauge>(&mut reg, "cistern_level_used_bytes", "Bytes cached on a tier level");
         let quota = family::<LevelLabels, Gauge>(&mut reg, "cistern_level_quota_bytes", "Quota of a tier level");
         let evicted = family::<LevelLabels, Counter>(&mut reg, "cistern_level_evicted_bytes", "Bytes evicted from a tier level");
         let demoted = family::<LevelLabels, Counter>(&mut reg, "cistern_level_demoted_bytes", "Bytes moved down to the next level");
         for l in &self.levels {
             let labels = LevelLabels {
-                namespace: ds.namespace.clone(),
+                dataset_namespace: ds.dataset_namespace.clone(),
                 dataset: ds.dataset.clone(),
                 worker: l.worker.to_string(),
                 medium: l.medium.clone(),
@@ -122,10 +129,59 @@ impl Figures {
             evicted.get_or_create(&labels).inc_by(l.evicted_bytes);
             demoted.get_or_create(&labels).inc_by(l.demoted_bytes);
         }
+        process_metrics(&mut reg);
         let mut out = String::new();
         encode(&mut out, &reg).expect("writing to a String does not fail");
         out
     }
+}
+
+/// This process's CPU time, resident memory, open descriptors and start time, under the names
+/// Prometheus's own client libraries use (`process_*`), from `/proc/self`.
+fn process_metrics(reg: &mut Registry) {
+    use prometheus_client::metrics::counter::ConstCounter;
+    use prometheus_client::metrics::gauge::ConstGauge;
+    // SAFETY: sysconf reads a constant of the system.
+    let (tick, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK).max(1) as f64, libc::sysconf(libc::_SC_PAGESIZE).max(1) as u64) };
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+    if let (Some(utime), Some(stime)) = (field(14), field(15)) {
+        reg.register("process_cpu_seconds", "CPU time the process used, user and system", ConstCounter::new((utime + stime) as f64 / tick));
+    }
+    let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse::<u64>().ok())));
+    if let (Some(start), Some(boot)) = (field(22), boot) {
+        reg.register("process_start_time_seconds", "When the process started, in seconds since the Unix epoch", ConstGauge::new(boot as f64 + start as f64 / tick));
+    }
+    if let Some(pages) = std::fs::read_to_string("/proc/self/statm").ok().and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok())) {
+        reg.register("process_resident_memory_bytes", "Resident memory of the process", ConstGauge::new((pages * page) as i64));
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        reg.register("process_open_fds", "Open file descriptors of the process", ConstGauge::new(fds.count() as i64));
+    }
+}
+
+/// The same exposition in Prometheus's classic text format (0.0.4), for scrapers and tools
+/// that do not ask for OpenMetrics (`promtool check metrics`, older Prometheus): a counter's
+/// HELP and TYPE name its `_total` sample, and there is no `# EOF`.
+pub fn to_classic(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> =
+        openmetrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.strip_suffix(" counter")).collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{p}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -147,12 +203,50 @@ mod tests {
             ..Default::default()
         };
         let text = f.encode();
-        assert!(text.contains(r#"cistern_cache_used_bytes{namespace="default",dataset="demo"} 700"#), "{text}");
-        assert!(text.contains(r#"cistern_read_bytes_total{namespace="default",dataset="demo",source="ufs"} 22"#), "{text}");
-        assert!(text.contains(r#"cistern_level_used_bytes{namespace="default",dataset="demo",worker="0",medium="MEM"} 700"#), "{text}");
+        assert!(text.contains(r#"cistern_cache_used_bytes{dataset_namespace="default",dataset="demo"} 700"#), "{text}");
+        assert!(text.contains(r#"cistern_read_bytes_total{dataset_namespace="default",dataset="demo",source="ufs"} 22"#), "{text}");
+        assert!(text.contains(r#"cistern_level_used_bytes{dataset_namespace="default",dataset="demo",worker="0",medium="MEM"} 700"#), "{text}");
         assert!(text.contains("cistern_ufs_total_bytes"), "{text}");
         assert!(text.ends_with("# EOF\n"));
+        assert!(text.contains(r#"cistern_cache_hit_ratio{dataset_namespace="default",dataset="demo"} 0.333"#), "{text}");
+        assert!(text.contains("process_resident_memory_bytes ") && text.contains("process_cpu_seconds_total "), "{text}");
         let calculating = Figures { ufs_total_bytes: None, ..f }.encode();
         assert!(!calculating.contains("cistern_ufs_total_bytes"), "no made-up total while counting");
+    }
+
+    /// What `promtool check metrics` (Debian's `prometheus` package; CI installs it) says of
+    /// the classic exposition: nothing. Without promtool the test says so and checks only the
+    /// renaming.
+    #[test]
+    fn the_classic_exposition_passes_promtool() {
+        let f = Figures {
+            namespace: "default".into(),
+            dataset: "demo".into(),
+            ufs_total_bytes: Some(1000),
+            ufs_files: Some(3),
+            local_bytes: 5,
+            remote_bytes: 6,
+            ufs_bytes: 7,
+            levels: vec![LevelFigures { worker: 1, medium: "SSD".into(), used_bytes: 1, quota_bytes: 2, ..Default::default() }],
+            ..Default::default()
+        };
+        let classic = to_classic(&f.encode());
+        assert!(classic.contains("# TYPE cistern_read_bytes_total counter") && !classic.contains("# EOF"), "{classic}");
+        let promtool = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let Ok(mut child) = promtool else {
+            assert!(std::env::var_os("CI").is_none(), "promtool is not installed (CI installs Debian's prometheus package)");
+            eprintln!("promtool not found: skipped the promtool check");
+            return;
+        };
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(classic.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}\n{classic}");
     }
 }

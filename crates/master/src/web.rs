@@ -48,10 +48,17 @@ pub async fn serve(listener: tokio::net::TcpListener, source: Source) -> std::io
     axum::serve(listener, router(source).into_make_service_with_connect_info::<std::net::SocketAddr>()).await
 }
 
-async fn metrics(State(s): State<Source>) -> Response {
+/// OpenMetrics to a scraper that asks for it (Prometheus does), the classic text format to
+/// anything else (curl, promtool).
+async fn metrics(State(s): State<Source>, headers: axum::http::HeaderMap) -> Response {
     s.refresh().await;
     let body = s.figures().encode();
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+    let wants_openmetrics = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/openmetrics-text"));
+    if wants_openmetrics {
+        ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], crate::metrics::to_classic(&body)).into_response()
+    }
 }
 
 async fn status(State(s): State<Source>) -> Json<serde_json::Value> {
