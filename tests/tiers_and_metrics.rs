@@ -84,13 +84,32 @@ fn mem_evicts_into_ssd_which_survives_a_restart_and_metrics_show_it() {
     // The log level changes at runtime; a bad filter is refused with the reason.
     let (code, body) = http("PUT", &format!("{base}/api/v1/loglevel?level=debug"));
     assert_eq!(code, 200, "{body}");
-    assert!(http("GET", &format!("{base}/api/v1/loglevel")).1.starts_with("debug"));
+    assert!(http("GET", &format!("{base}/api/v1/loglevel")).1.starts_with("master: debug"));
     let (code, body) = http("PUT", &format!("{base}/api/v1/loglevel?level=verbose%3D%3D"));
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("level"), "{body}");
     let (code, status) = http("GET", &format!("{base}/api/v1/status"));
     assert_eq!(code, 200);
     assert!(status.contains("\"cacheStates\""), "{status}");
+
+    // `cistern loglevel` (Alluxio's logLevel) reaches the worker and the FUSE client over
+    // their channel to the master: the worker reports its new filter, and logs a debug line
+    // on the next read; a bad target is refused by name.
+    let worker_debug = |up: &Up| up.stderr().lines().filter(|l| l.contains("DEBUG") && l.contains("cistern_worker")).count();
+    assert_eq!(worker_debug(&up), 0, "the worker logged at debug before it was asked to");
+    let o = s.cistern(&["loglevel", "--target", "all", "debug", "-f", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert!(stdout_of(&o).contains("workers: debug"), "{}", stdout_of(&o));
+    eventually(10, "the worker reporting its new filter", || {
+        let text = http("GET", &format!("{base}/api/v1/loglevel")).1;
+        text.lines().any(|l| l.starts_with("worker 0") && l.contains(": debug")).then_some(())
+    });
+    eventually(10, "the FUSE client taking its filter", || up.stderr().contains("log level set by the master").then_some(()));
+    tree::drop_page_cache(&up.mountpoint);
+    tree::assert_mount_matches(&up.mountpoint, &files);
+    eventually(10, "a debug line of the worker", || (worker_debug(&up) > 0).then_some(()));
+    let o = s.cistern(&["loglevel", "--target", "everyone", "debug", "-f", file.to_str().unwrap()]);
+    assert!(!o.status.success() && stderr_of(&o).contains("target `everyone`"), "{}", stderr_of(&o));
     assert!(up.terminate().success(), "{}", up.stderr());
 
     // After a restart the SSD level is re-indexed and serves without the UFS; MEM starts empty.

@@ -107,6 +107,14 @@ pub fn set(level: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `level` parses as a filter, without applying it.
+pub fn validate(level: &str) -> Result<(), String> {
+    EnvFilter::try_new(with_defaults(level)).map(|_| ()).map_err(|e| format!("{e}; give a level such as info, debug or warn,cistern_worker=trace"))
+}
+
+/// This process's logging, for the crates that change it on request.
+pub const CONTROL: cistern_rpc::LogControl = cistern_rpc::LogControl { set, current, validate };
+
 #[cfg(test)]
 mod tests {
     use super::*;

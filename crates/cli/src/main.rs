@@ -8,6 +8,7 @@ mod get;
 mod juicefs;
 mod load;
 mod logging;
+mod loglevel;
 mod mountpoint;
 mod render;
 mod rundir;
@@ -56,6 +57,9 @@ enum Command {
     Render(render::RenderArgs),
     /// Wipe a master's metadata store (Alluxio's formatJournal); it is reloaded from the UFS.
     Format(format::FormatArgs),
+    /// Change the log level of a running Dataset's master, workers or FUSE clients (Alluxio's logLevel).
+    #[command(name = "loglevel")]
+    LogLevel(loglevel::LogLevelArgs),
 }
 
 /// Where `up` publishes what it serves (shared by `up` and `get`).
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
         Command::Crd => crd(),
         Command::Render(a) => render::run(a),
         Command::Format(a) => format::run(a),
+        Command::LogLevel(a) => loglevel::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,7 @@
 //! each worker reported in its heartbeat.
 
 use crate::rundir::StatusFile;
-use crate::{logging, status};
+use crate::status;
 use anyhow::Result;
 use cistern_api::DatasetPlan;
 use cistern_client::CacheStats;
@@ -19,6 +19,8 @@ pub struct Served {
     pub replicas: Arc<std::sync::atomic::AtomicU32>,
     pub registry: Arc<WorkerRegistry>,
     pub summary: Arc<Mutex<Summary>>,
+    /// The log filters of every component (the web port's `/api/v1/loglevel`).
+    pub log_levels: Arc<cistern_master::log_levels::LogLevels>,
     pub created: String,
     pub mountpoint: PathBuf,
     pub web: OnceLock<String>,
@@ -120,10 +122,16 @@ impl WebSource for Served {
     }
 
     fn log_level(&self) -> String {
-        logging::current()
+        let l = &self.log_levels;
+        let or_own = |v: String| if v.is_empty() { "(as started)".to_string() } else { v };
+        let mut out = format!("master: {}\nworkers: {}\nfuse: {}", l.master(), or_own(l.workers()), or_own(l.fuse()));
+        for w in self.registry.live() {
+            out += &format!("\nworker {} ({}): {}", w.id, if w.node.is_empty() { "?" } else { &w.node }, w.log_level);
+        }
+        out
     }
 
-    fn set_log_level(&self, filter: &str) -> Result<(), String> {
-        logging::set(filter)
+    fn set_log_level(&self, target: &str, filter: &str) -> Result<(), String> {
+        self.log_levels.set(target, filter)
     }
 }

@@ -182,6 +182,8 @@ pub struct Client {
     short_circuit: Option<Arc<ShortCircuit>>,
     /// The node this client runs on, told to workers so that their figures say local or remote.
     node: String,
+    /// The log filter the master asks FUSE clients for (empty: their own).
+    wanted_log_level: Mutex<String>,
 }
 
 impl Client {
@@ -217,6 +219,7 @@ impl Client {
             backoff: Backoff::default(),
             short_circuit: None,
             node: cistern_rpc::node_name(),
+            wanted_log_level: Mutex::default(),
         }
     }
 
@@ -233,6 +236,7 @@ impl Client {
             return Ok(self.workers.read().expect("workers lock").by_id.len());
         }
         let cluster = with_retry("cluster", self.backoff, || self.meta.cluster()).await?;
+        *self.wanted_log_level.lock().expect("log level lock") = cluster.fuse_log_level.clone();
         let mut set = self.workers.write().expect("workers lock");
         if cluster.workers.is_empty() {
             // A master that just restarted knows no worker until their next heartbeat: keep
@@ -463,6 +467,12 @@ impl Client {
         })
         .await?;
         Ok(answer)
+    }
+
+    /// The log filter the master asks clients to take (`cistern loglevel --target fuse`), as
+    /// of the last refresh; empty when it asks for none.
+    pub fn wanted_log_level(&self) -> String {
+        self.wanted_log_level.lock().expect("log level lock").clone()
     }
 
     /// The cache figures summed over the live workers, and the UFS file count once known.

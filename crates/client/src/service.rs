@@ -41,6 +41,7 @@ impl LocalMaster {
             summary: Arc::new(Mutex::new(Summary::Calculating)),
             replicas: Arc::new(std::sync::atomic::AtomicU32::new(workers.len() as u32)),
             data_replicas: 1,
+            log_levels: Default::default(),
             refs,
         };
         LocalMaster { service, workers: workers.iter().map(|w| (w.clone(), format!("local:{}", w.id))).collect() }
@@ -62,7 +63,7 @@ impl MetaService for LocalMaster {
     }
     async fn cluster(&self) -> Result<pb::ClusterReply, Status> {
         for (w, address) in &self.workers {
-            let report = pb::WorkerReport { id: w.id as u32, address: address.clone(), figures: Some(w.figures()), identity: w.identity, node: cistern_rpc::node_name() };
+            let report = pb::WorkerReport { id: w.id as u32, address: address.clone(), figures: Some(w.figures()), identity: w.identity, node: cistern_rpc::node_name(), log_level: String::new() };
             self.service.registry.report(report);
         }
         Ok(self.service.cluster(Request::new(pb::ClusterRequest {})).await?.into_inner())

@@ -28,6 +28,7 @@ async fn serve_master(c: &Cluster, addr: &Address) -> (tokio::task::JoinHandle<(
         summary: Arc::new(Mutex::new(Summary::Calculating)),
         replicas: Arc::new(std::sync::atomic::AtomicU32::new(1)),
         data_replicas: 1,
+        log_levels: Default::default(),
         refs: c.refs.clone(),
     };
     install_tls();

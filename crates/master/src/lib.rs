@@ -3,6 +3,7 @@
 //! the UFS total size and file number that statuses report.
 
 pub mod inode;
+pub mod log_levels;
 pub mod metrics;
 pub mod namespace;
 pub mod rpc;

@@ -71,7 +71,7 @@ pub struct WorkerRegistry {
 impl WorkerRegistry {
     /// Records a worker's report; false when the registry is full of live workers.
     pub fn report(&self, r: pb::WorkerReport) -> bool {
-        let info = pb::WorkerInfo { id: r.id, address: r.address, figures: r.figures, identity: r.identity, node: r.node };
+        let info = pb::WorkerInfo { id: r.id, address: r.address, figures: r.figures, identity: r.identity, node: r.node, log_level: r.log_level };
         let mut workers = self.workers.lock().expect("registry lock");
         workers.retain(|_, (at, _)| at.elapsed() < WORKER_FORGOTTEN);
         if workers.len() >= MAX_WORKERS && !workers.contains_key(&r.id) {
@@ -134,6 +134,8 @@ pub struct MasterService {
     pub replicas: Arc<std::sync::atomic::AtomicU32>,
     /// On how many workers each file is kept (see `DatasetPlan::data_replicas`).
     pub data_replicas: u32,
+    /// The log filters of the master, the workers and the FUSE clients.
+    pub log_levels: Arc<crate::log_levels::LogLevels>,
     /// Signs the file references clients hand to workers.
     pub refs: RefKey,
 }
@@ -198,6 +200,24 @@ impl Master for MasterService {
         Ok(Response::new(pb::HeartbeatReply {}))
     }
 
+    async fn set_log_level(&self, r: Request<pb::SetLogLevelRequest>) -> Result<Response<pb::LogLevels>, Status> {
+        // Any of the Dataset's certificates (the CLI holds the client's); none over TCP is
+        // refused at the handshake already.
+        let peer = tls::peer_role(&r);
+        if matches!(peer, Peer::Unknown) {
+            return Err(status_with_errno(13, "set log level: the Dataset's certificate is needed"));
+        }
+        let r = r.into_inner();
+        self.log_levels.set(&r.target, &r.level).map_err(|e| status_with_errno(22, format!("set log level: {e}")))?;
+        tracing::info!(target_component = %r.target, level = %r.level, "log level set");
+        Ok(Response::new(pb::LogLevels {
+            master: self.log_levels.master(),
+            workers: self.log_levels.workers(),
+            fuse: self.log_levels.fuse(),
+            reported: self.registry.live(),
+        }))
+    }
+
     async fn cluster(&self, _r: Request<pb::ClusterRequest>) -> Result<Response<pb::ClusterReply>, Status> {
         let (files, total) = match &*self.summary.lock().expect("summary lock") {
             Summary::Done(s) => (Some(s.files), Some(s.total_bytes)),
@@ -207,6 +227,8 @@ impl Master for MasterService {
             workers: self.registry.live(),
             replicas: self.replicas.load(std::sync::atomic::Ordering::Relaxed),
             data_replicas: self.data_replicas.max(1),
+            worker_log_level: self.log_levels.workers(),
+            fuse_log_level: self.log_levels.fuse(),
             ufs_files: files,
             ufs_total_bytes: total,
         }))

@@ -26,10 +26,11 @@ pub trait WebSource: Send + Sync + 'static {
     }
     fn figures(&self) -> Figures;
     fn status(&self) -> serde_json::Value;
-    /// The current log filter.
+    /// The current log filters (the master's; and workers' and FUSE clients' when set).
     fn log_level(&self) -> String;
-    /// Sets the log filter (`info`, `debug`, `warn,cistern_worker=trace`, ...).
-    fn set_log_level(&self, filter: &str) -> Result<(), String>;
+    /// Sets the log filter (`info`, `debug`, `warn,cistern_worker=trace`, ...) of `target`:
+    /// `master`, `workers`, `fuse` or `all`.
+    fn set_log_level(&self, target: &str, filter: &str) -> Result<(), String>;
 }
 
 type Source = Arc<dyn WebSource>;
@@ -73,6 +74,8 @@ async fn log_level(State(s): State<Source>) -> String {
 #[derive(serde::Deserialize)]
 struct LevelQuery {
     level: Option<String>,
+    /// master (the default), workers, fuse or all.
+    target: Option<String>,
 }
 
 async fn set_log_level(State(s): State<Source>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, Query(q): Query<LevelQuery>) -> (StatusCode, String) {
@@ -82,8 +85,9 @@ async fn set_log_level(State(s): State<Source>, ConnectInfo(peer): ConnectInfo<s
     let Some(level) = q.level.filter(|l| !l.trim().is_empty()) else {
         return (StatusCode::BAD_REQUEST, "missing ?level=; give a filter such as info or debug\n".into());
     };
-    match s.set_log_level(&level) {
-        Ok(()) => (StatusCode::OK, format!("log level set to {level}\n")),
+    let target = q.target.unwrap_or_else(|| "master".into());
+    match s.set_log_level(&target, &level) {
+        Ok(()) => (StatusCode::OK, format!("log level of {target} set to {level}\n")),
         Err(e) => (StatusCode::BAD_REQUEST, format!("level `{level}`: {e}\n")),
     }
 }
@@ -139,7 +143,7 @@ mod tests {
         fn log_level(&self) -> String {
             self.0.lock().unwrap().clone()
         }
-        fn set_log_level(&self, filter: &str) -> Result<(), String> {
+        fn set_log_level(&self, _target: &str, filter: &str) -> Result<(), String> {
             *self.0.lock().unwrap() = filter.to_string();
             Ok(())
         }

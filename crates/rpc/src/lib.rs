@@ -26,6 +26,18 @@ pub fn node_name() -> String {
         .unwrap_or_default()
 }
 
+/// How a component changes and reads its own log filter (the `cistern` binary's logging),
+/// handed to the crates that act on requests to change it.
+#[derive(Clone, Copy)]
+pub struct LogControl {
+    /// Replaces the filter; an error (naming the fix) when it does not parse.
+    pub set: fn(&str) -> Result<(), String>,
+    /// The filter now.
+    pub current: fn() -> String,
+    /// Whether a filter parses, without applying it.
+    pub validate: fn(&str) -> Result<(), String>,
+}
+
 /// The generated messages, clients and servers.
 pub mod pb {
     tonic::include_proto!("cistern.v1");

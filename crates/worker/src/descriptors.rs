@@ -84,6 +84,7 @@ pub fn answer(message: &[u8], worker: &Worker, refs: &RefKey) -> (pb::OpenReply,
         Ok(v) => v,
         Err(e) => return refuse(e.errno(), e.to_string()),
     };
+    tracing::debug!(path = %verified.path, complete_only = request.complete_only, "descriptor of a cache file asked for");
     match worker.cache().open_cache_file(&verified.key, request.complete_only) {
         Ok(Some(h)) => (pb::OpenReply { errno: 0, file_id: h.file_id, complete: h.complete, message: String::new() }, Some(h.file)),
         Ok(None) => refuse(2, "not cached here".into()),

@@ -616,7 +616,7 @@ impl Worker {
 
     /// `[s, e)` of block `b` from the UFS: one request.
     async fn read_ufs(&self, f: &FileRef, b: u64, s: u64, e: u64) -> Result<Bytes, WorkerError> {
-        tracing::debug!(path = %f.path, block = b, s, e, "peer fetch: from the UFS");
+        tracing::debug!(path = %f.path, block = b, s, e, "fetching from the UFS");
         self.counters.ufs_fetches.fetch_add(1, Ordering::Relaxed);
         let version = cistern_ufs::ObjectVersion { size: f.size, etag: f.etag.clone(), mtime: f.mtime };
         let data = f.ufs.read_version(&f.path, b * BLOCK_SIZE + s, e - s, &version).await?;

@@ -103,13 +103,24 @@ impl GrpcPeers {
     /// has fewer workers than the runtime asks for (at start, while a newcomer registers, while
     /// one is away) it asks again sooner: [`QUICK_REFRESH`] after each change, doubling up to
     /// `period`, so the first misses after a start already know the peers.
-    pub async fn follow(self: std::sync::Arc<Self>, mut master: MasterClient<Channel>, period: Duration) {
+    ///
+    /// With `log`, the worker also takes the log filter the master asks workers for
+    /// (`cistern loglevel --target workers`), once per change.
+    pub async fn follow(self: std::sync::Arc<Self>, mut master: MasterClient<Channel>, period: Duration, log: Option<cistern_rpc::LogControl>) {
         let (mut quick, mut known) = (QUICK_REFRESH, usize::MAX);
+        let mut applied = String::new();
         loop {
             let whole = match tokio::time::timeout(period.max(Duration::from_secs(1)), master.cluster(pb::ClusterRequest {})).await {
                 Ok(Ok(reply)) => {
                     let reply = reply.into_inner();
                     self.update(&reply);
+                    if let (Some(log), false) = (log, reply.worker_log_level.is_empty() || reply.worker_log_level == applied) {
+                        match (log.set)(&reply.worker_log_level) {
+                            Ok(()) => tracing::info!(level = %reply.worker_log_level, "log level set by the master"),
+                            Err(e) => tracing::warn!("the master's log level for workers: {e}"),
+                        }
+                        applied = reply.worker_log_level.clone();
+                    }
                     if reply.workers.len() != known {
                         (quick, known) = (QUICK_REFRESH, reply.workers.len());
                     }

@@ -94,6 +94,7 @@ impl WorkerRpc for WorkerService {
         static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
         let here = NODE.get_or_init(cistern_rpc::node_name);
         let short_circuit = !r.short_circuit_node.is_empty() && r.short_circuit_node == *here;
+        tracing::debug!(path = %file.path, offset = r.offset, len = r.len, client_node = %r.client_node, peer = ?mode, "read");
         let caller = Caller { short_circuit, remote: !r.client_node.is_empty() && r.client_node != *here, for_peer: mode == pb::PeerRead::Fetch };
         if mode == pb::PeerRead::CachedOnly {
             let reply = match self.worker.read_cached_only(&file, r.offset, r.len).await {
@@ -152,13 +153,14 @@ impl WorkerRpc for WorkerService {
 
 /// Reports the worker to the master every `period`, for as long as the task runs. A master
 /// that is down (restarting) is simply tried again at the next beat.
-pub async fn heartbeat(mut master: MasterClient<tonic::transport::Channel>, worker: Arc<Worker>, address: String, node: String, period: Duration) {
+/// `log`: how the worker's log filter is read, reported with each beat.
+pub async fn heartbeat(mut master: MasterClient<tonic::transport::Channel>, worker: Arc<Worker>, address: String, node: String, period: Duration, log: Option<cistern_rpc::LogControl>) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reached = None;
     loop {
         tick.tick().await;
-        let report = pb::WorkerReport { id: worker.id as u32, address: address.clone(), figures: Some(worker.figures()), identity: worker.identity, node: node.clone() };
+        let report = pb::WorkerReport { id: worker.id as u32, address: address.clone(), figures: Some(worker.figures()), identity: worker.identity, node: node.clone(), log_level: log.map(|l| (l.current)()).unwrap_or_default() };
         let ok = match master.heartbeat(report).await {
             Ok(_) => true,
             Err(e) => {

@@ -176,10 +176,20 @@ pub fn connect(rt: &tokio::runtime::Runtime, master: &Address, patience: Option<
     let refresher = client.clone();
     rt.spawn(async move {
         let mut tick = tokio::time::interval(WORKER_REFRESH);
+        let mut applied = String::new();
         loop {
             tick.tick().await;
             if let Err(e) = refresher.refresh_workers().await {
                 tracing::debug!("worker list: {}", e.message);
+            }
+            // The log filter the master asks clients for (`cistern loglevel --target fuse`).
+            let wanted = refresher.wanted_log_level();
+            if !wanted.is_empty() && wanted != applied {
+                match crate::logging::set(&wanted) {
+                    Ok(()) => tracing::info!(level = %wanted, "log level set by the master"),
+                    Err(e) => tracing::warn!("the master's log level for FUSE clients: {e}"),
+                }
+                applied = wanted;
             }
         }
     });

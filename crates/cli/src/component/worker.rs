@@ -82,11 +82,11 @@ pub fn run(args: WorkerArgs) -> Result<()> {
         let (incoming, bound) = listen.bind().await.with_context(|| format!("cannot listen on {listen}"))?;
         let advertise = args.advertise.clone().unwrap_or_else(|| bound.to_string());
         let master_client = MasterClient::new(master.channel(cistern_rpc::tls::Role::Master).map_err(|e| anyhow!("--master {master}: {e}"))?);
-        tokio::spawn(heartbeat(master_client.clone(), worker.clone(), advertise.clone(), cistern_rpc::node_name(), HEARTBEAT));
+        tokio::spawn(heartbeat(master_client.clone(), worker.clone(), advertise.clone(), cistern_rpc::node_name(), HEARTBEAT, Some(crate::logging::CONTROL)));
         // The other workers, from the master's list: asked before the UFS on a miss.
         let peers = std::sync::Arc::new(cistern_worker::peers::GrpcPeers::new(worker.identity, cistern_rpc::node_name()));
         worker.set_peers(peers.clone());
-        tokio::spawn(peers.clone().follow(master_client.clone(), PEER_REFRESH));
+        tokio::spawn(peers.clone().follow(master_client.clone(), PEER_REFRESH, Some(crate::logging::CONTROL)));
         tracing::info!(worker = args.index, identity = format_args!("{:016x}", worker.identity), "worker serving on {advertise}, master {master}");
         // Readers on this node get cache files as descriptors through this socket, beside
         // the run directory's others (on Kubernetes, the hostPath the FUSE pod shares).
