@@ -95,3 +95,63 @@ fn the_webhooks_grants_are_the_readmes() {
     }
     assert_eq!(granted, table, "the chart (left) and the README (right)");
 }
+
+/// Monitoring, switched on: a PodMonitor for the masters' web ports, the Grafana dashboard as
+/// a ConfigMap labelled for the sidecar, and the NetworkPolicy opening named to the operator.
+/// Every metric the dashboard queries is one the master exports.
+#[test]
+fn the_dashboard_queries_only_metrics_that_exist() {
+    let sets = [
+        "--set", "monitoring.podMonitor.enabled=true",
+        "--set", "monitoring.dashboard.enabled=true",
+        "--set", "monitoring.prometheusNamespace=monitoring",
+    ];
+    let chart_dir = chart();
+    let chart_path = chart_dir.to_str().unwrap();
+    let mut args = vec!["template", "cistern", chart_path, "--namespace", "cistern-system"];
+    args.extend(sets);
+    let out = helm(&args);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = stdout_of(&out);
+    let monitor = text.split("\n---").find(|d| d.contains("kind: PodMonitor")).expect("the PodMonitor");
+    assert!(monitor.contains("port: web") && monitor.contains("role: master"), "{monitor}");
+    let map = text.split("\n---").find(|d| d.contains("name: cistern-dashboard")).expect("the dashboard ConfigMap");
+    let doc: serde_json::Value = serde_saphyr::from_str(map).unwrap();
+    assert_eq!(doc["metadata"]["labels"]["grafana_dashboard"], "1");
+    let dashboard: serde_json::Value = serde_json::from_str(doc["data"]["cistern.json"].as_str().unwrap()).expect("the dashboard is JSON");
+    assert!(text.contains("--metrics-namespace") && text.contains("\"monitoring\""), "the operator is not told Prometheus's namespace");
+    let mut lint = vec!["lint", chart_path];
+    lint.extend(sets);
+    assert!(helm(&lint).status.success(), "helm lint with monitoring on");
+
+    // What the master exports, with every family present (a level, a hit ratio, UFS totals).
+    let figures = cistern_master::Figures {
+        namespace: "default".into(),
+        dataset: "demo".into(),
+        ufs_total_bytes: Some(1),
+        ufs_files: Some(1),
+        local_bytes: 1,
+        ufs_bytes: 1,
+        levels: vec![cistern_master::LevelFigures { worker: 0, medium: "MEM".into(), ..Default::default() }],
+        ..Default::default()
+    };
+    let exported: std::collections::BTreeSet<String> = cistern_master::metrics::to_classic(&figures.encode())
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next().map(str::to_string))
+        .collect();
+    let mut queried = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for token in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')) {
+                if token.starts_with("cistern_") || token.starts_with("process_") {
+                    queried.insert(token.to_string());
+                }
+            }
+        }
+    }
+    assert!(queried.len() >= 10, "{queried:?}");
+    let missing: Vec<&String> = queried.iter().filter(|q| !exported.contains(*q)).collect();
+    assert!(missing.is_empty(), "the dashboard queries {missing:?}, which /metrics does not have: {exported:?}");
+}

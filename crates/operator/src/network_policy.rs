@@ -1,6 +1,7 @@
 //! One NetworkPolicy per Dataset: only the Dataset's own pods (master, workers, FUSE clients,
 //! loader Jobs, and application pods with an injected FUSE sidecar: all labelled with its
-//! `fluid.io/dataset-id`, in its namespace) reach its master's and workers' ports, and the operator reaches the master's web port (its status figures). Everything else
+//! `fluid.io/dataset-id`, in its namespace) reach its master's and workers' ports; the operator,
+//! and Prometheus when the chart names its namespace, reach the master's web port. Everything else
 //! is refused, so a pod of another tenant cannot talk to the Dataset's cache even with stolen
 //! file references. Enforcement needs a CNI that implements NetworkPolicy (Calico, Cilium, ...):
 //! the API server admits the object either way.
@@ -20,6 +21,19 @@ pub(crate) fn network_policy(n: &Names, opts: &RenderOptions, ports: Ports) -> V
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": opts.operator_namespace}},
         "podSelector": {"matchLabels": {OPERATOR_LABEL.0: OPERATOR_LABEL.1}},
     });
+    let mut ingress = vec![
+        json!({"from": [own], "ports": [
+            {"protocol": "TCP", "port": ports.master},
+            {"protocol": "TCP", "port": ports.web},
+            {"protocol": "TCP", "port": ports.worker},
+        ]}),
+        json!({"from": [operator], "ports": [{"protocol": "TCP", "port": ports.web}]}),
+    ];
+    if let Some(ns) = &opts.metrics_namespace {
+        // Prometheus scrapes the master's /metrics on the web port, and nothing else.
+        let scraper = json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}});
+        ingress.push(json!({"from": [scraper], "ports": [{"protocol": "TCP", "port": ports.web}]}));
+    }
     json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -28,14 +42,30 @@ pub(crate) fn network_policy(n: &Names, opts: &RenderOptions, ports: Ports) -> V
             // The Dataset's master and worker pods; FUSE pods and loader Jobs serve nothing.
             "podSelector": {"matchLabels": {"app": "cistern", "fluid.io/dataset-id": n.dataset_id_label()}},
             "policyTypes": ["Ingress"],
-            "ingress": [
-                {"from": [own], "ports": [
-                    {"protocol": "TCP", "port": ports.master},
-                    {"protocol": "TCP", "port": ports.web},
-                    {"protocol": "TCP", "port": ports.worker},
-                ]},
-                {"from": [operator], "ports": [{"protocol": "TCP", "port": ports.web}]},
-            ],
+            "ingress": ingress,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(metrics_namespace: Option<&str>) -> Value {
+        let n = Names { ns: "team-a", name: "imagenet" };
+        let opts = RenderOptions { metrics_namespace: metrics_namespace.map(str::to_string), ..Default::default() };
+        network_policy(&n, &opts, Ports { master: 19998, web: 19999, worker: 29999 })
+    }
+
+    #[test]
+    fn prometheus_reaches_the_web_port_only_when_its_namespace_is_named() {
+        let closed = policy(None);
+        assert_eq!(closed["spec"]["ingress"].as_array().unwrap().len(), 2, "{closed}");
+        let open = policy(Some("monitoring"));
+        let rules = open["spec"]["ingress"].as_array().unwrap();
+        assert_eq!(rules.len(), 3, "{open}");
+        let scrape = &rules[2];
+        assert_eq!(scrape["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], "monitoring");
+        assert_eq!(scrape["ports"], json!([{"protocol": "TCP", "port": 19999}]), "the web port and nothing else");
+    }
 }

@@ -60,6 +60,9 @@ pub struct RenderOptions {
     pub operator_namespace: String,
     /// Where host-network Datasets' ports come from (the chart's `hostPortRange`).
     pub host_port_range: (u16, u16),
+    /// The namespace whose pods scrape the masters' metrics (the chart's
+    /// `monitoring.prometheusNamespace`); `None`: nobody outside is admitted to the web port.
+    pub metrics_namespace: Option<String>,
 }
 
 impl Default for RenderOptions {
@@ -70,6 +73,7 @@ impl Default for RenderOptions {
             allowed_host_paths: DEFAULT_ALLOWED_HOST_PATHS.iter().map(Into::into).collect(),
             operator_namespace: DEFAULT_OPERATOR_NAMESPACE.into(),
             host_port_range: crate::host_ports::DEFAULT_RANGE,
+            metrics_namespace: None,
         }
     }
 }

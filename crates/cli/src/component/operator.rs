@@ -30,6 +30,10 @@ pub struct OperatorArgs {
     /// Reconcile without holding the Lease (only ever with one replica).
     #[arg(long)]
     pub no_leader_election: bool,
+    /// The namespace whose pods (Prometheus) may scrape the masters' web port through each
+    /// Dataset's NetworkPolicy (the chart's `monitoring.prometheusNamespace`).
+    #[arg(long)]
+    pub metrics_namespace: Option<String>,
     /// A file of `<namespace>/<name> <url>` lines: where a Dataset's master web port answers,
     /// for an operator outside the cluster's network (tests on kwok nodes).
     #[arg(long)]
@@ -43,7 +47,17 @@ pub fn run(args: OperatorArgs) -> Result<()> {
     }
     cistern_api::names::check_label("--namespace", &args.namespace).map_err(anyhow::Error::msg)?;
     let host_port_range = cistern_operator::host_ports::parse_range(&args.host_port_range).map_err(|e| anyhow::anyhow!("--host-port-range: {e}"))?;
-    let mut opts = RenderOptions { mount_root: args.mount_root, allowed_host_paths, operator_namespace: args.namespace.clone(), host_port_range, ..Default::default() };
+    if let Some(ns) = &args.metrics_namespace {
+        cistern_api::names::check_label("--metrics-namespace", ns).map_err(anyhow::Error::msg)?;
+    }
+    let mut opts = RenderOptions {
+        mount_root: args.mount_root,
+        allowed_host_paths,
+        operator_namespace: args.namespace.clone(),
+        host_port_range,
+        metrics_namespace: args.metrics_namespace.clone().filter(|n| !n.is_empty()),
+        ..Default::default()
+    };
     let identity = args.identity.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "operator".into());
         format!("{host}-{}", std::process::id())
