@@ -375,6 +375,13 @@ impl Worker {
             (rs, fut.await?)
         } else if let Some(read_ahead) = self.sequential(f, b, s, near) {
             let (start, fut) = self.fetch(f, b, 0, block_len, forward);
+            if b == 0 && s == 0 {
+                // A reader starting at a file's head: its second block is fetched alongside the
+                // first (as JuiceFS's prefetch does), so a file of a few blocks does not cost a
+                // round trip to the store per block in turn; a peek at the header costs one
+                // block more, never the whole readahead window.
+                self.read_ahead_blocks(f, 0, 1, forward);
+            }
             let data = fut.await?;
             if read_ahead {
                 self.read_ahead(f, b, forward);
@@ -436,8 +443,13 @@ impl Worker {
     }
 
     fn read_ahead(self: &Arc<Self>, f: &FileRef, b: u64, forward: bool) {
+        self.read_ahead_blocks(f, b, self.options.readahead_blocks, forward);
+    }
+
+    /// Fetches up to `n` blocks after block `b` that are neither cached nor in flight.
+    fn read_ahead_blocks(self: &Arc<Self>, f: &FileRef, b: u64, n: u64, forward: bool) {
         let blocks = f.size.div_ceil(BLOCK_SIZE);
-        for ahead in b + 1..(b + 1 + self.options.readahead_blocks).min(blocks) {
+        for ahead in b + 1..(b + 1 + n).min(blocks) {
             if self.tiers.contains(&f.key, ahead) || self.block_in_flight(&f.key, ahead) {
                 continue;
             }
