@@ -62,6 +62,7 @@ fn spawn(place: Option<(String, String)>) -> S3Server {
     };
     std::thread::spawn(move || {
         let dir = tempfile::Builder::new().prefix("cistern-weed-").tempdir().unwrap();
+        remove_at_exit(dir.path());
         let config = dir.path().join("s3.json");
         std::fs::write(
             &config,
@@ -116,6 +117,26 @@ fn spawn(place: Option<(String, String)>) -> S3Server {
     let s = rx.recv().unwrap();
     wait_ready(&s);
     s
+}
+
+/// Server directories to remove when the test binary exits: the thread that owns each one
+/// never ends, so its `TempDir` is never dropped (each run left 60-120 MB in /tmp).
+static AT_EXIT: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn remove_at_exit(dir: &std::path::Path) {
+    extern "C" fn remove_all() {
+        if let Ok(dirs) = AT_EXIT.lock() {
+            for d in dirs.iter() {
+                let _ = std::fs::remove_dir_all(d);
+            }
+        }
+    }
+    let mut dirs = AT_EXIT.lock().unwrap_or_else(|e| e.into_inner());
+    if dirs.is_empty() {
+        // SAFETY: registers a plain function; it runs once at exit.
+        unsafe { libc::atexit(remove_all) };
+    }
+    dirs.push(dir.to_path_buf());
 }
 
 fn which(bin: &str) -> Option<std::path::PathBuf> {
