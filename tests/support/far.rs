@@ -18,7 +18,8 @@ pub struct FarLink {
     near: String,
 }
 
-fn run(args: &[&str]) -> Result<(), String> {
+/// Runs a command to completion; its stderr in the error.
+pub fn run(args: &[&str]) -> Result<(), String> {
     let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{}: {e}", args[0]))?;
     if out.status.success() {
         Ok(())

@@ -10,6 +10,7 @@
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
+use super::far::run;
 use std::process::{Child, Command, Stdio};
 
 pub struct Hosts {
@@ -23,15 +24,6 @@ pub struct Host {
     pub ip: String,
     /// The host's end of its cable, on the bridge.
     port: String,
-}
-
-fn run(args: &[&str]) -> Result<(), String> {
-    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{}: {e}", args[0]))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("`{}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
-    }
 }
 
 impl Hosts {

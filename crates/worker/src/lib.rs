@@ -198,42 +198,6 @@ impl Worker {
         })
     }
 
-    /// Asks these peers on misses from now on ([`peers`]).
-    pub fn set_peers(&self, peers: Arc<dyn peers::PeerSource>) {
-        let _ = self.peers.set(peers);
-    }
-
-    /// `[s, e)` of block `b` from a peer, counted.
-    async fn take_from_peers(&self, f: &FileRef, b: u64, s: u64, e: u64) -> Option<Bytes> {
-        let data = self.peers.get()?.read(f, b, s, e).await?;
-        self.counters.peer_fetched_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-        Some(data)
-    }
-
-    /// Up to `len` bytes at `offset` when every byte of them is cached (a peer's
-    /// [`pb::PeerRead::CachedOnly`] read); `None` otherwise. Never the UFS, never a peer.
-    ///
-    /// [`pb::PeerRead::CachedOnly`]: cistern_rpc::pb::PeerRead::CachedOnly
-    pub async fn read_cached_only(&self, f: &FileRef, offset: u64, len: u64) -> Option<Bytes> {
-        let end = offset.saturating_add(len).min(f.size);
-        if offset >= end {
-            return Some(Bytes::new());
-        }
-        let mut parts = Vec::new();
-        for b in offset / BLOCK_SIZE..=(end - 1) / BLOCK_SIZE {
-            let base = b * BLOCK_SIZE;
-            let (s, e) = (offset.max(base) - base, end.min(base + BLOCK_SIZE) - base);
-            let part = match self.recent_range(&f.key, b, s, e) {
-                Some(d) => d,
-                None => self.cached(&f.key, b, s, e).await?,
-            };
-            parts.push(part);
-        }
-        let data = concat(parts);
-        self.counters.peer_served_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-        Some(data)
-    }
-
     pub fn cached_bytes(&self) -> u64 {
         self.tiers.used()
     }
