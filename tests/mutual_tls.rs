@@ -109,7 +109,7 @@ async fn only_the_datasets_certificates_get_in_and_only_a_worker_registers_a_wor
     // The client's certificate reads but cannot register a worker: a final PERMISSION_DENIED.
     let e = as_client.heartbeat(report("127.0.0.1:1")).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
-    assert_eq!(cistern_rpc::errno_of(&e), Some(13));
+    assert_eq!(cistern_rpc::errno_of(&e), Some(cistern_rpc::Errno::PermissionDenied));
     // A worker's certificate may; and it must name a TCP address, not a path on clients' nodes.
     let mut as_worker = master_over(&master_addr, Some(worker.client_config(Role::Master))).await.unwrap();
     let e = as_worker.heartbeat(report("unix:/run/victim.sock")).await.unwrap_err();

@@ -91,6 +91,7 @@ impl WebSource for Served {
                     quota_bytes: l.quota_bytes,
                     evicted_bytes: l.evicted_bytes,
                     demoted_bytes: l.demoted_bytes,
+                    on_disk_bytes: l.on_disk_bytes,
                 });
             }
         }

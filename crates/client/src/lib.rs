@@ -18,6 +18,7 @@ pub mod service;
 pub mod short_circuit;
 
 use bytes::Bytes;
+use cistern_rpc::Errno;
 use cistern_master::{Ino, Inode, Namespace};
 use cistern_rpc::{pb, with_retry, Address, Backoff, RpcError};
 use cistern_worker::rpc::WorkerService;
@@ -40,7 +41,7 @@ const INODE_CACHE_MAX: usize = 100_000;
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct ClientError {
-    pub errno: i32,
+    pub errno: Errno,
     pub message: String,
 }
 
@@ -54,9 +55,9 @@ impl From<Status> for ClientError {
 /// What a worker needs to know of a file to read it: the reference the master signed.
 fn file_ref(node: &Inode) -> Result<pb::FileRef, ClientError> {
     if node.is_dir() || node.mount.is_none() {
-        return Err(ClientError { errno: 21, message: format!("{}: is a directory", node.name) });
+        return Err(ClientError { errno: Errno::IsADirectory, message: format!("{}: is a directory", node.name) });
     }
-    node.file_ref.clone().ok_or_else(|| ClientError { errno: 5, message: format!("{}: the master sent no file reference (a master of an older release?)", node.name) })
+    node.file_ref.clone().ok_or_else(|| ClientError { errno: Errno::Io, message: format!("{}: the master sent no file reference (a master of an older release?)", node.name) })
 }
 
 /// A worker's answer to a read of `[offset, end)`: never more than asked for (a short answer
@@ -64,7 +65,7 @@ fn file_ref(node: &Inode) -> Result<pb::FileRef, ClientError> {
 fn bounded(data: Bytes, offset: u64, end: u64) -> Result<Bytes, ClientError> {
     let asked = end.saturating_sub(offset);
     if data.len() as u64 > asked {
-        return Err(ClientError { errno: 5, message: format!("a worker answered a read of {asked} bytes with {}", data.len()) });
+        return Err(ClientError { errno: Errno::Io, message: format!("a worker answered a read of {asked} bytes with {}", data.len()) });
     }
     Ok(data)
 }
@@ -204,7 +205,7 @@ impl Client {
     /// A client of the master at `master`; workers are found through it (see
     /// [`Client::refresh_workers`]).
     pub fn remote(master: &Address) -> Result<Client, ClientError> {
-        let meta = remote::RemoteMaster::new(master).map_err(|message| ClientError { errno: 22, message })?;
+        let meta = remote::RemoteMaster::new(master).map_err(|message| ClientError { errno: Errno::InvalidArgument, message })?;
         Ok(Client::with(Arc::new(meta), WorkerSet::default(), true))
     }
 
@@ -357,7 +358,7 @@ impl Client {
     pub async fn read_version(&self, ino: Ino, tag: u64, offset: u64, len: u64) -> Result<Bytes, ClientError> {
         let node = self.file(ino).await?;
         if tag != 0 && node.version_tag() != tag {
-            return Err(ClientError { errno: 116, message: format!("{}: changed on the UFS since it was opened", node.name) });
+            return Err(ClientError { errno: Errno::Stale, message: format!("{}: changed on the UFS since it was opened", node.name) });
         }
         let file = file_ref(&node)?;
         let end = offset.saturating_add(len).min(file.size);

@@ -80,7 +80,7 @@ impl ShortCircuit {
         let request = pb::OpenRequest { file: Some(file.clone()), complete_only }.encode_to_vec();
         let (reply, fd) = self.call(worker, &request)?;
         let reply = pb::OpenReply::decode(reply.as_slice()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        if reply.errno == 2 {
+        if cistern_rpc::Errno::from_raw(reply.errno) == cistern_rpc::Errno::NotFound {
             return Ok(None);
         }
         if reply.errno != 0 {

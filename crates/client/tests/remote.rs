@@ -102,7 +102,7 @@ async fn check_transport(master_addr: Address, worker_addr: Address) {
     let dir = client.lookup(ROOT_INO, "m").await.unwrap();
     let f = client.lookup(dir.ino, "model.bin").await.unwrap();
     assert_eq!(&client.read(f.ino, 0, 3_000_000).await.unwrap()[..], &data[..]);
-    assert_eq!(client.lookup(dir.ino, "absent").await.unwrap_err().errno, 2, "an answered error is final, not retried");
+    assert_eq!(client.lookup(dir.ino, "absent").await.unwrap_err().errno, cistern_rpc::Errno::NotFound, "an answered error is final, not retried");
 
     // The master goes away; a read whose metadata must be fetched again waits for it.
     master.abort();
@@ -226,7 +226,7 @@ async fn hostile_references_are_refused_and_touch_no_file() {
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious", "{what}: the victim changed");
     }
     // An answered refusal is final for the client, not retried like a transport failure.
-    assert_eq!(cistern_rpc::RpcError::from(raw.read(pb::ReadRequest { file: Some(evil.sign(0, "x", 1, b"v")), ..Default::default() }).await.unwrap_err()).errno, 13);
+    assert_eq!(cistern_rpc::RpcError::from(raw.read(pb::ReadRequest { file: Some(evil.sign(0, "x", 1, b"v")), ..Default::default() }).await.unwrap_err()).errno, cistern_rpc::Errno::PermissionDenied);
 
     // The descriptor socket refuses the same forgeries, with no descriptor attached.
     let sock = cistern_rpc::descriptors::connect(&cistern_rpc::descriptors::socket_path(&s.fd_dir, 0)).unwrap();

@@ -148,8 +148,8 @@ impl CisternFs {
 }
 
 fn errno(e: ClientError) -> io::Error {
-    tracing::debug!(errno = e.errno, "{}", e.message);
-    io::Error::from_raw_os_error(e.errno)
+    tracing::debug!(errno = ?e.errno, "{}", e.message);
+    e.errno.into()
 }
 
 fn to_stat(node: &Inode) -> stat64 {

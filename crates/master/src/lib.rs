@@ -20,19 +20,19 @@ pub use summary::{spawn_summary, Summary, UfsSummary};
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct MetaError {
-    pub errno: i32,
+    pub errno: Errno,
     pub message: String,
 }
 
 impl MetaError {
     pub fn not_found(name: &str) -> Self {
-        MetaError { errno: libc_errno::ENOENT, message: format!("{name}: no such file or directory") }
+        MetaError { errno: Errno::NotFound, message: format!("{name}: no such file or directory") }
     }
     pub fn not_dir(ino: Ino) -> Self {
-        MetaError { errno: libc_errno::ENOTDIR, message: format!("inode {ino}: not a directory") }
+        MetaError { errno: Errno::NotADirectory, message: format!("inode {ino}: not a directory") }
     }
     pub fn stale(ino: Ino) -> Self {
-        MetaError { errno: libc_errno::ENOENT, message: format!("inode {ino}: unknown (removed from the UFS?)") }
+        MetaError { errno: Errno::NotFound, message: format!("inode {ino}: unknown (removed from the UFS?)") }
     }
 }
 
@@ -42,7 +42,4 @@ impl From<cistern_ufs::UfsError> for MetaError {
     }
 }
 
-mod libc_errno {
-    pub const ENOENT: i32 = 2;
-    pub const ENOTDIR: i32 = 20;
-}
+use cistern_rpc::Errno;

@@ -44,6 +44,8 @@ pub struct LevelFigures {
     pub quota_bytes: u64,
     pub evicted_bytes: u64,
     pub demoted_bytes: u64,
+    /// What the level holds on disk: data, checksum records, evicted files still open.
+    pub on_disk_bytes: u64,
 }
 
 // `dataset_namespace`, not `namespace`: Prometheus on Kubernetes adds `namespace` and `pod`
@@ -117,6 +119,7 @@ impl Figures {
         let quota = family::<LevelLabels, Gauge>(&mut reg, "cistern_level_quota_bytes", "Quota of a tier level");
         let evicted = family::<LevelLabels, Counter>(&mut reg, "cistern_level_evicted_bytes", "Bytes evicted from a tier level");
         let demoted = family::<LevelLabels, Counter>(&mut reg, "cistern_level_demoted_bytes", "Bytes moved down to the next level");
+        let on_disk = family::<LevelLabels, Gauge>(&mut reg, "cistern_level_on_disk_bytes", "Bytes a tier level holds on disk: data, checksum records, and evicted files other processes still hold open (never above the quota)");
         for l in &self.levels {
             let labels = LevelLabels {
                 dataset_namespace: ds.dataset_namespace.clone(),
@@ -128,6 +131,7 @@ impl Figures {
             quota.get_or_create(&labels).set(l.quota_bytes as i64);
             evicted.get_or_create(&labels).inc_by(l.evicted_bytes);
             demoted.get_or_create(&labels).inc_by(l.demoted_bytes);
+            on_disk.get_or_create(&labels).set(l.on_disk_bytes as i64);
         }
         process_metrics(&mut reg);
         let mut out = String::new();

@@ -47,7 +47,7 @@ pub struct Namespace {
 pub const UFS_RETRY_AFTER: Duration = Duration::from_secs(10);
 
 fn db_err(e: impl std::fmt::Display) -> MetaError {
-    MetaError { errno: 5, message: format!("metadata store: {e}") }
+    MetaError { errno: cistern_rpc::Errno::Io, message: format!("metadata store: {e}") }
 }
 
 fn now_secs() -> u64 {

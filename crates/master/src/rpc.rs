@@ -7,7 +7,7 @@ use cistern_rpc::pb;
 use cistern_rpc::pb::master_server::{Master, MasterServer};
 use cistern_rpc::pb::worker_client::WorkerClient;
 use cistern_rpc::tls::{self, Peer, Role};
-use cistern_rpc::{status_with_errno, Address, RefKey};
+use cistern_rpc::{status_with_errno, Address, Errno, RefKey};
 use tonic::transport::Channel;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -118,6 +118,12 @@ impl WorkerRegistry {
         }
     }
 
+    /// Every worker heard from in the last [`WORKER_FORGOTTEN`], with how long ago, by id.
+    pub fn entries(&self) -> Vec<(pb::WorkerInfo, Duration)> {
+        let workers = self.workers.lock().expect("registry lock");
+        workers.values().map(|(at, w)| (w.clone(), at.elapsed())).collect()
+    }
+
     /// The last figures of every worker ever heard from (a dead worker's cache is still on disk).
     pub fn last_figures(&self) -> Vec<(u32, pb::WorkerFigures)> {
         let workers = self.workers.lock().expect("registry lock");
@@ -178,24 +184,24 @@ impl Master for MasterService {
         // clients read from (and the master would dial them).
         let peer = tls::peer_role(&r);
         if !matches!(peer, Peer::Local | Peer::Authenticated(Role::Worker)) {
-            return Err(status_with_errno(13, format!("heartbeat: only a worker's certificate may register a worker (this peer: {peer:?})")));
+            return Err(status_with_errno(Errno::PermissionDenied, format!("heartbeat: only a worker's certificate may register a worker (this peer: {peer:?})")));
         }
         let report = r.into_inner();
-        let address = Address::parse(&report.address).map_err(|e| status_with_errno(22, format!("heartbeat: address {e}")))?;
+        let address = Address::parse(&report.address).map_err(|e| status_with_errno(Errno::InvalidArgument, format!("heartbeat: address {e}")))?;
         // A worker on another node is reached over TCP; a path would name a socket on the
         // reader's own node.
         if peer != Peer::Local && !matches!(address, Address::Tcp(_)) {
-            return Err(status_with_errno(22, "heartbeat: a worker reporting over TCP must give a HOST:PORT address"));
+            return Err(status_with_errno(Errno::InvalidArgument, "heartbeat: a worker reporting over TCP must give a HOST:PORT address"));
         }
         // A node name is a DNS subdomain (at most 253 characters); it is shown, never used as a path.
         if report.node.len() > 253 || report.node.chars().any(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '.')) {
-            return Err(status_with_errno(22, "heartbeat: node must be a Kubernetes node name (DNS subdomain, at most 253 characters)"));
+            return Err(status_with_errno(Errno::InvalidArgument, "heartbeat: node must be a Kubernetes node name (DNS subdomain, at most 253 characters)"));
         }
         if report.id >= MAX_WORKERS as u32 {
-            return Err(status_with_errno(22, format!("heartbeat: worker id {} is not below {MAX_WORKERS}", report.id)));
+            return Err(status_with_errno(Errno::InvalidArgument, format!("heartbeat: worker id {} is not below {MAX_WORKERS}", report.id)));
         }
         if !self.registry.report(report) {
-            return Err(status_with_errno(28, format!("heartbeat: {MAX_WORKERS} workers are registered already")));
+            return Err(status_with_errno(Errno::NoSpace, format!("heartbeat: {MAX_WORKERS} workers are registered already")));
         }
         Ok(Response::new(pb::HeartbeatReply {}))
     }
@@ -205,10 +211,10 @@ impl Master for MasterService {
         // refused at the handshake already.
         let peer = tls::peer_role(&r);
         if matches!(peer, Peer::Unknown) {
-            return Err(status_with_errno(13, "set log level: the Dataset's certificate is needed"));
+            return Err(status_with_errno(Errno::PermissionDenied, "set log level: the Dataset's certificate is needed"));
         }
         let r = r.into_inner();
-        self.log_levels.set(&r.target, &r.level).map_err(|e| status_with_errno(22, format!("set log level: {e}")))?;
+        self.log_levels.set(&r.target, &r.level).map_err(|e| status_with_errno(Errno::InvalidArgument, format!("set log level: {e}")))?;
         tracing::info!(target_component = %r.target, level = %r.level, "log level set");
         Ok(Response::new(pb::LogLevels {
             master: self.log_levels.master(),

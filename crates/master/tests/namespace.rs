@@ -27,7 +27,7 @@ async fn a_changed_object_gets_a_new_cache_key_and_keeps_its_inode() {
     assert_ne!(a2.version(), a.version(), "a changed object must not reuse the old cache");
     // Removed from the UFS: gone from the namespace too.
     ufs.operator().delete("b.txt").await.unwrap();
-    assert_eq!(ns.lookup(ROOT_INO, "b.txt").await.unwrap_err().errno, 2);
+    assert_eq!(ns.lookup(ROOT_INO, "b.txt").await.unwrap_err().errno, cistern_rpc::Errno::NotFound);
 }
 
 #[tokio::test]

@@ -352,11 +352,10 @@ fn covered(path: &Path, mounts: &[k8s_openapi::api::core::v1::VolumeMount]) -> b
 }
 
 /// The `sizeLimit` of an `emptyDir` tier of `quota` bytes. The kubelet evicts a pod whose
-/// emptyDir passes its limit, and the worker's own accounting counts cached data only: the
-/// checksum records (a few hundred bytes per 4 MiB block, a page per cache file), directories,
-/// and evicted files that readers still hold open (passthrough backing files, short-circuit
-/// descriptors; their space is freed at the last close) come on top. So the limit leaves an
-/// eighth of the quota, and at least 64 MiB, of headroom.
+/// emptyDir passes its limit. The worker keeps data, checksum records and evicted files still
+/// held open within the quota itself (the last needs file leases; where they are disabled such
+/// files count as freed at eviction), so the limit leaves an eighth of the quota, and at least
+/// 64 MiB, of headroom for that case and for directories.
 pub fn empty_dir_limit(quota: u64) -> u64 {
     quota + (quota / 8).max(64 << 20)
 }

@@ -51,10 +51,10 @@ pub enum RefError {
 
 impl RefError {
     /// The errno a client answers: EINVAL for a malformed reference, EACCES for a forged one.
-    pub fn errno(&self) -> i32 {
+    pub fn errno(&self) -> crate::Errno {
         match self {
-            RefError::Malformed(_) => 22,
-            RefError::Forged => 13,
+            RefError::Malformed(_) => crate::Errno::InvalidArgument,
+            RefError::Forged => crate::Errno::PermissionDenied,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod address;
 pub mod descriptors;
+pub mod errno;
 pub mod errors;
 pub mod fileref;
 pub mod placement;
@@ -11,6 +12,7 @@ pub mod retry;
 pub mod tls;
 
 pub use address::Address;
+pub use errno::Errno;
 pub use errors::{errno_of, status_with_errno, RpcError};
 pub use fileref::{CacheKey, RefKey, VerifiedRef, MAX_READ_LEN};
 pub use retry::{with_retry, Backoff};

@@ -126,10 +126,10 @@ mod tests {
         let calls = AtomicU32::new(0);
         let r: Result<(), _> = with_retry("t", quick(), || async {
             calls.fetch_add(1, Ordering::SeqCst);
-            Err(status_with_errno(2, "gone"))
+            Err(status_with_errno(crate::Errno::NotFound, "gone"))
         })
         .await;
-        assert_eq!(errno_of(&r.unwrap_err()), Some(2));
+        assert_eq!(errno_of(&r.unwrap_err()), Some(crate::Errno::NotFound));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         // A peer of another version, or a refusal: waiting cannot help.
         for s in [Status::unimplemented("no such method"), Status::permission_denied("no"), Status::unauthenticated("no")] {

@@ -49,18 +49,15 @@ impl UfsError {
     }
 
     /// The errno a file system should answer with.
-    pub fn errno(&self) -> i32 {
+    pub fn errno(&self) -> cistern_rpc::Errno {
+        use cistern_rpc::Errno;
         match self.kind {
-            UfsErrorKind::NotFound => libc_enoent(),
-            UfsErrorKind::PermissionDenied => 13,
-            UfsErrorKind::Config | UfsErrorKind::Unavailable => 5,
-            UfsErrorKind::Changed => 116, // ESTALE
+            UfsErrorKind::NotFound => Errno::NotFound,
+            UfsErrorKind::PermissionDenied => Errno::PermissionDenied,
+            UfsErrorKind::Config | UfsErrorKind::Unavailable => Errno::Io,
+            UfsErrorKind::Changed => Errno::Stale,
         }
     }
-}
-
-const fn libc_enoent() -> i32 {
-    2
 }
 
 /// Which version of an object a read is for: what the master listed.

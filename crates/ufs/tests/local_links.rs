@@ -34,7 +34,7 @@ async fn links_out_of_the_root_are_neither_listed_nor_read() {
     assert!(ufs.list("sub").await.unwrap().is_empty());
     for path in ["escape", "dirlink/secret", "sub/up"] {
         let e = ufs.read(path, 0, 100).await.expect_err(path);
-        assert_eq!(e.errno(), 2, "{path}: {e}");
+        assert_eq!(e.errno(), cistern_rpc::Errno::NotFound, "{path}: {e}");
         assert!(ufs.stat(path).await.is_err(), "{path}");
     }
     assert_eq!(&ufs.read("ok", 0, 4).await.unwrap()[..], b"data", "a link inside the root is served");
@@ -57,5 +57,5 @@ async fn a_local_read_of_a_rewritten_file_is_stale() {
     std::thread::sleep(std::time::Duration::from_millis(20));
     std::fs::write(root.path().join("f.bin"), vec![2u8; 10_000]).unwrap();
     let e = ufs.read_version("f.bin", 0, 10, &v).await.expect_err("a rewritten file was read as the listed one");
-    assert_eq!(e.errno(), 116, "{e}");
+    assert_eq!(e.errno(), cistern_rpc::Errno::Stale, "{e}");
 }

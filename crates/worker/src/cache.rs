@@ -236,7 +236,7 @@ impl DataCache for MemoryCache {
         self.corrupt.load(Ordering::Relaxed)
     }
     fn stats(&self) -> Vec<LevelStats> {
-        vec![LevelStats { medium: "MEM".into(), used: self.used(), quota: self.quota, ..Default::default() }]
+        vec![LevelStats { medium: "MEM".into(), used: self.used(), on_disk: self.used(), quota: self.quota, ..Default::default() }]
     }
 }
 

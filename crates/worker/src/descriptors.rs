@@ -7,7 +7,7 @@
 
 use crate::Worker;
 use cistern_rpc::descriptors;
-use cistern_rpc::{pb, RefKey};
+use cistern_rpc::{pb, Errno, RefKey};
 use prost::Message;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
@@ -74,12 +74,12 @@ fn serve_connection(conn: &OwnedFd, worker: &Worker, refs: &RefKey) {
 
 /// The answer to one request: the reply and the descriptor that goes with it.
 pub fn answer(message: &[u8], worker: &Worker, refs: &RefKey) -> (pb::OpenReply, Option<std::fs::File>) {
-    let refuse = |errno: i32, message: String| (pb::OpenReply { errno, message, ..Default::default() }, None);
+    let refuse = |errno: Errno, message: String| (pb::OpenReply { errno: errno.raw(), message, ..Default::default() }, None);
     let request = match pb::OpenRequest::decode(message) {
         Ok(r) => r,
-        Err(e) => return refuse(22, format!("cannot decode the request: {e}")),
+        Err(e) => return refuse(Errno::InvalidArgument, format!("cannot decode the request: {e}")),
     };
-    let Some(file) = request.file else { return refuse(22, "no file reference in the request".into()) };
+    let Some(file) = request.file else { return refuse(Errno::InvalidArgument, "no file reference in the request".into()) };
     let verified = match refs.verify(&file) {
         Ok(v) => v,
         Err(e) => return refuse(e.errno(), e.to_string()),
@@ -87,7 +87,7 @@ pub fn answer(message: &[u8], worker: &Worker, refs: &RefKey) -> (pb::OpenReply,
     tracing::debug!(path = %verified.path, complete_only = request.complete_only, "descriptor of a cache file asked for");
     match worker.cache().open_cache_file(&verified.key, request.complete_only) {
         Ok(Some(h)) => (pb::OpenReply { errno: 0, file_id: h.file_id, complete: h.complete, message: String::new() }, Some(h.file)),
-        Ok(None) => refuse(2, "not cached here".into()),
-        Err(e) => refuse(e.raw_os_error().unwrap_or(5), format!("cache I/O: {e}")),
+        Ok(None) => refuse(Errno::NotFound, "not cached here".into()),
+        Err(e) => refuse(Errno::of_io(&e), format!("cache I/O: {e}")),
     }
 }

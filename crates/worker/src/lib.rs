@@ -74,17 +74,17 @@ pub enum WorkerError {
     #[error(transparent)]
     Ufs(#[from] UfsError),
     #[error("cache I/O: {0}")]
-    Io(Arc<std::io::Error>),
+    Io(#[source] Arc<std::io::Error>),
     #[error("a read of {0} bytes is larger than the {max} a worker serves at once", max = cistern_rpc::MAX_READ_LEN)]
     TooLarge(u64),
 }
 
 impl WorkerError {
-    pub fn errno(&self) -> i32 {
+    pub fn errno(&self) -> cistern_rpc::Errno {
         match self {
             WorkerError::Ufs(e) => e.errno(),
-            WorkerError::Io(e) => e.raw_os_error().unwrap_or(5),
-            WorkerError::TooLarge(_) => 22,
+            WorkerError::Io(e) => cistern_rpc::Errno::of_io(e),
+            WorkerError::TooLarge(_) => cistern_rpc::Errno::InvalidArgument,
         }
     }
 }

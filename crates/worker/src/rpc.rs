@@ -5,7 +5,7 @@ use bytes::Bytes;
 use cistern_rpc::pb;
 use cistern_rpc::pb::master_client::MasterClient;
 use cistern_rpc::pb::worker_server::{Worker as WorkerRpc, WorkerServer};
-use cistern_rpc::{status_with_errno, RefKey};
+use cistern_rpc::{status_with_errno, Errno, RefKey};
 use cistern_ufs::Ufs;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -39,6 +39,7 @@ impl Worker {
                     quota_bytes: l.quota,
                     evicted_bytes: l.evicted_bytes,
                     demoted_bytes: l.demoted_bytes,
+                    on_disk_bytes: l.on_disk,
                 })
                 .collect(),
         }
@@ -63,10 +64,10 @@ impl WorkerService {
     /// The worker-side reference of a file named on the wire: only one the master signed,
     /// with the cache key derived here (never a name the peer chose).
     pub fn file_ref(&self, f: Option<pb::FileRef>) -> Result<FileRef, Status> {
-        let f = f.ok_or_else(|| status_with_errno(22, "no file reference in the request"))?;
+        let f = f.ok_or_else(|| status_with_errno(Errno::InvalidArgument, "no file reference in the request"))?;
         let v = self.refs.verify(&f).map_err(|e| status_with_errno(e.errno(), e.to_string()))?;
         let ufs = self.mounts.get(v.mount as usize).ok_or_else(|| {
-            status_with_errno(22, format!("mount {} does not exist (this worker serves {})", v.mount, self.mounts.len()))
+            status_with_errno(Errno::InvalidArgument, format!("mount {} does not exist (this worker serves {})", v.mount, self.mounts.len()))
         })?;
         Ok(FileRef { ufs: ufs.clone(), path: v.path, size: v.size, key: v.key, etag: v.etag, mtime: v.mtime, signed: Some(f) })
     }
@@ -81,9 +82,9 @@ impl WorkerRpc for WorkerService {
     async fn read(&self, r: Request<pb::ReadRequest>) -> Result<Response<pb::ReadReply>, Status> {
         let peer = cistern_rpc::tls::peer_role(&r);
         let r = r.into_inner();
-        let mode = pb::PeerRead::try_from(r.peer).map_err(|_| status_with_errno(22, format!("read: peer mode {} is not one this worker knows", r.peer)))?;
+        let mode = pb::PeerRead::try_from(r.peer).map_err(|_| status_with_errno(Errno::InvalidArgument, format!("read: peer mode {} is not one this worker knows", r.peer)))?;
         if mode != pb::PeerRead::NotAPeer && !matches!(peer, cistern_rpc::tls::Peer::Local | cistern_rpc::tls::Peer::Authenticated(cistern_rpc::tls::Role::Worker)) {
-            return Err(status_with_errno(13, format!("read: only a worker's certificate may read as a peer (this peer: {peer:?})")));
+            return Err(status_with_errno(Errno::PermissionDenied, format!("read: only a worker's certificate may read as a peer (this peer: {peer:?})")));
         }
         // Refused, not clamped: the reply's buffer is sized by the read, and a peer asking for
         // more than any client reads at once is confused or hostile.
@@ -109,7 +110,7 @@ impl WorkerRpc for WorkerService {
             let (offset, len) = (r.offset, r.len);
             tokio::task::spawn_blocking(move || worker.recheck(&f, offset, len))
                 .await
-                .map_err(|e| status_with_errno(5, format!("recheck: {e}")))?
+                .map_err(|e| status_with_errno(Errno::Io, format!("recheck: {e}")))?
                 .map_err(status)?;
         }
         let reply = match self.worker.serve(&file, r.offset, r.len, caller).await.map_err(status)? {
@@ -135,11 +136,11 @@ impl WorkerRpc for WorkerService {
     async fn warm(&self, r: Request<pb::WarmRequest>) -> Result<Response<pb::WarmReply>, Status> {
         let peer = cistern_rpc::tls::peer_role(&r);
         if !matches!(peer, cistern_rpc::tls::Peer::Local | cistern_rpc::tls::Peer::Authenticated(cistern_rpc::tls::Role::Worker)) {
-            return Err(status_with_errno(13, format!("warm: only a worker's certificate may hand files over (this peer: {peer:?})")));
+            return Err(status_with_errno(Errno::PermissionDenied, format!("warm: only a worker's certificate may hand files over (this peer: {peer:?})")));
         }
         let files = r.into_inner().files;
         if files.len() > crate::handoff::MAX_WARM_FILES {
-            return Err(status_with_errno(22, format!("warm: {} files in one request; at most {}", files.len(), crate::handoff::MAX_WARM_FILES)));
+            return Err(status_with_errno(Errno::InvalidArgument, format!("warm: {} files in one request; at most {}", files.len(), crate::handoff::MAX_WARM_FILES)));
         }
         // Every reference verified before any is warmed: a forged one refuses the batch.
         let files = files.into_iter().map(|f| self.file_ref(Some(f))).collect::<Result<Vec<_>, _>>()?;

@@ -127,7 +127,7 @@ impl Model {
                 let want = if offset >= end { &[][..] } else { &v.content[offset as usize..end as usize] };
                 prop_assert!(got[..] == *want, "{}: wrong bytes at {offset}+{len} ({} returned, {} wanted)", v.file.path, got.len(), want.len());
             }
-            Err(e) => prop_assert!(stale_ok && e.errno() == 116, "{}: read at {offset}+{len} failed: {e}", v.file.path),
+            Err(e) => prop_assert!(stale_ok && e.errno() == cistern_rpc::Errno::Stale, "{}: read at {offset}+{len} failed: {e}", v.file.path),
         }
         Ok(())
     }

@@ -290,8 +290,8 @@ async fn damaged_cache_files_after_a_restart_serve_no_wrong_byte() {
 }
 
 /// What a tier holds on disk (data, checksum records, directories, and files evicted while a
-/// read still held them) stays within its quota under concurrent readers, measured with
-/// statfs on a tmpfs of the tier's own (root: mounted here for the test).
+/// reader still held them open) stays within its quota under concurrent readers, measured
+/// with statfs on a tmpfs of the tier's own (root: mounted here for the test).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_tier_stays_within_its_quota_on_disk_under_concurrent_readers() {
     let mnt = tempfile::tempdir().unwrap();
@@ -337,12 +337,23 @@ async fn the_tier_stays_within_its_quota_on_disk_under_concurrent_readers() {
         .map(|r| {
             let (w, ufs, files) = (w.clone(), ufs.clone(), files.clone());
             tokio::spawn(async move {
+                // What passthrough and short-circuit readers do: hold complete cache files
+                // open (the last two each reader read whole) while the cache churns.
+                let mut holding = std::collections::VecDeque::new();
                 for n in 0..40u64 {
                     let i = ((r * 7 + n * 13) % files.len() as u64) as usize;
                     let f = file(&ufs, &format!("f{i}"), files[i]);
                     let (off, len) = if n % 5 == 0 { (0, files[i] as u64) } else { ((n * 1_234_567 + r * 999_983) % (files[i] as u64 - 300_000), 262_144) };
                     let got = w.read(&f, off, len).await.unwrap();
                     assert_eq!(&got[..], &data(files[i])[off as usize..(off + len) as usize]);
+                    if n % 5 == 0 {
+                        if let Ok(Some(h)) = w.cache().open_cache_file(&f.key, true) {
+                            holding.push_back(h);
+                            if holding.len() > 2 {
+                                holding.pop_front();
+                            }
+                        }
+                    }
                 }
             })
         })

@@ -118,12 +118,15 @@ impl TierStore {
             }
         }
         if whole || cf.blocks.iter().all(Option::is_none) {
-            let freed = ix.files.remove(key).map_or(0, |cf| cf.overhead);
-            ix.overhead -= freed;
+            let Some(cf) = ix.files.remove(key) else { return Ok(()) };
+            ix.overhead -= cf.overhead;
             if let Ok((data_path, sidecar_path)) = self.paths_of(key) {
                 let _ = std::fs::remove_file(data_path);
                 let _ = std::fs::remove_file(sidecar_path);
             }
+            // Unlinked first: nobody opens it by name any more, so whoever holds it now is
+            // all there will be.
+            ix.held.hold_if_open(cf.file);
         }
         Ok(())
     }

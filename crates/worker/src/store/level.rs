@@ -104,6 +104,8 @@ pub struct LevelStats {
     pub evicted_bytes: u64,
     pub demoted_bytes: u64,
     pub corrupt_blocks: u64,
+    /// See [`TierStore::on_disk`](super::TierStore::on_disk).
+    pub on_disk: u64,
 }
 
 /// A worker's levels, top first.
@@ -227,6 +229,7 @@ impl Tiers {
                 evicted_bytes: l.sum(|s| s.counters.evicted_bytes.load(Ordering::Relaxed)),
                 demoted_bytes: l.sum(|s| s.counters.demoted_bytes.load(Ordering::Relaxed)),
                 corrupt_blocks: l.sum(|s| s.counters.corrupt_blocks.load(Ordering::Relaxed)),
+                on_disk: l.sum(|s| s.on_disk()),
             })
             .collect()
     }

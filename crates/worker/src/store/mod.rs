@@ -29,6 +29,7 @@
 
 pub mod checksum;
 mod evict;
+mod held;
 pub mod health;
 pub mod identity;
 pub mod level;
@@ -113,6 +114,9 @@ struct Index {
     /// The cache files' own cost beyond their data ([`file_overhead`]); with `used`, never
     /// past the quota.
     overhead: u64,
+    /// Evicted files other processes still hold open ([`held`]); with the above, never past
+    /// the quota.
+    held: held::Held,
 }
 
 /// Figures of one tier.
@@ -175,6 +179,13 @@ impl TierStore {
     }
     pub fn used(&self) -> u64 {
         self.index.lock().expect("index lock").used
+    }
+    /// Everything the tier holds on disk: data, the files' own pages, and evicted files other
+    /// processes still hold open. Never past the quota.
+    pub fn on_disk(&self) -> u64 {
+        let mut ix = self.index.lock().expect("index lock");
+        ix.held.release();
+        ix.on_disk()
     }
 
     /// The cache file of `key` when every block of it is present: a plain copy of the object.
@@ -244,13 +255,17 @@ impl TierStore {
             }
             // A new cache file brings its own overhead: reserved with the data.
             let extra = if ix.files.contains_key(&key) { 0 } else { file_overhead(file_size) };
-            if ix.used + ix.overhead + len + extra <= self.quota {
+            ix.held.release();
+            if ix.on_disk() + len + extra <= self.quota {
                 ix.used += len;
                 ix.overhead += extra;
                 reserved_overhead = extra;
                 break;
             }
-            let target = self.quota.saturating_sub(len + extra + ix.overhead);
+            let target = self.quota.saturating_sub(len + extra + ix.overhead + ix.held.bytes);
+            if ix.used <= target {
+                return Ok(false); // what is left is the files' own pages and held files
+            }
             drop(ix);
             if !self.evict_to(target)? {
                 return Ok(false); // everything left is being written right now
@@ -436,14 +451,40 @@ mod tests {
         let path = store.complete_file(&key("whole")).expect("both blocks present: complete");
         // What FUSE passthrough holds: the cache file itself, opened.
         let held = File::open(&path).unwrap();
-        // Block 0 is the coldest; a new block needs its space.
-        store.insert(&key("other"), 0, BLOCK_SIZE, 0, &vec![1u8; BLOCK_SIZE as usize]).unwrap();
+        // Block 0 is the coldest; a new block needs its space. The reader still holds it, so
+        // its pages stay charged ([`held`]) and the new block is not cached.
+        assert!(!store.insert(&key("other"), 0, BLOCK_SIZE, 0, &vec![1u8; BLOCK_SIZE as usize]).unwrap());
         assert!(!path.exists(), "a complete file is unlinked, not punched");
         assert!(!store.contains(&key("whole"), 1), "its other block went with it");
-        assert_eq!(store.used(), BLOCK_SIZE);
+        assert_eq!(store.used(), 0);
         let mut back = vec![0u8; data.len()];
         held.read_exact_at(&mut back, 0).unwrap();
         assert!(back == data, "the open reader saw a hole");
+    }
+
+    #[test]
+    fn an_evicted_file_still_open_elsewhere_stays_charged_until_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let quota = 2 * BLOCK_SIZE + 2 * file_overhead(2 * BLOCK_SIZE);
+        let store = TierStore::open(&dir.path().join("t"), quota, 1.0, 1.0, false).unwrap();
+        let block = vec![3u8; BLOCK_SIZE as usize];
+        store.insert(&key("whole"), 0, BLOCK_SIZE, 0, &block).unwrap();
+        let reader = store.open_cache_file(&key("whole"), true).unwrap().expect("complete");
+        store.insert(&key("other"), 0, 2 * BLOCK_SIZE, 0, &block).unwrap();
+        // No room for a second block of "other": "whole" goes, but the reader keeps its
+        // pages, so "other"'s first block has to go as well.
+        assert!(store.insert(&key("other"), 1, 2 * BLOCK_SIZE, 0, &block).unwrap());
+        assert!(store.complete_file(&key("whole")).is_none());
+        assert!(!store.contains(&key("other"), 0), "the held file's pages were not counted");
+        assert!(store.on_disk() <= quota);
+        assert!(store.on_disk() >= 2 * BLOCK_SIZE, "{} on disk", store.on_disk());
+        drop(reader);
+        std::thread::sleep(held_recheck());
+        assert!(store.on_disk() < 2 * BLOCK_SIZE, "released at the last close");
+    }
+
+    fn held_recheck() -> std::time::Duration {
+        std::time::Duration::from_millis(60)
     }
 
     #[test]
