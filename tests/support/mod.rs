@@ -2,6 +2,7 @@
 //! mount, and runs a real S3 server (SeaweedFS, `weed mini`) on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod cluster;
 pub mod delay;
 pub mod far;

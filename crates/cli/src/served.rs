@@ -122,6 +122,40 @@ impl WebSource for Served {
         }
     }
 
+    fn workers(&self) -> serde_json::Value {
+        let workers: Vec<_> = self
+            .registry
+            .entries()
+            .into_iter()
+            .map(|(w, since)| {
+                let f = w.figures.unwrap_or_default();
+                let levels: Vec<_> = f
+                    .levels
+                    .iter()
+                    .map(|l| serde_json::json!({"medium": l.medium, "used_bytes": l.used_bytes, "quota_bytes": l.quota_bytes, "on_disk_bytes": l.on_disk_bytes}))
+                    .collect();
+                serde_json::json!({
+                    "id": w.id,
+                    "address": w.address,
+                    "node": w.node,
+                    "live": since < cistern_master::rpc::WORKER_TIMEOUT,
+                    "lastHeartbeatSeconds": since.as_secs_f64(),
+                    "logLevel": w.log_level,
+                    "figures": {
+                        "cached_bytes": f.cached_bytes,
+                        "capacity_bytes": f.capacity_bytes,
+                        "local_bytes": f.local_bytes,
+                        "remote_bytes": f.remote_bytes,
+                        "ufs_bytes": f.ufs_bytes,
+                        "ufs_fetches": f.ufs_fetches,
+                        "levels": levels,
+                    },
+                })
+            })
+            .collect();
+        serde_json::Value::Array(workers)
+    }
+
     fn log_level(&self) -> String {
         let l = &self.log_levels;
         let or_own = |v: String| if v.is_empty() { "(as started)".to_string() } else { v };

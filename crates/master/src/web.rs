@@ -1,14 +1,19 @@
-//! The master's HTTP port: Prometheus metrics, the status as JSON, a small web page, and the
+//! The master's HTTP port: Prometheus metrics, the status as JSON, the web page, and the
 //! log level changed at runtime (Alluxio's `logLevel`), on one axum router.
 //!
 //! - `GET /metrics`: [`Figures`] in Prometheus text format
 //! - `GET /api/v1/status`: the Dataset and runtime statuses as JSON
-//! - `GET /api/v1/loglevel`, `PUT /api/v1/loglevel?level=FILTER`: read or set the log filter
-//! - `GET /`: a page with the same figures for a browser
+//! - `GET /api/v1/overview`: the status, the figures, version and uptime (the page's header)
+//! - `GET /api/v1/workers`: every worker heard from, its state and figures
+//! - `GET /api/v1/history`: the figures every 5 s over the last hour ([`history`])
+//! - `GET /api/v1/loglevel`, `PUT /api/v1/loglevel?level=FILTER&target=T`: read or set filters
+//! - `GET /`: the page (`web/page/`: HTML, CSS and script built into the binary, no CDN)
 //!
 //! The read-only pages are open to whoever reaches the port (as Alluxio's are). Changing the
 //! log level is accepted only from a loopback peer: on the master's own machine, or through
 //! `kubectl port-forward` (which connects from inside the pod), never from another pod.
+
+pub mod history;
 
 use crate::metrics::Figures;
 use axum::extract::{ConnectInfo, Query, State};
@@ -16,7 +21,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use history::{History, Sample};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// What the web port shows; implemented by whoever runs the master.
 pub trait WebSource: Send + Sync + 'static {
@@ -26,6 +33,11 @@ pub trait WebSource: Send + Sync + 'static {
     }
     fn figures(&self) -> Figures;
     fn status(&self) -> serde_json::Value;
+    /// Every worker heard from: id, address, node, live, seconds since its last heartbeat,
+    /// log level and its figures (default: none).
+    fn workers(&self) -> serde_json::Value {
+        serde_json::json!([])
+    }
     /// The current log filters (the master's; and workers' and FUSE clients' when set).
     fn log_level(&self) -> String;
     /// Sets the log filter (`info`, `debug`, `warn,cistern_worker=trace`, ...) of `target`:
@@ -35,25 +47,61 @@ pub trait WebSource: Send + Sync + 'static {
 
 type Source = Arc<dyn WebSource>;
 
-pub fn router(source: Source) -> Router {
-    Router::new()
-        .route("/", get(index))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/status", get(status))
-        .route("/api/v1/loglevel", get(log_level).put(set_log_level).post(set_log_level))
-        .with_state(source)
+#[derive(Clone)]
+struct Web {
+    source: Source,
+    history: Arc<History>,
+    started: Instant,
 }
 
-/// Serves until the listener fails or the task is dropped.
+pub fn router(source: Source) -> Router {
+    router_with(source, Arc::default())
+}
+
+fn router_with(source: Source, history: Arc<History>) -> Router {
+    let web = Web { source, history, started: Instant::now() };
+    Router::new()
+        .route("/", get(index))
+        .route("/app.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("web/page/app.js")) }))
+        .route("/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("web/page/style.css")) }))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/overview", get(overview))
+        .route("/api/v1/workers", get(workers))
+        .route("/api/v1/history", get(history_samples))
+        .route("/api/v1/loglevel", get(log_level).put(set_log_level).post(set_log_level))
+        .with_state(web)
+}
+
+/// Serves until the listener fails or the task is dropped; samples the figures for the page's
+/// plots meanwhile.
 pub async fn serve(listener: tokio::net::TcpListener, source: Source) -> std::io::Result<()> {
-    axum::serve(listener, router(source).into_make_service_with_connect_info::<std::net::SocketAddr>()).await
+    let history = Arc::new(History::default());
+    let sampler = {
+        let (source, history) = (source.clone(), history.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(history::SAMPLE_EVERY);
+            loop {
+                tick.tick().await;
+                history.push(Sample::of(&source.figures()));
+            }
+        })
+    };
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _sampler = AbortOnDrop(sampler);
+    axum::serve(listener, router_with(source, history).into_make_service_with_connect_info::<std::net::SocketAddr>()).await
 }
 
 /// OpenMetrics to a scraper that asks for it (Prometheus does), the classic text format to
 /// anything else (curl, promtool).
-async fn metrics(State(s): State<Source>, headers: axum::http::HeaderMap) -> Response {
-    s.refresh().await;
-    let body = s.figures().encode();
+async fn metrics(State(w): State<Web>, headers: axum::http::HeaderMap) -> Response {
+    w.source.refresh().await;
+    let body = w.source.figures().encode();
     let wants_openmetrics = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("application/openmetrics-text"));
     if wants_openmetrics {
         ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
@@ -62,13 +110,32 @@ async fn metrics(State(s): State<Source>, headers: axum::http::HeaderMap) -> Res
     }
 }
 
-async fn status(State(s): State<Source>) -> Json<serde_json::Value> {
-    s.refresh().await;
-    Json(s.status())
+async fn status(State(w): State<Web>) -> Json<serde_json::Value> {
+    w.source.refresh().await;
+    Json(w.source.status())
 }
 
-async fn log_level(State(s): State<Source>) -> String {
-    s.log_level() + "\n"
+async fn overview(State(w): State<Web>) -> Json<serde_json::Value> {
+    w.source.refresh().await;
+    Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptimeSeconds": w.started.elapsed().as_secs(),
+        "status": w.source.status(),
+        "figures": w.source.figures(),
+    }))
+}
+
+async fn workers(State(w): State<Web>) -> Json<serde_json::Value> {
+    w.source.refresh().await;
+    Json(w.source.workers())
+}
+
+async fn history_samples(State(w): State<Web>) -> Json<Vec<Sample>> {
+    Json(w.history.with(Sample::of(&w.source.figures())))
+}
+
+async fn log_level(State(w): State<Web>) -> String {
+    w.source.log_level() + "\n"
 }
 
 #[derive(serde::Deserialize)]
@@ -78,7 +145,7 @@ struct LevelQuery {
     target: Option<String>,
 }
 
-async fn set_log_level(State(s): State<Source>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, Query(q): Query<LevelQuery>) -> (StatusCode, String) {
+async fn set_log_level(State(w): State<Web>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, Query(q): Query<LevelQuery>) -> (StatusCode, String) {
     if !peer.ip().is_loopback() {
         return (StatusCode::FORBIDDEN, "the log level is changed from the master's own machine only (127.0.0.1, or kubectl port-forward)\n".into());
     }
@@ -86,42 +153,14 @@ async fn set_log_level(State(s): State<Source>, ConnectInfo(peer): ConnectInfo<s
         return (StatusCode::BAD_REQUEST, "missing ?level=; give a filter such as info or debug\n".into());
     };
     let target = q.target.unwrap_or_else(|| "master".into());
-    match s.set_log_level(&target, &level) {
+    match w.source.set_log_level(&target, &level) {
         Ok(()) => (StatusCode::OK, format!("log level of {target} set to {level}\n")),
         Err(e) => (StatusCode::BAD_REQUEST, format!("level `{level}`: {e}\n")),
     }
 }
 
-async fn index(State(s): State<Source>) -> Html<String> {
-    s.refresh().await;
-    let f = s.figures();
-    let or_calc = |v: Option<u64>| v.map_or("[Calculating]".to_string(), |v| v.to_string());
-    let mut rows = vec![
-        ("UFS total bytes", or_calc(f.ufs_total_bytes)),
-        ("Files", or_calc(f.ufs_files)),
-        ("Cached bytes", f.cached_bytes.to_string()),
-        ("Capacity bytes", f.capacity_bytes.to_string()),
-        ("Served from local cache", f.local_bytes.to_string()),
-        ("Served from the UFS", f.ufs_bytes.to_string()),
-        ("Of those, read by short-circuit", f.short_circuit_bytes.to_string()),
-        ("UFS requests", f.ufs_fetches.to_string()),
-        ("Corrupt blocks refetched", f.corrupt_blocks.to_string()),
-    ];
-    for l in &f.levels {
-        rows.push(("Level", format!("worker {} {}: {} of {} bytes", l.worker, l.medium, l.used_bytes, l.quota_bytes)));
-    }
-    let body: String = rows.iter().map(|(k, v)| format!("<tr><th>{k}</th><td>{}</td></tr>", escape(v))).collect();
-    Html(format!(
-        "<!doctype html><html><head><title>cistern {ns}/{name}</title><meta http-equiv=refresh content=2></head>\
-         <body><h1>Dataset {ns}/{name}</h1><table>{body}</table>\
-         <p><a href=/metrics>metrics</a> · <a href=/api/v1/status>status</a> · <a href=/api/v1/loglevel>log level</a></p></body></html>",
-        ns = escape(&f.namespace),
-        name = escape(&f.dataset),
-    ))
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+async fn index() -> Html<&'static str> {
+    Html(include_str!("web/page/index.html"))
 }
 
 #[cfg(test)]
