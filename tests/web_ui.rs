@@ -1,8 +1,10 @@
 //! The master's page in headless Chromium (Debian's `chromium` over WebDriver) against a real
 //! `cistern up` with two workers: the overview says what `cistern get dataset -o json` says,
-//! the workers table lists every worker, the throughput plot has points after reads, and a
-//! log level set on the page reaches the workers (their logs show debug lines). Allowance:
-//! 60 s (about 25 s here). A screenshot is written to `$CISTERN_SCREENSHOTS` when it is set.
+//! the workers table lists every worker, the file browser's cached % of a directory changes
+//! after a DataLoad (which the DataLoads table shows complete), the throughput plot has points
+//! after reads, and a log level set on the page reaches the workers (their logs show debug
+//! lines). Allowance: 60 s (about 15 s here). A screenshot is written to
+//! `$CISTERN_SCREENSHOTS` when it is set.
 
 mod support;
 
@@ -20,6 +22,7 @@ fn the_page_shows_the_dataset_every_worker_plots_reads_and_sets_log_levels() {
     for i in 0..6u64 {
         files.insert(format!("train/part-{i}.bin"), tree::bytes(40 + i, 3 * MIB + 4099 * i as usize));
     }
+    files.insert("notes/readme.txt".into(), tree::bytes(7, 100_000));
     tree::write_local(&ufs, &files);
     let spec = format!(
         "  replicas: 2\n  tieredstore:\n    levels:\n      - mediumtype: MEM\n        path: {}\n        quota: 64Mi\n",
@@ -44,9 +47,33 @@ fn the_page_shows_the_dataset_every_worker_plots_reads_and_sets_log_levels() {
         assert!(addresses.contains(&w["address"].as_str().unwrap().to_string()), "{w} not on the page: {addresses:?}");
     }
 
-    // Reads, then the overview equals `cistern get dataset -o json` (both refresh every
-    // second or two: wait for them to agree).
-    tree::assert_mount_matches(&up.mountpoint, &files);
+    // The browser: nothing cached yet; a DataLoad of /train, then /train is all cached and
+    // /notes not, and the DataLoad shows complete at 100 %.
+    let row_pct = |name: &str| browser.text(&format!("#browse tr[data-name='{name}'] td.pct"));
+    eventually(20, "the root listed at 0 %", || (row_pct("train") == "0.0%" && row_pct("notes") == "0.0%").then_some(()));
+    let load = s.write(
+        "load.yaml",
+        "apiVersion: data.fluid.io/v1alpha1\nkind: DataLoad\nmetadata:\n  name: warm-train\nspec:\n  dataset:\n    name: webui\n    namespace: default\n  target:\n    - path: /train\n",
+    );
+    let o = s.cistern(&["load", "-f", load.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    eventually(20, "/train at 100 % in the browser", || (row_pct("train") == "100.0%" && row_pct("notes") == "0.0%").then_some(()));
+    eventually(20, "the DataLoad complete", || {
+        let row = "#dataloads tr[data-name='warm-train']";
+        (browser.text(&format!("{row} td:nth-child(2)")) == "Complete" && browser.text(&format!("{row} td.pct")).starts_with("100.0%")).then_some(())
+    });
+    browser.click("#browse a[href='#/train']");
+    eventually(20, "the files of /train, each cached", || {
+        let pcts = browser.eval("return [...document.querySelectorAll('#browse tbody td.pct')].map(td => td.textContent)");
+        let pcts: Vec<String> = serde_json::from_value(pcts).ok()?;
+        (pcts.len() == 6 && pcts.iter().all(|p| p == "100.0%")).then_some(())
+    });
+    let (code, body) = http("GET", &format!("{base}/api/v1/browse?path=/train/../.."));
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(http("GET", &format!("{base}/api/v1/browse?path=/absent")).0, 404);
+
+    // Then the overview equals `cistern get dataset -o json` (both refresh every second or
+    // two: wait for them to agree).
     let ids = ["#phase", "#ufs-total", "#file-num", "#cached", "#cached-pct", "#hit-ratio"];
     let (page, want) = eventually(30, "the overview agreeing with get dataset", || {
         let v: serde_json::Value = serde_json::from_slice(&s.cistern(&["get", "dataset", "-o", "json"]).stdout).ok()?;
@@ -57,7 +84,7 @@ fn the_page_shows_the_dataset_every_worker_plots_reads_and_sets_log_levels() {
             .map(|v| v.as_str().unwrap_or_default().to_string())
             .collect();
         let page: Vec<String> = ids.iter().map(|id| browser.text(id)).collect();
-        (page == want && want[4] == "100.0%").then_some((page, want))
+        (page == want && want[4] != "0.0%").then_some((page, want))
     });
     assert_eq!(page, want);
 
@@ -92,6 +119,7 @@ fn the_page_shows_the_dataset_every_worker_plots_reads_and_sets_log_levels() {
     tree::assert_mount_matches(&up.mountpoint, &files);
     eventually(10, "a debug line of a worker", || (worker_debug(&up) > 0).then_some(()));
 
+    browser.eval("window.scrollTo(0, 0); return 0;");
     let png = browser.screenshot();
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     if let Some(dir) = std::env::var_os("CISTERN_SCREENSHOTS") {

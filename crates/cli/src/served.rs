@@ -24,6 +24,36 @@ pub struct Served {
     pub created: String,
     pub mountpoint: PathBuf,
     pub web: OnceLock<String>,
+    /// For the page's file browser and DataLoad progress.
+    pub ns: Arc<cistern_master::Namespace>,
+    pub refs: cistern_rpc::RefKey,
+    /// Where `cistern load` writes `dataload-<name>.json` (embedded mode).
+    pub run_dir: PathBuf,
+}
+
+/// DataLoad status files read for the page, at most, and the largest read.
+const MAX_DATALOADS: usize = 64;
+const MAX_DATALOAD_FILE: u64 = 1 << 20;
+
+impl Served {
+    /// The DataLoads `cistern load` recorded in the run directory (hostile files: bounded in
+    /// number and size, parsed as JSON, anything else skipped).
+    fn dataload_files(&self) -> Vec<serde_json::Value> {
+        let Ok(dir) = std::fs::read_dir(&self.run_dir) else { return Vec::new() };
+        let mut out = Vec::new();
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with("dataload-") && name.ends_with(".json")) || out.len() == MAX_DATALOADS {
+                continue;
+            }
+            let small = entry.metadata().is_ok_and(|m| m.is_file() && m.len() <= MAX_DATALOAD_FILE);
+            if let Some(v) = small.then(|| std::fs::read(entry.path()).ok()).flatten().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()) {
+                out.push(v);
+            }
+        }
+        out.sort_by(|a, b| a["metadata"]["name"].as_str().cmp(&b["metadata"]["name"].as_str()));
+        out
+    }
 }
 
 impl Served {
@@ -154,6 +184,44 @@ impl WebSource for Served {
             })
             .collect();
         serde_json::Value::Array(workers)
+    }
+
+    fn browse(&self, path: String) -> futures::future::BoxFuture<'_, Result<serde_json::Value, (axum::http::StatusCode, String)>> {
+        Box::pin(async move {
+            use axum::http::StatusCode;
+            match cistern_master::browse::browse(&self.ns, &self.refs, &self.registry, &path).await {
+                Ok(listing) => Ok(serde_json::to_value(listing).unwrap_or_default()),
+                Err(e) if e.errno == cistern_rpc::Errno::NotFound => Err((StatusCode::NOT_FOUND, e.message)),
+                Err(e) if matches!(e.errno, cistern_rpc::Errno::InvalidArgument | cistern_rpc::Errno::NotADirectory) => Err((StatusCode::BAD_REQUEST, e.message)),
+                Err(e) => Err((StatusCode::BAD_GATEWAY, e.message)),
+            }
+        })
+    }
+
+    fn dataloads(&self) -> futures::future::BoxFuture<'_, serde_json::Value> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for dl in self.dataload_files() {
+                let targets: Vec<String> = dl["spec"]["target"].as_array().into_iter().flatten().filter_map(|t| t["path"].as_str().map(str::to_string)).collect();
+                let targets = if targets.is_empty() { vec!["/".to_string()] } else { targets };
+                let (mut size, mut cached) = (0u64, 0u64);
+                for t in targets.iter().take(16) {
+                    if let Ok(e) = cistern_master::browse::usage(&self.ns, &self.refs, &self.registry, t).await {
+                        size += e.size;
+                        cached += e.cached;
+                    }
+                }
+                out.push(serde_json::json!({
+                    "name": dl["metadata"]["name"],
+                    "phase": dl["status"]["phase"],
+                    "duration": dl["status"]["duration"],
+                    "targets": targets,
+                    "size": size,
+                    "cached": cached,
+                }));
+            }
+            serde_json::Value::Array(out)
+        })
     }
 
     fn log_level(&self) -> String {

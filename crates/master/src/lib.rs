@@ -2,6 +2,7 @@
 //! its mount table, served to the FUSE client and the workers; plus the background count of
 //! the UFS total size and file number that statuses report.
 
+pub mod browse;
 pub mod inode;
 pub mod log_levels;
 pub mod metrics;

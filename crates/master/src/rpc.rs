@@ -91,20 +91,8 @@ impl WorkerRegistry {
     /// show is not a heartbeat old. A worker that does not answer within a second keeps its
     /// last report.
     pub async fn poll(&self) {
-        let live = self.live();
-        let calls = live.into_iter().filter_map(|w| {
-            let address = Address::parse(&w.address).ok()?;
-            let mut client = {
-                let mut clients = self.clients.lock().expect("registry lock");
-                match clients.get(&w.address) {
-                    Some(c) => c.clone(),
-                    None => {
-                        let c = WorkerClient::new(address.channel(cistern_rpc::tls::Role::Worker).ok()?);
-                        clients.insert(w.address.clone(), c.clone());
-                        c
-                    }
-                }
-            };
+        let calls = self.live().into_iter().filter_map(|w| {
+            let mut client = self.client_for(&w.address)?;
             Some(async move {
                 let r = tokio::time::timeout(Duration::from_secs(1), client.figures(pb::FiguresRequest {})).await;
                 (w, r)
@@ -116,6 +104,43 @@ impl WorkerRegistry {
                 self.workers.lock().expect("registry lock").insert(w.id, (Instant::now(), w));
             }
         }
+    }
+
+    /// A channel to the worker at `address` (kept for the next call).
+    fn client_for(&self, address: &str) -> Option<WorkerClient<Channel>> {
+        let mut clients = self.clients.lock().expect("registry lock");
+        if let Some(c) = clients.get(address) {
+            return Some(c.clone());
+        }
+        let c = WorkerClient::new(Address::parse(address).ok()?.channel(cistern_rpc::tls::Role::Worker).ok()?);
+        clients.insert(address.to_string(), c.clone());
+        Some(c)
+    }
+
+    /// Bytes of each file cached on any live worker (the most any one holds: replicas are
+    /// copies); 0 for a file no worker answered about within 2 s.
+    pub async fn cached(&self, files: &[pb::FileRef]) -> Vec<u64> {
+        let mut out = vec![0u64; files.len()];
+        let calls = self.live().into_iter().filter_map(|w| {
+            let client = self.client_for(&w.address)?;
+            Some(async move {
+                let mut got = Vec::with_capacity(files.len());
+                for batch in files.chunks(cistern_rpc::MAX_CACHED_FILES) {
+                    let request = pb::CachedRequest { files: batch.to_vec() };
+                    match tokio::time::timeout(Duration::from_secs(2), client.clone().cached(request)).await {
+                        Ok(Ok(r)) if r.get_ref().bytes.len() == batch.len() => got.extend(r.into_inner().bytes),
+                        _ => return None,
+                    }
+                }
+                Some(got)
+            })
+        });
+        for got in futures::future::join_all(calls).await.into_iter().flatten() {
+            for (o, g) in out.iter_mut().zip(got) {
+                *o = (*o).max(g);
+            }
+        }
+        out
     }
 
     /// Every worker heard from in the last [`WORKER_FORGOTTEN`], with how long ago, by id.

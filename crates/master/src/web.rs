@@ -6,6 +6,8 @@
 //! - `GET /api/v1/overview`: the status, the figures, version and uptime (the page's header)
 //! - `GET /api/v1/workers`: every worker heard from, its state and figures
 //! - `GET /api/v1/history`: the figures every 5 s over the last hour ([`history`])
+//! - `GET /api/v1/browse?path=/dir`: a directory with cached bytes per entry ([`crate::browse`])
+//! - `GET /api/v1/dataloads`: DataLoads with phase and progress
 //! - `GET /api/v1/loglevel`, `PUT /api/v1/loglevel?level=FILTER&target=T`: read or set filters
 //! - `GET /`: the page (`web/page/`: HTML, CSS and script built into the binary, no CDN)
 //!
@@ -38,6 +40,16 @@ pub trait WebSource: Send + Sync + 'static {
     fn workers(&self) -> serde_json::Value {
         serde_json::json!([])
     }
+    /// A directory of the Dataset, each entry with its size and cached bytes
+    /// ([`crate::browse::Listing`]); an error names the path and the fix (default: no
+    /// browser).
+    fn browse(&self, _path: String) -> futures::future::BoxFuture<'_, Result<serde_json::Value, (StatusCode, String)>> {
+        Box::pin(async { Err((StatusCode::NOT_FOUND, "this master has no file browser".to_string())) })
+    }
+    /// The Dataset's DataLoads with their phase and progress (default: none).
+    fn dataloads(&self) -> futures::future::BoxFuture<'_, serde_json::Value> {
+        Box::pin(async { serde_json::json!([]) })
+    }
     /// The current log filters (the master's; and workers' and FUSE clients' when set).
     fn log_level(&self) -> String;
     /// Sets the log filter (`info`, `debug`, `warn,cistern_worker=trace`, ...) of `target`:
@@ -69,6 +81,8 @@ fn router_with(source: Source, history: Arc<History>) -> Router {
         .route("/api/v1/overview", get(overview))
         .route("/api/v1/workers", get(workers))
         .route("/api/v1/history", get(history_samples))
+        .route("/api/v1/browse", get(browse))
+        .route("/api/v1/dataloads", get(dataloads))
         .route("/api/v1/loglevel", get(log_level).put(set_log_level).post(set_log_level))
         .with_state(web)
 }
@@ -132,6 +146,22 @@ async fn workers(State(w): State<Web>) -> Json<serde_json::Value> {
 
 async fn history_samples(State(w): State<Web>) -> Json<Vec<Sample>> {
     Json(w.history.with(Sample::of(&w.source.figures())))
+}
+
+#[derive(serde::Deserialize)]
+struct BrowseQuery {
+    path: Option<String>,
+}
+
+async fn browse(State(w): State<Web>, Query(q): Query<BrowseQuery>) -> Response {
+    match w.source.browse(q.path.unwrap_or_else(|| "/".into())).await {
+        Ok(listing) => Json(listing).into_response(),
+        Err((code, message)) => (code, message + "\n").into_response(),
+    }
+}
+
+async fn dataloads(State(w): State<Web>) -> Json<serde_json::Value> {
+    Json(w.source.dataloads().await)
 }
 
 async fn log_level(State(w): State<Web>) -> String {

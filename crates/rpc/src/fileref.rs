@@ -21,6 +21,8 @@ use std::sync::Arc;
 pub const MAX_READ_LEN: u64 = 16 << 20;
 /// Longest UFS path a reference may carry (Linux's PATH_MAX).
 pub const MAX_PATH_LEN: usize = 4096;
+/// File references one `Cached` request may carry.
+pub const MAX_CACHED_FILES: usize = 1024;
 /// Longest content version (the master's is 16 bytes).
 pub const MAX_VERSION_LEN: usize = 64;
 /// Length of the Dataset's reference key.

@@ -14,7 +14,7 @@ pub mod tls;
 pub use address::Address;
 pub use errno::Errno;
 pub use errors::{errno_of, status_with_errno, RpcError};
-pub use fileref::{CacheKey, RefKey, VerifiedRef, MAX_READ_LEN};
+pub use fileref::{CacheKey, RefKey, VerifiedRef, MAX_CACHED_FILES, MAX_READ_LEN};
 pub use retry::{with_retry, Backoff};
 
 /// The name of the node this process runs on: `NODE_NAME` (set from the pod's

@@ -49,6 +49,8 @@ pub trait DataCache: Send + Sync + 'static {
     fn corrupt_blocks(&self) -> u64;
     /// Figures per level.
     fn stats(&self) -> Vec<LevelStats>;
+    /// Bytes of `key` present on any level (no I/O): what the page's file browser shows.
+    fn cached_bytes_of(&self, key: &str) -> u64;
 }
 
 impl DataCache for Tiers {
@@ -84,6 +86,9 @@ impl DataCache for Tiers {
     }
     fn stats(&self) -> Vec<LevelStats> {
         Tiers::stats(self)
+    }
+    fn cached_bytes_of(&self, key: &str) -> u64 {
+        Tiers::cached_bytes_of(self, key)
     }
 }
 
@@ -238,6 +243,10 @@ impl DataCache for MemoryCache {
     fn stats(&self) -> Vec<LevelStats> {
         vec![LevelStats { medium: "MEM".into(), used: self.used(), on_disk: self.used(), quota: self.quota, ..Default::default() }]
     }
+    fn cached_bytes_of(&self, key: &str) -> u64 {
+        let inner = self.inner.lock().expect("cache lock");
+        inner.blocks.iter().filter(|((k, _), _)| k == key).flat_map(|(_, chunks)| chunks.values()).map(|c| c.data.len() as u64).sum()
+    }
 }
 
 /// Wraps a cache and injects faults: the next `n` reads or writes fail with EIO, and every
@@ -323,6 +332,9 @@ impl<C: DataCache> DataCache for FaultyCache<C> {
     fn stats(&self) -> Vec<LevelStats> {
         self.inner.stats()
     }
+    fn cached_bytes_of(&self, key: &str) -> u64 {
+        self.inner.cached_bytes_of(key)
+    }
 }
 
 impl<C: DataCache> DataCache for std::sync::Arc<C> {
@@ -358,5 +370,8 @@ impl<C: DataCache> DataCache for std::sync::Arc<C> {
     }
     fn stats(&self) -> Vec<LevelStats> {
         (**self).stats()
+    }
+    fn cached_bytes_of(&self, key: &str) -> u64 {
+        (**self).cached_bytes_of(key)
     }
 }

@@ -150,6 +150,19 @@ impl WorkerRpc for WorkerService {
         }
         Ok(Response::new(pb::WarmReply { bytes }))
     }
+
+    async fn cached(&self, r: Request<pb::CachedRequest>) -> Result<Response<pb::CachedReply>, Status> {
+        let files = r.into_inner().files;
+        if files.len() > cistern_rpc::MAX_CACHED_FILES {
+            return Err(status_with_errno(Errno::InvalidArgument, format!("cached: {} files in one request; at most {}", files.len(), cistern_rpc::MAX_CACHED_FILES)));
+        }
+        let mut bytes = Vec::with_capacity(files.len());
+        for f in files {
+            let f = self.file_ref(Some(f))?;
+            bytes.push(self.worker.cache().cached_bytes_of(&f.key).min(f.size));
+        }
+        Ok(Response::new(pb::CachedReply { bytes }))
+    }
 }
 
 /// Reports the worker to the master every `period`, for as long as the task runs. A master

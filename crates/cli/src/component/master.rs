@@ -69,19 +69,31 @@ async fn serve(args: MasterArgs, plan: cistern_api::DatasetPlan, run_dir: PathBu
     let replicas = Arc::new(std::sync::atomic::AtomicU32::new(plan.replicas));
     let log_levels = Arc::new(cistern_master::log_levels::LogLevels::new(Some(crate::logging::CONTROL)));
     let service = MasterService {
-        ns,
+        ns: ns.clone(),
         registry: registry.clone(),
         summary: summary.clone(),
         replicas: replicas.clone(),
         data_replicas: plan.data_replicas,
         log_levels: log_levels.clone(),
-        refs,
+        refs: refs.clone(),
     };
     tokio::spawn(follow_replicas(args.dataset.clone(), replicas.clone()));
     let (incoming, bound) = listen.bind().await.with_context(|| format!("cannot listen on {listen}"))?;
     let web = bind_web(&args.web_addr).await?;
     let created = jiff::Timestamp::try_from(SystemTime::now()).map(|t| t.to_string()).unwrap_or_default();
-    let served = Arc::new(Served { plan, replicas, registry, summary, log_levels, created, mountpoint: args.mountpoint.clone().unwrap_or_default(), web: OnceLock::new() });
+    let served = Arc::new(Served {
+        plan,
+        replicas,
+        registry,
+        summary,
+        log_levels,
+        created,
+        mountpoint: args.mountpoint.clone().unwrap_or_default(),
+        web: OnceLock::new(),
+        ns,
+        refs,
+        run_dir: run_dir.clone(),
+    });
     let _ = served.web.set(format!("http://{}", web.local_addr()?));
     tokio::spawn(cistern_master::web::serve(web, served.clone()));
     let publish = || {

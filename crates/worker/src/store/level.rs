@@ -215,6 +215,10 @@ impl Tiers {
     pub fn quota(&self) -> u64 {
         self.levels.iter().map(|l| l.quota()).sum()
     }
+    /// Bytes of `key` present on any level.
+    pub fn cached_bytes_of(&self, key: &str) -> u64 {
+        self.levels.iter().map(|l| l.store_for(key).present_bytes(key)).sum()
+    }
     pub fn corrupt_blocks(&self) -> u64 {
         self.levels.iter().map(|l| l.sum(|s| s.counters.corrupt_blocks.load(Ordering::Relaxed))).sum()
     }

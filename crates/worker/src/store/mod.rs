@@ -188,6 +188,12 @@ impl TierStore {
         ix.on_disk()
     }
 
+    /// Bytes of `key` present here (no I/O).
+    pub fn present_bytes(&self, key: &str) -> u64 {
+        let ix = self.index.lock().expect("index lock");
+        ix.files.get(key).map_or(0, |cf| cf.blocks.iter().flatten().map(BlockSums::present_bytes).sum())
+    }
+
     /// The cache file of `key` when every block of it is present: a plain copy of the object.
     pub fn complete_file(&self, key: &str) -> Option<PathBuf> {
         self.index.lock().expect("index lock").is_complete(key).then(|| self.dir.join(key))

@@ -206,15 +206,78 @@ function history(samples) {
   ], (v) => v.toFixed(v < 10 ? 1 : 0) + "/s");
 }
 
+const pct = (part, whole) => (whole > 0 ? ((100 * part) / whole).toFixed(1) : "0.0") + "%";
+
+// The file browser: the directory in the URL's fragment (#/train), each entry's cached share.
+function browsePath() {
+  const p = decodeURIComponent(location.hash.slice(1));
+  return p.startsWith("/") ? p : "/";
+}
+function go(path) {
+  location.hash = encodeURIComponent(path).replace(/%2F/g, "/");
+}
+function link(label, path) {
+  const a = document.createElement("a");
+  a.textContent = label;
+  a.href = "#" + path;
+  a.addEventListener("click", (ev) => { ev.preventDefault(); go(path); refresh(); });
+  return a;
+}
+async function browse() {
+  const path = browsePath();
+  const r = await fetch("/api/v1/browse?path=" + encodeURIComponent(path), { cache: "no-store" });
+  if (!r.ok) { text("browse-error", (await r.text()).trim()); return; }
+  text("browse-error", "");
+  const listing = await r.json();
+  const crumbs = $("browse-path");
+  crumbs.replaceChildren(link("/", "/"));
+  let at = "";
+  for (const part of listing.path.split("/").filter((p) => p)) {
+    at += "/" + part;
+    crumbs.append(" ", link(part + "/", at));
+  }
+  const tbody = $("browse").tBodies[0];
+  tbody.replaceChildren();
+  for (const e of listing.entries) {
+    const tr = document.createElement("tr");
+    tr.dataset.name = e.name;
+    const child = (listing.path === "/" ? "" : listing.path) + "/" + e.name;
+    cell(tr, e.dir ? link(e.name + "/", child) : e.name);
+    cell(tr, bytes(e.size) + (e.complete ? "" : "+"), "num");
+    cell(tr, pct(e.cached, e.size), "num pct");
+    cell(tr, bar(e.cached, e.size));
+    cell(tr, String(e.files) + (e.complete ? "" : "+"), "num");
+    tbody.appendChild(tr);
+  }
+}
+
+function dataloads(list) {
+  const tbody = $("dataloads").tBodies[0];
+  tbody.replaceChildren();
+  for (const d of list) {
+    const tr = document.createElement("tr");
+    tr.dataset.name = d.name;
+    cell(tr, d.name);
+    cell(tr, d.phase || "?");
+    cell(tr, (d.targets || []).join(", "), "wrap");
+    cell(tr, pct(d.cached, d.size) + " of " + bytes(d.size), "num pct");
+    cell(tr, bar(d.cached, d.size));
+    cell(tr, d.duration || "—");
+    tbody.appendChild(tr);
+  }
+}
+
 async function refresh() {
   try {
-    const [o, w, h, levels] = await Promise.all([
+    const [o, w, h, levels, loads] = await Promise.all([
       json("/api/v1/overview"), json("/api/v1/workers"), json("/api/v1/history"),
       fetch("/api/v1/loglevel", { cache: "no-store" }).then((r) => r.text()),
+      json("/api/v1/dataloads"), browse(),
     ]);
     overview(o);
     workers(w);
     history(h);
+    dataloads(loads);
     text("loglevels", levels.trim());
     document.body.dataset.loaded = String(Date.now());
   } catch (e) {
@@ -230,5 +293,6 @@ $("loglevel-form").addEventListener("submit", async (ev) => {
   refresh();
 });
 
+window.addEventListener("hashchange", refresh);
 refresh();
 setInterval(refresh, 2000);
