@@ -72,7 +72,7 @@ async fn only_the_datasets_certificates_get_in_and_only_a_worker_registers_a_wor
     // The real worker registered itself over mutual TLS.
     let mut cluster = None;
     for _ in 0..100 {
-        let c = as_client.cluster(pb::ClusterRequest {}).await.unwrap().into_inner();
+        let c = as_client.cluster(pb::ClusterRequest::default()).await.unwrap().into_inner();
         if !c.workers.is_empty() {
             cluster = Some(c);
             break;

@@ -72,6 +72,32 @@ fn mem_evicts_into_ssd_which_survives_a_restart_and_metrics_show_it() {
     let short_circuit = metric(&m, "cistern_short_circuit_bytes_total{").unwrap();
     assert!(short_circuit > total / 2, "{short_circuit} of {total} bytes by short-circuit:\n{m}");
 
+    // Durations: of the worker's UFS requests and of the FUSE client's operations (sent with
+    // its refresh, every 2 s), and the CPU and memory of both processes; promtool accepts the
+    // whole exposition as served.
+    let m = eventually(10, "the FUSE client's figures after the reads", || {
+        let m = metrics(&base);
+        let has = |op: &str| m.lines().any(|l| l.starts_with("cistern_fuse_operation_duration_seconds_count{") && l.contains(&format!("op=\"{op}\"")));
+        (has("open") && has("read")).then_some(m)
+    });
+    let count = |m: &str, prefix: &str| metric(m, prefix).unwrap_or_else(|| panic!("no {prefix} in\n{m}"));
+    assert!(count(&m, "cistern_ufs_request_duration_seconds_count{dataset_namespace=\"default\",dataset=\"tiers\",instance=\"0\",op=\"read\"}") > 0, "{m}");
+    for op in ["open", "read", "readdir"] {
+        let line = m.lines().find(|l| l.starts_with("cistern_fuse_operation_duration_seconds_count{") && l.contains(&format!("op=\"{op}\""))).unwrap_or_else(|| panic!("no {op} in\n{m}"));
+        assert!(!line.ends_with(" 0"), "{line}");
+    }
+    for component in ["worker", "fuse"] {
+        let rss = m.lines().find(|l| l.starts_with("cistern_component_resident_memory_bytes{") && l.contains(&format!("component=\"{component}\""))).unwrap_or_else(|| panic!("no {component} in\n{m}"));
+        assert!(!rss.ends_with(" 0"), "{rss}");
+    }
+    if let Ok(mut child) = std::process::Command::new("promtool").args(["check", "metrics"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn() {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(m.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics on /metrics:\n{said}");
+    }
+
     // A second pass is served from both levels, nothing from the UFS (complete cache files are
     // read by the kernel itself through FUSE passthrough, the rest by the worker).
     tree::drop_page_cache(&up.mountpoint);

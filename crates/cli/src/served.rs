@@ -9,6 +9,7 @@ use cistern_api::DatasetPlan;
 use cistern_client::CacheStats;
 use cistern_master::rpc::WorkerRegistry;
 use cistern_master::web::WebSource;
+use cistern_master::metrics::{LatencyFigures, ProcessFigures};
 use cistern_master::{Figures, LevelFigures, Summary};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -105,6 +106,26 @@ impl WebSource for Served {
         };
         let stats = self.stats();
         let mut levels = Vec::new();
+        let (mut latencies, mut processes) = (Vec::new(), Vec::new());
+        let latency = |component: &str, instance: &str, l: cistern_rpc::pb::Latency| LatencyFigures {
+            component: component.into(),
+            instance: instance.into(),
+            op: l.op,
+            buckets: l.buckets,
+            sum_seconds: l.sum_seconds,
+        };
+        let process = |component: &str, instance: &str, p: cistern_rpc::pb::ProcessFigures| ProcessFigures {
+            component: component.into(),
+            instance: instance.into(),
+            cpu_seconds: p.cpu_seconds,
+            resident_bytes: p.resident_bytes,
+            open_fds: p.open_fds,
+        };
+        for r in self.registry.fuse_reports() {
+            let instance = format!("{}/{}", r.node, r.pid);
+            latencies.extend(r.fuse_latency.into_iter().map(|l| latency("fuse", &instance, l)));
+            processes.extend(r.process.map(|p| process("fuse", &instance, p)));
+        }
         let (mut fetches, mut fetched, mut corrupt, mut short_circuit, mut cache_errors, mut peer) = (0, 0, 0, 0, 0, 0);
         for (id, f) in self.registry.last_figures() {
             peer += f.peer_fetched_bytes;
@@ -113,6 +134,10 @@ impl WebSource for Served {
             fetches += f.ufs_fetches;
             fetched += f.ufs_fetched_bytes;
             corrupt += f.corrupt_blocks;
+            let instance = id.to_string();
+            // Reports are validated at the boundary: the worker's figures too.
+            latencies.extend(cistern_rpc::latency::validated(f.ufs_latency).into_iter().map(|l| latency("worker", &instance, l)));
+            processes.extend(f.process.map(|p| process("worker", &instance, p)));
             for l in f.levels {
                 levels.push(LevelFigures {
                     worker: id as usize,
@@ -142,6 +167,8 @@ impl WebSource for Served {
             cache_errors,
             peer_fetched_bytes: peer,
             levels,
+            latencies,
+            processes,
         }
     }
 

@@ -37,6 +37,9 @@ pub const INODE_TTL: Duration = Duration::from_secs(1);
 /// Past this many remembered inodes, the expired ones are dropped.
 const INODE_CACHE_MAX: usize = 100_000;
 
+/// The FUSE operations whose durations are counted.
+pub const FUSE_OPS: &[&str] = &["lookup", "getattr", "open", "read", "readdir", "statfs"];
+
 /// A failure with the errno to answer and the cause for the log.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -185,6 +188,9 @@ pub struct Client {
     node: String,
     /// The log filter the master asks FUSE clients for (empty: their own).
     wanted_log_level: Mutex<String>,
+    /// Durations of the file system's operations, timed by the FUSE layer and reported to the
+    /// master with each refresh (`cistern_fuse_operation_duration_seconds`).
+    pub fuse_latency: cistern_rpc::latency::OpLatencies,
 }
 
 impl Client {
@@ -221,6 +227,7 @@ impl Client {
             short_circuit: None,
             node: cistern_rpc::node_name(),
             wanted_log_level: Mutex::default(),
+            fuse_latency: cistern_rpc::latency::OpLatencies::new(FUSE_OPS),
         }
     }
 
@@ -236,7 +243,8 @@ impl Client {
         if !self.discover {
             return Ok(self.workers.read().expect("workers lock").by_id.len());
         }
-        let cluster = with_retry("cluster", self.backoff, || self.meta.cluster()).await?;
+        let report = pb::ClientReport { node: self.node.clone(), pid: std::process::id(), fuse_latency: self.fuse_latency.snapshot(), process: Some(cistern_rpc::latency::process_figures()) };
+        let cluster = with_retry("cluster", self.backoff, || self.meta.cluster(Some(report.clone()))).await?;
         *self.wanted_log_level.lock().expect("log level lock") = cluster.fuse_log_level.clone();
         let mut set = self.workers.write().expect("workers lock");
         if cluster.workers.is_empty() {
@@ -478,7 +486,7 @@ impl Client {
 
     /// The cache figures summed over the live workers, and the UFS file count once known.
     pub async fn stats(&self) -> Result<(CacheStats, Option<u64>), ClientError> {
-        let cluster = with_retry("cluster", self.backoff, || self.meta.cluster()).await?;
+        let cluster = with_retry("cluster", self.backoff, || self.meta.cluster(None)).await?;
         let mut stats = CacheStats::default();
         for w in &cluster.workers {
             stats.add(&w.figures.clone().unwrap_or_default());

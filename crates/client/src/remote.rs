@@ -31,8 +31,8 @@ impl MetaService for RemoteMaster {
         let r = self.0.clone().read_dir(pb::ReadDirRequest { ino }).await?;
         Ok(r.into_inner().entries.into_iter().map(Inode::from).collect())
     }
-    async fn cluster(&self) -> Result<pb::ClusterReply, Status> {
-        Ok(self.0.clone().cluster(pb::ClusterRequest {}).await?.into_inner())
+    async fn cluster(&self, report: Option<pb::ClientReport>) -> Result<pb::ClusterReply, Status> {
+        Ok(self.0.clone().cluster(pb::ClusterRequest { client: report }).await?.into_inner())
     }
 }
 

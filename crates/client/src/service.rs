@@ -17,8 +17,9 @@ pub trait MetaService: Send + Sync {
     async fn getattr(&self, ino: Ino) -> Result<Inode, Status>;
     async fn lookup(&self, parent: Ino, name: &str) -> Result<Inode, Status>;
     async fn readdir(&self, ino: Ino) -> Result<Vec<Inode>, Status>;
-    /// The live workers with their figures, and the Dataset's UFS totals.
-    async fn cluster(&self) -> Result<pb::ClusterReply, Status>;
+    /// The live workers with their figures, and the Dataset's UFS totals; `report` is this
+    /// client's own figures, for the master's metrics.
+    async fn cluster(&self, report: Option<pb::ClientReport>) -> Result<pb::ClusterReply, Status>;
 }
 
 #[async_trait::async_trait]
@@ -61,12 +62,12 @@ impl MetaService for LocalMaster {
         let r = self.service.read_dir(Request::new(pb::ReadDirRequest { ino })).await?;
         Ok(r.into_inner().entries.into_iter().map(Inode::from).collect())
     }
-    async fn cluster(&self) -> Result<pb::ClusterReply, Status> {
+    async fn cluster(&self, report: Option<pb::ClientReport>) -> Result<pb::ClusterReply, Status> {
         for (w, address) in &self.workers {
             let report = pb::WorkerReport { id: w.id as u32, address: address.clone(), figures: Some(w.figures()), identity: w.identity, node: cistern_rpc::node_name(), log_level: String::new() };
             self.service.registry.report(report);
         }
-        Ok(self.service.cluster(Request::new(pb::ClusterRequest {})).await?.into_inner())
+        Ok(self.service.cluster(Request::new(pb::ClusterRequest { client: report })).await?.into_inner())
     }
 }
 

@@ -194,12 +194,14 @@ impl FileSystem for CisternFs {
     }
 
     fn lookup(&self, _ctx: &Context, parent: u64, name: &CStr) -> io::Result<Entry> {
+        let _timer = self.client.fuse_latency.time("lookup");
         let name = name_of(name)?;
         let node = self.rt.block_on(self.client.lookup(split(parent).0, name)).map_err(errno)?;
         Ok(self.entry(&node))
     }
 
     fn getattr(&self, _ctx: &Context, ino: u64, _h: Option<u64>) -> io::Result<(stat64, Duration)> {
+        let _timer = self.client.fuse_latency.time("getattr");
         let node = self.getattr_blocking(ino)?;
         if node_id(&node) != ino {
             // An older version of the file, still held open: its size and times as they
@@ -211,6 +213,7 @@ impl FileSystem for CisternFs {
     }
 
     fn open(&self, _ctx: &Context, ino: u64, flags: u32, _fuse_flags: u32) -> io::Result<(Option<u64>, OpenOptions, Option<u32>)> {
+        let _timer = self.client.fuse_latency.time("open");
         if (flags as i32 & libc::O_ACCMODE) != libc::O_RDONLY {
             return Err(io::Error::from_raw_os_error(libc::EROFS));
         }
@@ -252,6 +255,7 @@ impl FileSystem for CisternFs {
         _lock_owner: Option<u64>,
         _flags: u32,
     ) -> io::Result<usize> {
+        let _timer = self.client.fuse_latency.time("read");
         let (inode, tag) = split(ino);
         let data = self.rt.block_on(self.client.read_version(inode, tag, offset, size as u64)).map_err(errno)?;
         w.write_all(&data)?;
@@ -282,6 +286,7 @@ impl FileSystem for CisternFs {
         offset: u64,
         add_entry: &mut dyn FnMut(DirEntry) -> io::Result<usize>,
     ) -> io::Result<()> {
+        let _timer = self.client.fuse_latency.time("readdir");
         self.each_entry(ino, handle, offset, |de, _| add_entry(de))
     }
 
@@ -294,6 +299,7 @@ impl FileSystem for CisternFs {
         offset: u64,
         add_entry: &mut dyn FnMut(DirEntry, Entry) -> io::Result<usize>,
     ) -> io::Result<()> {
+        let _timer = self.client.fuse_latency.time("readdir");
         self.each_entry(ino, handle, offset, |de, node| add_entry(de, self.entry(node)))
     }
 
@@ -303,6 +309,7 @@ impl FileSystem for CisternFs {
     }
 
     fn statfs(&self, _ctx: &Context, _ino: u64) -> io::Result<libc::statvfs64> {
+        let _timer = self.client.fuse_latency.time("statfs");
         let (s, files) = self.stats();
         // SAFETY: statvfs64 is a plain C struct of integers; all-zero is a valid value.
         let mut st: libc::statvfs64 = unsafe { std::mem::zeroed() };

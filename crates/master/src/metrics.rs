@@ -2,6 +2,9 @@
 //! prometheus-client). Names follow Prometheus conventions: `cistern_` prefix, base units
 //! (bytes), `_total` on counters.
 
+mod components;
+
+pub use components::{LatencyFigures, ProcessFigures};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -34,6 +37,10 @@ pub struct Figures {
     /// Bytes workers took from each other instead of the UFS.
     pub peer_fetched_bytes: u64,
     pub levels: Vec<LevelFigures>,
+    /// Durations the workers and FUSE clients reported.
+    pub latencies: Vec<LatencyFigures>,
+    /// The reporting processes' CPU, memory and descriptors.
+    pub processes: Vec<ProcessFigures>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -133,6 +140,7 @@ impl Figures {
             demoted.get_or_create(&labels).inc_by(l.demoted_bytes);
             on_disk.get_or_create(&labels).set(l.on_disk_bytes as i64);
         }
+        components::encode(self, &mut reg);
         process_metrics(&mut reg);
         let mut out = String::new();
         encode(&mut out, &reg).expect("writing to a String does not fail");
@@ -232,10 +240,18 @@ mod tests {
             remote_bytes: 6,
             ufs_bytes: 7,
             levels: vec![LevelFigures { worker: 1, medium: "SSD".into(), used_bytes: 1, quota_bytes: 2, ..Default::default() }],
+            latencies: vec![
+                LatencyFigures { component: "worker".into(), instance: "1".into(), op: "read".into(), buckets: vec![1; 17], sum_seconds: 4.5 },
+                LatencyFigures { component: "fuse".into(), instance: "node-a/42".into(), op: "lookup".into(), buckets: vec![2; 17], sum_seconds: 0.5 },
+            ],
+            processes: vec![ProcessFigures { component: "worker".into(), instance: "1".into(), cpu_seconds: 1.5, resident_bytes: 4096, open_fds: 9 }],
             ..Default::default()
         };
         let classic = to_classic(&f.encode());
         assert!(classic.contains("# TYPE cistern_read_bytes_total counter") && !classic.contains("# EOF"), "{classic}");
+        assert!(classic.contains(r#"cistern_ufs_request_duration_seconds_bucket{le="+Inf",dataset_namespace="default",dataset="demo",instance="1",op="read"} 17"#), "{classic}");
+        assert!(classic.contains(r#"cistern_fuse_operation_duration_seconds_count{dataset_namespace="default",dataset="demo",instance="node-a/42",op="lookup"} 34"#), "{classic}");
+        assert!(classic.contains("cistern_component_cpu_seconds_total{"), "{classic}");
         let promtool = std::process::Command::new("promtool")
             .args(["check", "metrics"])
             .stdin(std::process::Stdio::piped())

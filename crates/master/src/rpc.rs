@@ -66,7 +66,13 @@ pub struct WorkerRegistry {
     workers: Mutex<BTreeMap<u32, (Instant, pb::WorkerInfo)>>,
     /// Channels to the workers, by address, for [`WorkerRegistry::poll`].
     clients: Mutex<std::collections::HashMap<String, WorkerClient<Channel>>>,
+    /// The last figures of each FUSE client, by node and process id.
+    fuse_reports: Mutex<BTreeMap<(String, u32), (Instant, pb::ClientReport)>>,
 }
+
+/// FUSE clients whose figures are kept, at most, and how long after their last report.
+pub const MAX_FUSE_CLIENTS: usize = 1024;
+pub const FUSE_CLIENT_FORGOTTEN: Duration = Duration::from_secs(60);
 
 impl WorkerRegistry {
     /// Records a worker's report; false when the registry is full of live workers.
@@ -141,6 +147,29 @@ impl WorkerRegistry {
             }
         }
         out
+    }
+
+    /// Records a FUSE client's figures (validated: a bounded node name, well-formed
+    /// histograms); false when the table is full of other clients.
+    pub fn report_fuse(&self, mut r: pb::ClientReport) -> bool {
+        if r.node.len() > 253 || !r.node.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+            r.node = "invalid".into();
+        }
+        r.fuse_latency = cistern_rpc::latency::validated(std::mem::take(&mut r.fuse_latency));
+        let mut reports = self.fuse_reports.lock().expect("registry lock");
+        reports.retain(|_, (at, _)| at.elapsed() < FUSE_CLIENT_FORGOTTEN);
+        let key = (r.node.clone(), r.pid);
+        if reports.len() >= MAX_FUSE_CLIENTS && !reports.contains_key(&key) {
+            return false;
+        }
+        reports.insert(key, (Instant::now(), r));
+        true
+    }
+
+    /// The FUSE clients heard from within [`FUSE_CLIENT_FORGOTTEN`].
+    pub fn fuse_reports(&self) -> Vec<pb::ClientReport> {
+        let reports = self.fuse_reports.lock().expect("registry lock");
+        reports.values().filter(|(at, _)| at.elapsed() < FUSE_CLIENT_FORGOTTEN).map(|(_, r)| r.clone()).collect()
     }
 
     /// Every worker heard from in the last [`WORKER_FORGOTTEN`], with how long ago, by id.
@@ -249,7 +278,14 @@ impl Master for MasterService {
         }))
     }
 
-    async fn cluster(&self, _r: Request<pb::ClusterRequest>) -> Result<Response<pb::ClusterReply>, Status> {
+    async fn cluster(&self, r: Request<pb::ClusterRequest>) -> Result<Response<pb::ClusterReply>, Status> {
+        let peer = cistern_rpc::tls::peer_role(&r);
+        if let Some(report) = r.into_inner().client {
+            // Figures only from a client's certificate (or the node-local socket).
+            if matches!(peer, cistern_rpc::tls::Peer::Local | cistern_rpc::tls::Peer::Authenticated(cistern_rpc::tls::Role::Client)) {
+                self.registry.report_fuse(report);
+            }
+        }
         let (files, total) = match &*self.summary.lock().expect("summary lock") {
             Summary::Done(s) => (Some(s.files), Some(s.total_bytes)),
             _ => (None, None),

@@ -7,6 +7,7 @@ pub mod descriptors;
 pub mod errno;
 pub mod errors;
 pub mod fileref;
+pub mod latency;
 pub mod placement;
 pub mod retry;
 pub mod tls;

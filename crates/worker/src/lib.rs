@@ -162,6 +162,8 @@ pub struct Worker {
     /// Where the last read of each file ended (sequential detection).
     streams: Mutex<HashMap<String, (u64, u64)>>,
     pub counters: WorkerCounters,
+    /// Durations of UFS requests (reported to the master; `cistern_ufs_request_duration_seconds`).
+    pub ufs_latency: cistern_rpc::latency::OpLatencies,
 }
 
 /// How far from a file's last read a miss still counts as the same sequential reader: the
@@ -195,6 +197,7 @@ impl Worker {
             recent: Mutex::default(),
             streams: Mutex::default(),
             counters: WorkerCounters::default(),
+            ufs_latency: cistern_rpc::latency::OpLatencies::new(&["read"]),
         })
     }
 
@@ -595,7 +598,10 @@ impl Worker {
         tracing::debug!(path = %f.path, block = b, s, e, "fetching from the UFS");
         self.counters.ufs_fetches.fetch_add(1, Ordering::Relaxed);
         let version = cistern_ufs::ObjectVersion { size: f.size, etag: f.etag.clone(), mtime: f.mtime };
-        let data = f.ufs.read_version(&f.path, b * BLOCK_SIZE + s, e - s, &version).await?;
+        let data = {
+            let _timer = self.ufs_latency.time("read");
+            f.ufs.read_version(&f.path, b * BLOCK_SIZE + s, e - s, &version).await?
+        };
         self.counters.ufs_fetched_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(data)
     }

@@ -150,7 +150,7 @@ impl GrpcPeers {
         let (mut quick, mut known) = (QUICK_REFRESH, usize::MAX);
         let mut applied = String::new();
         loop {
-            let whole = match tokio::time::timeout(period.max(Duration::from_secs(1)), master.cluster(pb::ClusterRequest {})).await {
+            let whole = match tokio::time::timeout(period.max(Duration::from_secs(1)), master.cluster(pb::ClusterRequest::default())).await {
                 Ok(Ok(reply)) => {
                     let reply = reply.into_inner();
                     self.update(&reply);

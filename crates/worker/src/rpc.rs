@@ -27,6 +27,8 @@ impl Worker {
             corrupt_blocks: self.corrupt_blocks(),
             short_circuit_bytes: c.short_circuit_bytes.load(Ordering::Relaxed),
             cache_errors: c.cache_errors.load(Ordering::Relaxed),
+            ufs_latency: self.ufs_latency.snapshot(),
+            process: Some(cistern_rpc::latency::process_figures()),
             peer_served_bytes: c.peer_served_bytes.load(Ordering::Relaxed),
             peer_fetched_bytes: c.peer_fetched_bytes.load(Ordering::Relaxed),
             levels: self

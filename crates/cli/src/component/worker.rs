@@ -127,7 +127,7 @@ async fn hand_off_if_leaving(
     index: u32,
     deadline: Duration,
 ) {
-    let cluster = match tokio::time::timeout(Duration::from_secs(2), master.cluster(cistern_rpc::pb::ClusterRequest {})).await {
+    let cluster = match tokio::time::timeout(Duration::from_secs(2), master.cluster(cistern_rpc::pb::ClusterRequest::default())).await {
         Ok(Ok(c)) => c.into_inner(),
         _ => {
             tracing::warn!("stopping without a hand-off: the master did not answer");
