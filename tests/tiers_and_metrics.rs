@@ -131,6 +131,10 @@ fn mem_evicts_into_ssd_which_survives_a_restart_and_metrics_show_it() {
         text.lines().any(|l| l.starts_with("worker 0") && l.contains(": debug")).then_some(())
     });
     eventually(10, "the FUSE client taking its filter", || up.stderr().contains("log level set by the master").then_some(()));
+    eventually(10, "the FUSE client reporting its new filter", || {
+        let text = http("GET", &format!("{base}/api/v1/loglevel")).1;
+        text.lines().any(|l| l.starts_with("fuse ") && l.contains(": debug")).then_some(())
+    });
     tree::drop_page_cache(&up.mountpoint);
     tree::assert_mount_matches(&up.mountpoint, &files);
     eventually(10, "a debug line of the worker", || (worker_debug(&up) > 0).then_some(()));

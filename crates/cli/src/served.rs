@@ -258,6 +258,9 @@ impl WebSource for Served {
         for w in self.registry.live() {
             out += &format!("\nworker {} ({}): {}", w.id, if w.node.is_empty() { "?" } else { &w.node }, w.log_level);
         }
+        for r in self.registry.fuse_reports() {
+            out += &format!("\nfuse {}/{}: {}", r.node, r.pid, if r.log_level.is_empty() { "?" } else { &r.log_level });
+        }
         out
     }
 

@@ -191,6 +191,7 @@ pub struct Client {
     /// Durations of the file system's operations, timed by the FUSE layer and reported to the
     /// master with each refresh (`cistern_fuse_operation_duration_seconds`).
     pub fuse_latency: cistern_rpc::latency::OpLatencies,
+    log: Option<cistern_rpc::LogControl>,
 }
 
 impl Client {
@@ -228,6 +229,7 @@ impl Client {
             node: cistern_rpc::node_name(),
             wanted_log_level: Mutex::default(),
             fuse_latency: cistern_rpc::latency::OpLatencies::new(FUSE_OPS),
+            log: None,
         }
     }
 
@@ -243,7 +245,7 @@ impl Client {
         if !self.discover {
             return Ok(self.workers.read().expect("workers lock").by_id.len());
         }
-        let report = pb::ClientReport { node: self.node.clone(), pid: std::process::id(), fuse_latency: self.fuse_latency.snapshot(), process: Some(cistern_rpc::latency::process_figures()) };
+        let report = pb::ClientReport { node: self.node.clone(), pid: std::process::id(), fuse_latency: self.fuse_latency.snapshot(), process: Some(cistern_rpc::latency::process_figures()), log_level: self.log.map(|l| (l.current)()).unwrap_or_default() };
         let cluster = with_retry("cluster", self.backoff, || self.meta.cluster(Some(report.clone()))).await?;
         *self.wanted_log_level.lock().expect("log level lock") = cluster.fuse_log_level.clone();
         let mut set = self.workers.write().expect("workers lock");
@@ -410,6 +412,12 @@ impl Client {
     /// Short-circuit reads and passthrough files from the workers whose descriptor sockets
     /// are in `dir` (the run directory on this node; `None`: off). Unless disabled by
     /// `CISTERN_NO_SHORT_CIRCUIT`.
+    /// Reports this process's log filter to the master with each refresh.
+    pub fn with_log_control(mut self, log: cistern_rpc::LogControl) -> Client {
+        self.log = Some(log);
+        self
+    }
+
     pub fn with_short_circuit(mut self, dir: Option<PathBuf>) -> Client {
         self.short_circuit = dir.and_then(ShortCircuit::new).map(Arc::new);
         self

@@ -156,6 +156,9 @@ impl WorkerRegistry {
             r.node = "invalid".into();
         }
         r.fuse_latency = cistern_rpc::latency::validated(std::mem::take(&mut r.fuse_latency));
+        if r.log_level.len() > crate::log_levels::MAX_LEVEL_LEN {
+            r.log_level = "(too long)".into();
+        }
         let mut reports = self.fuse_reports.lock().expect("registry lock");
         reports.retain(|_, (at, _)| at.elapsed() < FUSE_CLIENT_FORGOTTEN);
         let key = (r.node.clone(), r.pid);

@@ -159,7 +159,8 @@ pub fn connect(rt: &tokio::runtime::Runtime, master: &Address, patience: Option<
     let mut client = rt
         .block_on(async { Client::remote(master) })
         .map_err(|e| anyhow!("the master at {master}: {}", e.message))?
-        .with_short_circuit(run_dir.map(Path::to_path_buf));
+        .with_short_circuit(run_dir.map(Path::to_path_buf))
+        .with_log_control(crate::logging::CONTROL);
     if let Some(budget) = patience {
         client = client.with_backoff(cistern_rpc::Backoff { budget, ..Default::default() });
     }
