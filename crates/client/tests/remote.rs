@@ -276,6 +276,9 @@ async fn a_fake_worker_cannot_make_the_client_read_a_local_file() {
         async fn warm(&self, _r: tonic::Request<pb::WarmRequest>) -> Result<tonic::Response<pb::WarmReply>, tonic::Status> {
             Ok(tonic::Response::new(pb::WarmReply::default()))
         }
+        async fn cached(&self, _r: tonic::Request<pb::CachedRequest>) -> Result<tonic::Response<pb::CachedReply>, tonic::Status> {
+            Ok(tonic::Response::new(pb::CachedReply::default()))
+        }
     }
     let dir = tempfile::tempdir().unwrap();
     let s = serve(Address::Unix(dir.path().join("m.sock")), Address::Unix(dir.path().join("w.sock"))).await;
