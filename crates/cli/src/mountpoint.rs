@@ -8,11 +8,21 @@ use std::path::Path;
 /// Makes sure the mount point is an empty directory that nothing is mounted on; returns
 /// whether it was created here (and should be removed on exit).
 pub fn prepare_mountpoint(path: &Path, fsname: &str) -> Result<bool> {
+    // Our own dead mount in a peer group: a FUSE sidecar whose container was restarted, whose
+    // volume is now a bind of the dead mount the previous container left in the pod's
+    // emptyDir. Taking it down here would not reach the application's view; a new mount over
+    // it propagates to every peer, so the application sees the Dataset again.
+    if is_dead(path, fsname) && MountInfo::at(path).is_some_and(|m| m.shared) {
+        tracing::warn!("{} is a dead, shared mount of this dataset (a restarted sidecar?); mounting over it", path.display());
+        return Ok(false);
+    }
     // Our own mount left dead by a killed `up` (its daemon gone): take it down and go on.
     if unmount_if_dead(path, fsname)? {
         tracing::warn!("{} was a dead mount of this dataset from a killed run; unmounted it", path.display());
     }
-    if is_mountpoint(path) {
+    // A volume mounted exactly here (a FUSE sidecar's emptyDir, a bind mount) is where the
+    // Dataset goes, on top; a FUSE mount here is another client's, or a stale one.
+    if MountInfo::at(path).is_some_and(|m| m.fstype.starts_with("fuse")) {
         bail!(
             "{} is already a mount point (a stale mount from a crashed run?); unmount it with `umount -l {}` or choose another --mount-root",
             path.display(),
@@ -45,8 +55,7 @@ pub fn prepare_mountpoint(path: &Path, fsname: &str) -> Result<bool> {
 /// Lazily unmounts the mount of `fsname` at `path` when its daemon is gone (ENOTCONN, or
 /// ECONNABORTED once the kernel aborted it); returns whether it did.
 pub fn unmount_if_dead(path: &Path, fsname: &str) -> Result<bool> {
-    let errno = std::fs::read_dir(path).err().and_then(|e| e.raw_os_error());
-    if mount_source(path).as_deref() != Some(fsname) || !matches!(errno, Some(libc::ENOTCONN | libc::ECONNABORTED)) {
+    if !is_dead(path, fsname) {
         return Ok(false);
     }
     nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH)
@@ -54,7 +63,15 @@ pub fn unmount_if_dead(path: &Path, fsname: &str) -> Result<bool> {
     Ok(true)
 }
 
+/// True when the mount at `path` is one of `fsname` whose daemon is gone (ENOTCONN, or
+/// ECONNABORTED once the kernel aborted it).
+fn is_dead(path: &Path, fsname: &str) -> bool {
+    let errno = std::fs::read_dir(path).err().and_then(|e| e.raw_os_error());
+    mount_source(path).as_deref() == Some(fsname) && matches!(errno, Some(libc::ENOTCONN | libc::ECONNABORTED))
+}
+
 /// True when something is mounted exactly at `path` (read from /proc/self/mountinfo).
+#[allow(dead_code)]
 pub fn is_mountpoint(path: &Path) -> bool {
     MountInfo::at(path).is_some()
 }

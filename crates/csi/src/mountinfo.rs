@@ -16,6 +16,8 @@ pub struct MountInfo {
     pub fstype: String,
     /// For FUSE, the fsname.
     pub source: String,
+    /// In a peer group (`shared:N`): mounts on it propagate to its peers.
+    pub shared: bool,
 }
 
 impl MountInfo {
@@ -43,6 +45,7 @@ fn parse(line: &str) -> Option<MountInfo> {
         read_only: f.get(5)?.split(',').any(|o| o == "ro"),
         fstype: a.first()?.to_string(),
         source: unescape(a.get(1)?),
+        shared: f.iter().skip(6).any(|o| o.starts_with("shared:")),
     })
 }
 

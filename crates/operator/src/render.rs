@@ -246,10 +246,15 @@ fn secret_names(plan: &DatasetPlan) -> Vec<String> {
 
 /// The container every component runs, with the config and Secrets mounted.
 fn container(plan: &DatasetPlan, opts: &RenderOptions, role: &str, mut args: Vec<String>, extra_mounts: Vec<Value>) -> Value {
-    let mut full = vec![role.to_string(), "-f".into(), format!("{CONFIG_DIR}/dataset.yaml"), "--secret-dir".into(), SECRET_DIR.into()];
+    // The FUSE client reads through the master and workers: no UFS credentials for it.
+    let credentials = if role == "fuse" { Vec::new() } else { secret_names(plan) };
+    let mut full = vec![role.to_string(), "-f".into(), format!("{CONFIG_DIR}/dataset.yaml")];
+    if !credentials.is_empty() {
+        full.extend(["--secret-dir".into(), SECRET_DIR.into()]);
+    }
     full.append(&mut args);
     let mut mounts = vec![json!({"name": "cistern-config", "mountPath": CONFIG_DIR, "readOnly": true})];
-    for s in secret_names(plan) {
+    for s in credentials {
         mounts.push(json!({"name": format!("secret-{s}"), "mountPath": format!("{SECRET_DIR}/{s}"), "readOnly": true}));
     }
     mounts.extend(extra_mounts);
@@ -480,6 +485,7 @@ fn fuse(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
     // reaches the application's pods) only in privileged containers.
     c["securityContext"] = json!({"privileged": true});
     let mut volumes = base_volumes(plan, n);
+    volumes.retain(|v| !v["name"].as_str().is_some_and(|name| name.starts_with("secret-")));
     volumes.extend(rt_vols);
     volumes.push(json!({"name": "fuse-mount", "hostPath": {"path": mount_dir, "type": "DirectoryOrCreate"}}));
     volumes.push(run_dir_volume(n));

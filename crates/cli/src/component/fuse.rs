@@ -81,7 +81,8 @@ struct Target {
 }
 
 fn target(args: &FuseArgs) -> Result<Target> {
-    let plan = args.dataset.plan()?;
+    // Only the standalone mode reads the UFS itself and needs its credentials.
+    let plan = if args.standalone { args.dataset.plan()? } else { args.dataset.plan_without_credentials()? };
     let run_dir = args.run_dir.clone().unwrap_or_else(|| default_run_dir(&plan));
     let master = match &args.master {
         Some(a) => Address::parse(a).map_err(|e| anyhow!("--master {e}"))?,
@@ -162,12 +163,31 @@ fn daemon(args: &FuseArgs, t: &Target, fd: RawFd) -> Result<()> {
 static STOP: AtomicBool = AtomicBool::new(false);
 static UPGRADE: AtomicBool = AtomicBool::new(false);
 static DAEMON_PID: AtomicI32 = AtomicI32::new(0);
+/// The supervisor is PID 1 of its PID namespace: a container's first process (a FUSE sidecar).
+static PID_ONE: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_signal(sig: libc::c_int) {
-    if sig == libc::SIGUSR1 {
-        UPGRADE.store(true, Ordering::Relaxed);
-    } else {
+/// What a signal asks of the supervisor. SIGUSR1: replace the daemon. SIGINT, SIGTERM: stop,
+/// unmount and exit; except a SIGTERM to PID 1 of a container from a process inside it (the
+/// seed's `kill 1` in the sidecar), which only replaces the daemon, so the application keeps
+/// its mount. The kernel names the sender's PID as seen from the receiver's namespace, and a
+/// sender outside it (the kubelet stopping the pod, through the container runtime) shows as
+/// 0: that SIGTERM ends the sidecar, so a Job's pod completes.
+fn asks_to_stop(sig: libc::c_int, sender: libc::pid_t, pid_one: bool) -> bool {
+    match sig {
+        libc::SIGUSR1 => false,
+        libc::SIGTERM if pid_one && sender != 0 => false,
+        _ => true,
+    }
+}
+
+extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _context: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler; si_pid is set for
+    // signals sent by kill(2), and reading it is a plain load.
+    let sender = if info.is_null() { 0 } else { unsafe { (*info).si_pid() } };
+    if asks_to_stop(sig, sender, PID_ONE.load(Ordering::Relaxed)) {
         STOP.store(true, Ordering::Relaxed);
+    } else {
+        UPGRADE.store(true, Ordering::Relaxed);
     }
     let pid = DAEMON_PID.load(Ordering::Relaxed);
     if pid > 0 {
@@ -185,9 +205,17 @@ fn supervise(args: &FuseArgs, t: &Target, log_level: &str) -> Result<()> {
     // Which inodes the kernel holds open, in which mode: outlives every daemon.
     let table = if holder.passthrough() && !args.no_passthrough { Some(table_memfd().context("cannot create the open-file table")?) } else { None };
     tracing::info!(passthrough = table.is_some(), "mounted {}", t.mountpoint.display());
+    PID_ONE.store(std::process::id() == 1, Ordering::Relaxed);
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1] {
-        // SAFETY: the handler only touches atomics and calls kill(2).
-        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+        // SAFETY: the handler only touches atomics and calls kill(2); the sigaction struct is
+        // fully initialised (zeroed, then the handler, flags and an empty mask).
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
     }
     let mut daemon_args: Vec<OsString> = vec!["fuse".into(), "--daemon".into(), "--log-level".into(), log_level.into()];
     daemon_args.extend(args.dataset.to_args());
@@ -234,7 +262,7 @@ fn supervise(args: &FuseArgs, t: &Target, log_level: &str) -> Result<()> {
             break Ok(());
         }
         if UPGRADE.swap(false, Ordering::Relaxed) {
-            tracing::info!("FUSE daemon replaced (upgrade): {status}");
+            tracing::info!("FUSE daemon replaced (upgrade, or SIGTERM to PID 1 from inside the container): {status}");
             backoff = Duration::ZERO;
             continue;
         }
@@ -317,4 +345,18 @@ fn upgrade(run_dir: &Path) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     bail!("the FUSE daemon was not replaced within 60s; see the supervisor's log")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::asks_to_stop;
+
+    #[test]
+    fn a_sigterm_from_inside_the_container_replaces_the_daemon_and_one_from_outside_stops() {
+        assert!(!asks_to_stop(libc::SIGTERM, 7, true), "kill 1 inside the sidecar");
+        assert!(asks_to_stop(libc::SIGTERM, 0, true), "the kubelet stopping the pod");
+        assert!(asks_to_stop(libc::SIGTERM, 7, false), "an ordinary node's supervisor");
+        assert!(asks_to_stop(libc::SIGINT, 7, true));
+        assert!(!asks_to_stop(libc::SIGUSR1, 0, false));
+    }
 }

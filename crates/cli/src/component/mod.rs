@@ -44,6 +44,15 @@ impl DatasetArgs {
         Ok(plan)
     }
 
+    /// The plan as a client needs it: every read goes through the master and the workers, so
+    /// the UFS credentials (`encryptOptions`) are neither needed nor looked for, and the FUSE
+    /// pods and sidecars get none (least privilege). Their values in this plan are empty.
+    pub fn plan_without_credentials(&self) -> Result<DatasetPlan> {
+        let mut manifest = Manifest::from_path(&self.file)?;
+        manifest.secrets = cistern_api::secret::SecretStore::references_only();
+        manifest.plan(self.name.as_deref()).map_err(|e| anyhow!("{}: {e}", self.file.display()))
+    }
+
     /// The arguments that make another component read the same Dataset.
     pub fn to_args(&self) -> Vec<std::ffi::OsString> {
         let mut out = vec!["-f".into(), self.file.clone().into_os_string()];
