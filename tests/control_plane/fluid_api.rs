@@ -79,6 +79,22 @@ fn a_dataset_reference_reads_another_namespaces_cache() {
     wait_until(60, "the reference's claim Bound", || c.get_json(&["pvc", "refdemo", "-n", &refs]).is_some_and(|p| p["status"]["phase"] == "Bound"));
     let listed = |c: &Cluster| c.get_json(&["dataset", "demo", "-n", &phys]).map(|d| d["status"]["datasetRef"].clone()).unwrap_or_default();
     wait_until(30, "the reference in datasetRef", || listed(c).as_array().is_some_and(|a| a.iter().any(|r| *r == format!("{refs}/refdemo"))));
+    // For FUSE sidecars of the reference's namespace: the physical Dataset's configuration and
+    // its client credentials only, copied next to the reference; and the physical Dataset's
+    // NetworkPolicy admits that namespace's pods labelled with its id.
+    let copied = crate::support::eventually(60, "the client credentials copied", || c.get_json(&["secret", "refdemo-cistern-credentials", "-n", &refs]));
+    let keys: Vec<&String> = copied["data"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["ca.pem", "client.key", "client.pem"], "never ref.key, the CA key or another role's");
+    let source = json_of(c, &["secret", "demo-cistern-credentials", "-n", &phys]);
+    assert_eq!(copied["data"]["client.pem"], source["data"]["client.pem"]);
+    let config = json_of(c, &["configmap", "refdemo-cistern-config", "-n", &refs]);
+    let docs = config["data"]["dataset.yaml"].as_str().unwrap();
+    assert!(docs.contains("name: demo") && docs.contains(&format!("namespace: {phys}")), "{docs}");
+    let policy = crate::support::eventually(60, "the physical Dataset's NetworkPolicy admitting the namespace", || {
+        let p = c.get_json(&["networkpolicy", "demo-cistern", "-n", &phys])?;
+        (p["spec"]["ingress"][0]["from"].as_array().map_or(0, Vec::len) == 2).then_some(p)
+    });
+    assert_eq!(policy["spec"]["ingress"][0]["from"][1]["namespaceSelector"]["matchExpressions"][0]["values"], serde_json::json!([refs]), "{policy}");
     c.kubectl(&["delete", "dataset", "refdemo", "-n", &refs, "--wait=true", "--timeout=60s"]);
     wait_until(30, "datasetRef emptied", || !listed(c).as_array().is_some_and(|a| !a.is_empty()));
     // Deleted with the Dataset; the PV's protection finalizer lets it go once the claim (owned

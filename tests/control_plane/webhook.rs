@@ -77,6 +77,15 @@ fn the_webhook_steers_pods_that_use_a_dataset_to_its_cache() {
         let keys: Vec<&str> = creds["secret"]["items"].as_array().unwrap().iter().filter_map(|i| i["key"].as_str()).collect();
         assert_eq!(keys, ["ca.pem", "client.pem", "client.key"], "never ref.key or the CA key in an application's pod");
         assert_eq!(pod["metadata"]["labels"]["fluid.io/dataset-id"], format!("{ns}-demo").as_str(), "the Dataset's NetworkPolicy admits the pod");
+        // Pod Security admission checks the pod as mutated: where the namespace enforces
+        // `baseline`, the privileged sidecar has the pod refused, saying why; `privileged`
+        // (what the README asks of namespaces with serverless pods) admits it.
+        c.kubectl(&["label", "namespace", &ns, "pod-security.kubernetes.io/enforce=baseline", "--overwrite"]);
+        let refused = c.try_kubectl_in(&["apply", "-n", &ns, "-f", "-"], &app.replace("\"serverless\"", "\"serverless-2\""));
+        let why = refused.expect_err("a privileged sidecar admitted under baseline");
+        assert!(why.contains("privileged"), "{why}");
+        c.kubectl(&["label", "namespace", &ns, "pod-security.kubernetes.io/enforce=privileged", "--overwrite"]);
+        c.kubectl_in(&["apply", "-n", &ns, "-f", "-"], &app.replace("\"serverless\"", "\"serverless-3\""));
         // The scheduler honours it: the strict pod runs where the cache is.
         wait_until(60, "the strict pod scheduled", || json_of(c, &["pod", "strict", "-n", &ns])["spec"]["nodeName"].is_string());
         let node = json_of(c, &["pod", "strict", "-n", &ns])["spec"]["nodeName"].as_str().unwrap().to_string();

@@ -13,16 +13,28 @@ use serde_json::{json, Value};
 /// The label the operator's pods carry (the chart's Deployment).
 pub const OPERATOR_LABEL: (&str, &str) = ("app.kubernetes.io/component", "operator");
 
-pub(crate) fn network_policy(n: &Names, opts: &RenderOptions, ports: Ports) -> Value {
+/// `referencing`: the namespaces the Dataset lets reference it (its annotation
+/// `cistern.io/allow-references-from`; `*` for any): their pods with a FUSE sidecar of a
+/// reference carry this Dataset's id too, and reach it.
+pub(crate) fn network_policy(n: &Names, opts: &RenderOptions, ports: Ports, referencing: &[String]) -> Value {
     // The Dataset's own pods, and application pods the webhook gave a FUSE sidecar (it labels
-    // them with the Dataset's id); same namespace only.
+    // them with the Dataset's id); same namespace, and the namespaces allowed to reference it.
     let own = json!({"podSelector": {"matchLabels": {"fluid.io/dataset-id": n.dataset_id_label()}}});
+    let mut from = vec![own];
+    if !referencing.is_empty() {
+        let namespaces = if referencing.iter().any(|r| r == "*") {
+            json!({})
+        } else {
+            json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": referencing}]})
+        };
+        from.push(json!({"namespaceSelector": namespaces, "podSelector": {"matchLabels": {"fluid.io/dataset-id": n.dataset_id_label()}}}));
+    }
     let operator = json!({
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": opts.operator_namespace}},
         "podSelector": {"matchLabels": {OPERATOR_LABEL.0: OPERATOR_LABEL.1}},
     });
     let mut ingress = vec![
-        json!({"from": [own], "ports": [
+        json!({"from": from, "ports": [
             {"protocol": "TCP", "port": ports.master},
             {"protocol": "TCP", "port": ports.web},
             {"protocol": "TCP", "port": ports.worker},
@@ -54,7 +66,7 @@ mod tests {
     fn policy(metrics_namespace: Option<&str>) -> Value {
         let n = Names { ns: "team-a", name: "imagenet" };
         let opts = RenderOptions { metrics_namespace: metrics_namespace.map(str::to_string), ..Default::default() };
-        network_policy(&n, &opts, Ports { master: 19998, web: 19999, worker: 29999 })
+        network_policy(&n, &opts, Ports { master: 19998, web: 19999, worker: 29999 }, &[])
     }
 
     #[test]
@@ -67,5 +79,17 @@ mod tests {
         let scrape = &rules[2];
         assert_eq!(scrape["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], "monitoring");
         assert_eq!(scrape["ports"], json!([{"protocol": "TCP", "port": 19999}]), "the web port and nothing else");
+    }
+
+    #[test]
+    fn namespaces_allowed_to_reference_the_dataset_reach_it_with_its_label() {
+        let n = Names { ns: "team-a", name: "imagenet" };
+        let p = network_policy(&n, &RenderOptions::default(), Ports { master: 1, web: 2, worker: 3 }, &["team-b".into()]);
+        let from = &p["spec"]["ingress"][0]["from"];
+        assert_eq!(from.as_array().unwrap().len(), 2, "{p}");
+        assert_eq!(from[1]["namespaceSelector"]["matchExpressions"][0]["values"], json!(["team-b"]));
+        assert_eq!(from[1]["podSelector"]["matchLabels"]["fluid.io/dataset-id"], "team-a-imagenet");
+        let any = network_policy(&n, &RenderOptions::default(), Ports { master: 1, web: 2, worker: 3 }, &["*".into()]);
+        assert_eq!(any["spec"]["ingress"][0]["from"][1]["namespaceSelector"], json!({}));
     }
 }

@@ -3,8 +3,9 @@
 //! and one set of master, workers and FUSE pods, the physical Dataset's; the reference gets a
 //! PersistentVolume and a claim of its own, whose CSI attributes name the physical runtime, so
 //! the CSI plugin mounts the physical Dataset's FUSE mount for pods of the reference's
-//! namespace. No credentials cross namespaces: the FUSE client runs in the physical
-//! Dataset's namespace (an injected sidecar would need them: see the README's decisions).
+//! namespace, with no credentials crossing namespaces. For FUSE sidecars of application pods
+//! in the reference's namespace, the physical Dataset's configuration and client credentials
+//! (only) are copied next to the reference ([`copy_for_sidecars`]).
 //! The physical Dataset lists its references in `status.datasetRef`, and must allow other
 //! namespaces explicitly (annotation [`ALLOW_REFERENCES`]): a cache is its namespace's data.
 
@@ -100,6 +101,9 @@ pub async fn bind(ds: &Dataset, ctx: &Context, physical: (&str, &str)) -> Result
             "selector": {"matchLabels": {label.as_str(): "true"}},
         },
     }), &params).await?;
+    if pns != ns {
+        copy_for_sidecars(ds, ctx, &phys, (pns, pname)).await?;
+    }
     let me = format!("{ns}/{name}");
     if !status.dataset_ref.contains(&me) {
         let mut refs = status.dataset_ref.clone();
@@ -107,6 +111,40 @@ pub async fn bind(ds: &Dataset, ctx: &Context, physical: (&str, &str)) -> Result
         datasets.patch_status(pname, &PatchParams::default(), &Patch::Merge(json!({"status": {"datasetRef": refs}}))).await?;
     }
     Ok(json!({"phase": "Bound", "runtimes": status.runtimes, "conditions": []}))
+}
+
+/// What a FUSE sidecar that an application pod of the reference's namespace gets needs of the
+/// physical Dataset: its configuration and the **client** credentials only (`ca.pem`,
+/// `client.pem`, `client.key`; never `ref.key`, the CA key or another role's), copied into
+/// `<reference>-cistern-config` and `<reference>-cistern-credentials` in the reference's
+/// namespace, owned by the reference (they go with it). Applied at every reconcile of the
+/// reference, so renewed certificates follow.
+async fn copy_for_sidecars(ds: &Dataset, ctx: &Context, phys: &Dataset, physical: (&str, &str)) -> Result<(), Error> {
+    use k8s_openapi::api::core::v1::Secret;
+    let (ns, name) = (ds.namespace().unwrap_or_else(|| "default".into()), ds.name_any());
+    let (pns, pname) = physical;
+    let owner = ds.controller_owner_ref(&()).ok_or_else(|| Error::Invalid(format!("Dataset {ns}/{name} has no uid yet")))?;
+    let params = PatchParams::apply(MANAGER).force();
+    let labels = json!({"app": "cistern", "release": cistern_api::names::label_value(&name), "role": "sidecar-copy"});
+    if let Some(runtime) = crate::controller::find_runtime(&ctx.client, pns, pname).await? {
+        let mut map = crate::render::config_map_of(phys, &runtime, &crate::render::Names { ns: pns, name: pname }).map_err(Error::Invalid)?;
+        map["metadata"] = json!({"name": format!("{name}-cistern-config"), "namespace": ns, "labels": labels, "ownerReferences": [owner]});
+        apply(&ctx.client, &map, &params).await?;
+    }
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), pns);
+    if let Some(source) = secrets.get_opt(&crate::render::credentials_secret(pname)).await? {
+        let data = source.data.unwrap_or_default();
+        let client: std::collections::BTreeMap<&str, &k8s_openapi::ByteString> =
+            ["ca.pem", "client.pem", "client.key"].into_iter().filter_map(|k| data.get(k).map(|v| (k, v))).collect();
+        apply(&ctx.client, &json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": crate::render::credentials_secret(&name), "namespace": ns, "labels": labels, "ownerReferences": [owner]},
+            "type": "Opaque",
+            "data": client,
+        }), &params).await?;
+    }
+    Ok(())
 }
 
 /// Takes the reference out of its physical Dataset's `status.datasetRef`.

@@ -146,7 +146,7 @@ fn cistern_objects(plan: &DatasetPlan, opts: &RenderOptions) -> Result<Vec<Value
         fuse(plan, &n, opts),
         persistent_volume(plan, &n, opts, MOUNT_TYPE),
         persistent_volume_claim(plan, &n),
-        crate::network_policy::network_policy(&n, opts, Ports::of_plan(plan)),
+        crate::network_policy::network_policy(&n, opts, Ports::of_plan(plan), &referencing(plan)),
     ])
 }
 
@@ -191,8 +191,14 @@ fn run_dir_volume(n: &Names) -> Value {
 }
 
 fn config_map(plan: &DatasetPlan, n: &Names) -> Result<Value, String> {
+    config_map_of(&plan.dataset, &plan.runtime, n)
+}
+
+/// The ConfigMap `<name>-cistern-config` holding `dataset` and `runtime` as the components
+/// read them (a reference copies it into its own namespace for sidecars).
+pub(crate) fn config_map_of(dataset: &cistern_api::Dataset, runtime: &cistern_api::Runtime, n: &Names) -> Result<Value, String> {
     let mut docs = String::new();
-    for object in [serde_json::to_value(&plan.dataset), plan.runtime.to_value()] {
+    for object in [serde_json::to_value(dataset), runtime.to_value()] {
         let mut object = object.map_err(|e| e.to_string())?;
         // What the cluster adds is no input: status, and server-managed metadata.
         if let Some(o) = object.as_object_mut() {
@@ -354,6 +360,13 @@ fn master(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
 
 fn covered(path: &Path, mounts: &[k8s_openapi::api::core::v1::VolumeMount]) -> bool {
     mounts.iter().any(|m| path.starts_with(&m.mount_path))
+}
+
+/// The namespaces the Dataset lets reference it (see `crate::reference::ALLOW_REFERENCES`).
+fn referencing(plan: &DatasetPlan) -> Vec<String> {
+    let annotations = plan.dataset.metadata.annotations.as_ref();
+    let list = annotations.and_then(|a| a.get(crate::reference::ALLOW_REFERENCES)).map(String::as_str).unwrap_or_default();
+    list.split(',').map(str::trim).filter(|n| !n.is_empty() && *n != plan.namespace).map(str::to_string).collect()
 }
 
 /// The `sizeLimit` of an `emptyDir` tier of `quota` bytes. The kubelet evicts a pod whose

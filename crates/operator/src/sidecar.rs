@@ -11,7 +11,9 @@
 //! - the application's mounts of that volume set to `HostToContainer` propagation;
 //! - the Dataset's configuration (its ConfigMap) and the **client** credentials only
 //!   (`ca.pem`, `client.pem`, `client.key`; never `ref.key` or the CA key).
-//! The pod must be in the Dataset's namespace (the credentials Secret lives there), and its
+//! A claim of a reference Dataset (`dataset://<ns>/<name>`) in another namespace is served by
+//! the physical Dataset's master and workers, with the configuration and client credentials
+//! the operator copies into the reference's namespace (`crate::reference`). The pod's
 //! namespace must allow privileged pods, as Fluid's sidecar mode requires.
 
 use crate::host_ports::Ports;
@@ -27,8 +29,25 @@ pub fn wanted(pod: &Value) -> bool {
 const MOUNT_DIR: &str = "/cistern/mnt";
 const CONFIG_DIR: &str = "/etc/cistern/config";
 
-/// The JSON Patch that serves each of `datasets` (name, runtime) to `pod` through a sidecar.
-pub fn patch(pod: &Value, ns: &str, datasets: &[(String, Runtime)], image: &str) -> Vec<Value> {
+/// A Dataset a pod's claim names, as a sidecar serves it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The claim: the Dataset's name in the pod's namespace.
+    pub claim: String,
+    /// The runtime that serves it (the physical Dataset's, for a reference).
+    pub runtime: Runtime,
+    /// For a reference, the physical Dataset (namespace, name).
+    pub physical: Option<(String, String)>,
+}
+
+impl Target {
+    pub fn own(claim: &str, runtime: Runtime) -> Target {
+        Target { claim: claim.to_string(), runtime, physical: None }
+    }
+}
+
+/// The JSON Patch that serves each of `datasets` to `pod` (in namespace `ns`) through a sidecar.
+pub fn patch(pod: &Value, ns: &str, datasets: &[Target], image: &str) -> Vec<Value> {
     let mut ops = Vec::new();
     let volumes = pod["spec"]["volumes"].as_array().cloned().unwrap_or_default();
     if pod["metadata"]["labels"].is_null() {
@@ -37,7 +56,12 @@ pub fn patch(pod: &Value, ns: &str, datasets: &[(String, Runtime)], image: &str)
     if pod["spec"]["initContainers"].is_null() {
         ops.push(json!({"op": "add", "path": "/spec/initContainers", "value": []}));
     }
-    for (name, runtime) in datasets {
+    for t in datasets {
+        let (name, runtime) = (&t.claim, &t.runtime);
+        // Who serves it: the physical Dataset's master; its configuration and credentials are
+        // the Dataset's own in its namespace, or the reference's copies in another one.
+        let (serving_ns, serving) = t.physical.as_ref().map_or((ns, name.as_str()), |(pns, pname)| (pns.as_str(), pname.as_str()));
+        let copies = if serving_ns == ns { serving } else { name.as_str() };
         // Never twice: once served, the PVC volume is gone (an emptyDir in its place).
         let Some((i, volume)) = volumes.iter().enumerate().find(|(_, v)| v["persistentVolumeClaim"]["claimName"] == name.as_str()) else { continue };
         let volume_name = volume["name"].as_str().unwrap_or_default().to_string();
@@ -49,17 +73,17 @@ pub fn patch(pod: &Value, ns: &str, datasets: &[(String, Runtime)], image: &str)
                 }
             }
         }
-        let n = crate::render::Names { ns, name };
+        let n = crate::render::Names { ns: serving_ns, name: serving };
         // The Dataset's NetworkPolicy admits its own pods: the sidecar's client is one.
         // (JSON Pointer writes `/` in a key as `~1`.) Several Datasets: the last one wins, so
         // a pod with sidecars of several Datasets reaches one of them past a NetworkPolicy.
         ops.push(json!({"op": "add", "path": "/metadata/labels/fluid.io~1dataset-id", "value": n.dataset_id_label()}));
         let config = format!("cistern-config-{name}");
         let credentials = format!("cistern-credentials-{name}");
-        let mut creds = crate::render::credentials_volume(&n, cistern_rpc::tls::Role::Client);
+        let mut creds = crate::render::credentials_volume(&crate::render::Names { ns, name: copies }, cistern_rpc::tls::Role::Client);
         creds["name"] = json!(credentials);
         ops.push(json!({"op": "add", "path": "/spec/volumes/-", "value": creds}));
-        ops.push(json!({"op": "add", "path": "/spec/volumes/-", "value": {"name": config, "configMap": {"name": format!("{name}-cistern-config")}}}));
+        ops.push(json!({"op": "add", "path": "/spec/volumes/-", "value": {"name": config, "configMap": {"name": format!("{copies}-cistern-config")}}}));
         let port = Ports::of(runtime).master;
         let mountpoint = format!("{MOUNT_DIR}/{volume_name}");
         ops.push(json!({"op": "add", "path": "/spec/initContainers/-", "value": {
@@ -68,7 +92,7 @@ pub fn patch(pod: &Value, ns: &str, datasets: &[(String, Runtime)], image: &str)
             "imagePullPolicy": "IfNotPresent",
             "restartPolicy": "Always",
             "command": ["cistern"],
-            "args": ["fuse", "-f", format!("{CONFIG_DIR}/dataset.yaml"), "--master", format!("{name}-master.{ns}.svc:{port}"),
+            "args": ["fuse", "-f", format!("{CONFIG_DIR}/dataset.yaml"), "--master", format!("{serving}-master.{serving_ns}.svc:{port}"),
                      "--mountpoint", mountpoint, "--run-dir", "/run/cistern", "--credentials", crate::render::CREDENTIALS_DIR],
             "securityContext": {"privileged": true},
             // The application starts once the Dataset is mounted (a native sidecar's startup
@@ -112,7 +136,7 @@ mod tests {
     #[test]
     fn the_patch_replaces_the_claim_and_only_once() {
         let p = pod(json!({"serverless.fluid.io/inject": "true"}));
-        let ops = patch(&p, "ns", &[("demo".into(), runtime())], "img");
+        let ops = patch(&p, "ns", &[Target::own("demo", runtime())], "img");
         let replaced = ops.iter().find(|o| o["op"] == "replace").unwrap();
         assert_eq!(replaced["value"], json!({"name": "data", "emptyDir": {}}));
         let sidecar = ops.iter().find(|o| o["path"] == "/spec/initContainers/-").unwrap();
@@ -122,6 +146,21 @@ mod tests {
         // Applied, the pod has no Dataset PVC left: a second pass adds nothing for it.
         let mut after = p.clone();
         after["spec"]["volumes"][0] = json!({"name": "data", "emptyDir": {}});
-        assert!(patch(&after, "ns", &[("demo".into(), runtime())], "img").iter().all(|o| o["path"] == "/spec/initContainers"));
+        assert!(patch(&after, "ns", &[Target::own("demo", runtime())], "img").iter().all(|o| o["path"] == "/spec/initContainers"));
+    }
+
+    #[test]
+    fn a_reference_in_another_namespace_is_served_by_the_physical_master_with_copies() {
+        let p = pod(json!({"serverless.fluid.io/inject": "true"}));
+        let t = Target { claim: "demo".into(), runtime: runtime(), physical: Some(("team-a".into(), "imagenet".into())) };
+        let ops = patch(&p, "team-b", &[t], "img");
+        let sidecar = &ops.iter().find(|o| o["path"] == "/spec/initContainers/-").unwrap()["value"];
+        let args: Vec<&str> = sidecar["args"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        assert!(args.windows(2).any(|w| w[0] == "--master" && w[1].starts_with("imagenet-master.team-a.svc:")), "{args:?}");
+        let added: Vec<&Value> = ops.iter().filter(|o| o["path"] == "/spec/volumes/-").map(|o| &o["value"]).collect();
+        assert!(added.iter().any(|v| v["secret"]["secretName"] == "demo-cistern-credentials"), "the copy in the pod's namespace: {added:?}");
+        assert!(added.iter().any(|v| v["configMap"]["name"] == "demo-cistern-config"), "{added:?}");
+        let label = ops.iter().find(|o| o["path"] == "/metadata/labels/fluid.io~1dataset-id").unwrap();
+        assert_eq!(label["value"], "team-a-imagenet", "the physical Dataset's NetworkPolicy admits it");
     }
 }

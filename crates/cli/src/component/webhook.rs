@@ -95,9 +95,13 @@ async fn mutate(State(ctx): State<Arc<Ctx>>, Json(review): Json<Value>) -> Json<
     let pod = &request["object"];
     let datasets: Api<Dataset> = Api::namespaced(ctx.client.clone(), ns);
     let mut used = Vec::new();
+    let mut found = Vec::new();
     for claim in claims(pod) {
         match datasets.get_opt(&claim).await {
-            Ok(Some(_)) => used.push(claim),
+            Ok(Some(ds)) => {
+                used.push(claim);
+                found.push(ds);
+            }
             Ok(None) => {}
             // Allowed unpatched: a webhook that cannot look never blocks a pod.
             Err(e) => tracing::warn!(namespace = ns, claim, "cannot look up the Dataset: {e}"),
@@ -106,9 +110,20 @@ async fn mutate(State(ctx): State<Arc<Ctx>>, Json(review): Json<Value>) -> Json<
     if cistern_operator::sidecar::wanted(pod) {
         // A serverless pod: FUSE sidecars instead of node affinity (its node has no agents).
         let mut served = Vec::new();
-        for name in used {
-            match cistern_operator::controller::find_runtime(&ctx.client, ns, &name).await {
-                Ok(Some(rt)) => served.push((name, rt)),
+        for (name, ds) in used.into_iter().zip(found) {
+            // A reference is served by its physical Dataset's runtime, once bound (which
+            // needs the physical Dataset's consent for another namespace).
+            let physical = match cistern_operator::reference::target(&ds) {
+                Some(Ok(p)) if ds.status.as_ref().is_some_and(|s| s.phase == "Bound") => Some(p),
+                Some(_) => {
+                    tracing::warn!(namespace = ns, dataset = name, "a reference that is not bound: the pod is admitted without a sidecar for it");
+                    continue;
+                }
+                None => None,
+            };
+            let (rns, rname) = physical.clone().unwrap_or_else(|| (ns.to_string(), name.clone()));
+            match cistern_operator::controller::find_runtime(&ctx.client, &rns, &rname).await {
+                Ok(Some(rt)) => served.push(cistern_operator::sidecar::Target { claim: name, runtime: rt, physical }),
                 Ok(None) => tracing::warn!(namespace = ns, dataset = name, "no runtime yet: the pod is admitted without a sidecar for it"),
                 Err(e) => tracing::warn!(namespace = ns, dataset = name, "cannot look up the runtime: {e}"),
             }
