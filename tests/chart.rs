@@ -133,6 +133,11 @@ fn the_dashboard_queries_only_metrics_that_exist() {
         local_bytes: 1,
         ufs_bytes: 1,
         levels: vec![cistern_master::LevelFigures { worker: 0, medium: "MEM".into(), ..Default::default() }],
+        latencies: ["worker", "fuse"]
+            .iter()
+            .map(|c| cistern_master::metrics::LatencyFigures { component: c.to_string(), instance: "0".into(), op: "read".into(), buckets: vec![1; 17], sum_seconds: 1.0 })
+            .collect(),
+        processes: vec![cistern_master::metrics::ProcessFigures { component: "worker".into(), instance: "0".into(), ..Default::default() }],
         ..Default::default()
     };
     let exported: std::collections::BTreeSet<String> = cistern_master::metrics::to_classic(&figures.encode())
