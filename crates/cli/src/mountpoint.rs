@@ -6,13 +6,15 @@ use cistern_csi::mountinfo::MountInfo;
 use std::path::Path;
 
 /// Makes sure the mount point is an empty directory that nothing is mounted on; returns
-/// whether it was created here (and should be removed on exit).
-pub fn prepare_mountpoint(path: &Path, fsname: &str) -> Result<bool> {
+/// whether it was created here (and should be removed on exit). With `volume` (a FUSE
+/// sidecar: the mount point is the pod's `emptyDir`, mounted there for this client), the
+/// volume's own mount is where the Dataset goes.
+pub fn prepare_mountpoint(path: &Path, fsname: &str, volume: bool) -> Result<bool> {
     // Our own dead mount in a peer group: a FUSE sidecar whose container was restarted, whose
     // volume is now a bind of the dead mount the previous container left in the pod's
     // emptyDir. Taking it down here would not reach the application's view; a new mount over
     // it propagates to every peer, so the application sees the Dataset again.
-    if is_dead(path, fsname) && MountInfo::at(path).is_some_and(|m| m.shared) {
+    if volume && is_dead(path, fsname) && MountInfo::at(path).is_some_and(|m| m.shared) {
         tracing::warn!("{} is a dead, shared mount of this dataset (a restarted sidecar?); mounting over it", path.display());
         return Ok(false);
     }
@@ -20,9 +22,9 @@ pub fn prepare_mountpoint(path: &Path, fsname: &str) -> Result<bool> {
     if unmount_if_dead(path, fsname)? {
         tracing::warn!("{} was a dead mount of this dataset from a killed run; unmounted it", path.display());
     }
-    // A volume mounted exactly here (a FUSE sidecar's emptyDir, a bind mount) is where the
-    // Dataset goes, on top; a FUSE mount here is another client's, or a stale one.
-    if MountInfo::at(path).is_some_and(|m| m.fstype.starts_with("fuse")) {
+    // Something mounted here already: refused (a stale mount, or a file system the Dataset
+    // would hide), except a sidecar's volume (a FUSE mount there is another client's).
+    if MountInfo::at(path).is_some_and(|m| !volume || m.fstype.starts_with("fuse")) {
         bail!(
             "{} is already a mount point (a stale mount from a crashed run?); unmount it with `umount -l {}` or choose another --mount-root",
             path.display(),
@@ -68,12 +70,6 @@ pub fn unmount_if_dead(path: &Path, fsname: &str) -> Result<bool> {
 fn is_dead(path: &Path, fsname: &str) -> bool {
     let errno = std::fs::read_dir(path).err().and_then(|e| e.raw_os_error());
     mount_source(path).as_deref() == Some(fsname) && matches!(errno, Some(libc::ENOTCONN | libc::ECONNABORTED))
-}
-
-/// True when something is mounted exactly at `path` (read from /proc/self/mountinfo).
-#[allow(dead_code)]
-pub fn is_mountpoint(path: &Path) -> bool {
-    MountInfo::at(path).is_some()
 }
 
 /// The source (for FUSE, the fsname) of the mount at `path`.

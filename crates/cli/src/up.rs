@@ -67,7 +67,7 @@ pub fn run(args: UpArgs, log_level: &str) -> Result<()> {
     let run_dir = RunDir::acquire(&run_dir_path, &plan.namespace, &plan.name)?;
     let mountpoint = args.mount_root.join(&plan.namespace).join(&plan.name);
     let fs_name = juicefs.as_ref().map(crate::juicefs::fsname).unwrap_or_else(|| fsname(&plan));
-    let created = prepare_mountpoint(&mountpoint, &fs_name)?;
+    let created = prepare_mountpoint(&mountpoint, &fs_name, false)?;
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores to an atomic.
         unsafe { libc::signal(sig, on_stop_signal as *const () as libc::sighandler_t) };

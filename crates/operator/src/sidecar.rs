@@ -93,7 +93,7 @@ pub fn patch(pod: &Value, ns: &str, datasets: &[Target], image: &str) -> Vec<Val
             "restartPolicy": "Always",
             "command": ["cistern"],
             "args": ["fuse", "-f", format!("{CONFIG_DIR}/dataset.yaml"), "--master", format!("{serving}-master.{serving_ns}.svc:{port}"),
-                     "--mountpoint", mountpoint, "--run-dir", "/run/cistern", "--credentials", crate::render::CREDENTIALS_DIR],
+                     "--mountpoint", mountpoint, "--mountpoint-is-volume", "--run-dir", "/run/cistern", "--credentials", crate::render::CREDENTIALS_DIR],
             "securityContext": {"privileged": true},
             // The application starts once the Dataset is mounted (a native sidecar's startup
             // probe holds the next containers): the FUSE mount, not the emptyDir under it.

@@ -34,6 +34,12 @@ pub struct FuseArgs {
     /// Where to mount [default: <mount-root>/<namespace>/<name>].
     #[arg(long)]
     pub mountpoint: Option<PathBuf>,
+    /// The mount point is a volume mounted there for this client (a FUSE sidecar's emptyDir,
+    /// shared with the application by mount propagation): mount over it, and after a restart
+    /// of the whole sidecar over the dead mount the last one left, so the application sees
+    /// the Dataset again. Without it, anything already mounted there is refused.
+    #[arg(long)]
+    pub mountpoint_is_volume: bool,
     #[arg(long, default_value = "/mnt/cistern", env = "CISTERN_MOUNT_ROOT")]
     pub mount_root: PathBuf,
     /// Where the master's socket and the PID files are [default: /run/cistern/<ns>-<name>].
@@ -123,7 +129,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn standalone(args: &FuseArgs, t: &Target) -> Result<()> {
     let rt = runtime()?;
     let client = connect(&rt, &t.master, None, Some(&t.run_dir))?;
-    let created = prepare_mountpoint(&t.mountpoint, &fsname(&t.plan))?;
+    let created = prepare_mountpoint(&t.mountpoint, &fsname(&t.plan), args.mountpoint_is_volume)?;
     let mount = FuseMount::mount(&t.mountpoint, &fsname(&t.plan), file_system(t, client, &rt), args.threads)
         .with_context(|| format!("cannot mount {}", t.mountpoint.display()))?;
     tracing::info!("mounted {} (master {})", t.mountpoint.display(), t.master);
@@ -199,7 +205,7 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _context: 
 fn supervise(args: &FuseArgs, t: &Target, log_level: &str) -> Result<()> {
     std::fs::create_dir_all(&t.run_dir).with_context(|| format!("cannot create {}", t.run_dir.display()))?;
     let exe = std::env::current_exe().context("cannot find the cistern binary to run the FUSE daemon")?;
-    let created = prepare_mountpoint(&t.mountpoint, &fsname(&t.plan))?;
+    let created = prepare_mountpoint(&t.mountpoint, &fsname(&t.plan), args.mountpoint_is_volume)?;
     let holder = MountHolder::mount(&t.mountpoint, &fsname(&t.plan)).with_context(|| format!("cannot mount {}", t.mountpoint.display()))?;
     std::fs::write(t.run_dir.join("fuse-supervisor.pid"), format!("{}\n", std::process::id()))?;
     // Which inodes the kernel holds open, in which mode: outlives every daemon.
