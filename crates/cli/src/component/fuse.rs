@@ -268,7 +268,7 @@ fn supervise(args: &FuseArgs, t: &Target, log_level: &str) -> Result<()> {
             break Ok(());
         }
         if UPGRADE.swap(false, Ordering::Relaxed) {
-            tracing::info!("FUSE daemon replaced (upgrade, or SIGTERM to PID 1 from inside the container): {status}");
+            tracing::info!("FUSE daemon replaced (upgrade) on SIGUSR1, or on SIGTERM to PID 1 from inside the container: {status}");
             backoff = Duration::ZERO;
             continue;
         }
