@@ -149,29 +149,16 @@ impl Figures {
 }
 
 /// This process's CPU time, resident memory, open descriptors and start time, under the names
-/// Prometheus's own client libraries use (`process_*`), from `/proc/self`.
+/// Prometheus's own client libraries use (`process_*`); read from `/proc/self` as every
+/// component reads its own ([`cistern_rpc::latency::process_figures`]).
 fn process_metrics(reg: &mut Registry) {
     use prometheus_client::metrics::counter::ConstCounter;
     use prometheus_client::metrics::gauge::ConstGauge;
-    // SAFETY: sysconf reads a constant of the system.
-    let (tick, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK).max(1) as f64, libc::sysconf(libc::_SC_PAGESIZE).max(1) as u64) };
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
-    if let (Some(utime), Some(stime)) = (field(14), field(15)) {
-        reg.register("process_cpu_seconds", "CPU time the process used, user and system", ConstCounter::new((utime + stime) as f64 / tick));
-    }
-    let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse::<u64>().ok())));
-    if let (Some(start), Some(boot)) = (field(22), boot) {
-        reg.register("process_start_time_seconds", "When the process started, in seconds since the Unix epoch", ConstGauge::new(boot as f64 + start as f64 / tick));
-    }
-    if let Some(pages) = std::fs::read_to_string("/proc/self/statm").ok().and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok())) {
-        reg.register("process_resident_memory_bytes", "Resident memory of the process", ConstGauge::new((pages * page) as i64));
-    }
-    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        reg.register("process_open_fds", "Open file descriptors of the process", ConstGauge::new(fds.count() as i64));
-    }
+    let p = cistern_rpc::latency::process_figures();
+    reg.register("process_cpu_seconds", "CPU time the process used, user and system", ConstCounter::new(p.cpu_seconds));
+    reg.register("process_start_time_seconds", "When the process started, in seconds since the Unix epoch", ConstGauge::new(p.start_time_seconds));
+    reg.register("process_resident_memory_bytes", "Resident memory of the process", ConstGauge::new(p.resident_bytes as i64));
+    reg.register("process_open_fds", "Open file descriptors of the process", ConstGauge::new(p.open_fds as i64));
 }
 
 /// The same exposition in Prometheus's classic text format (0.0.4), for scrapers and tools
