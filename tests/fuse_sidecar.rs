@@ -82,7 +82,9 @@ fn kill_1_in_the_sidecar_costs_the_app_nothing_and_a_sigterm_from_outside_ends_i
             "containers": [{"name": "app", "image": "app", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
         },
     });
+    let pod = serde_json::from_value(pod).unwrap();
     let ops = cistern_operator::sidecar::patch(&pod, "default", &[cistern_operator::sidecar::Target::own("nodes", runtime)], "cistern");
+    let ops: Vec<serde_json::Value> = ops.into_iter().map(|o| serde_json::to_value(o).unwrap()).collect();
     let sidecar = ops.iter().find(|o| o["path"] == "/spec/initContainers/-").expect("a sidecar")["value"].clone();
     let mut argv: Vec<String> = serde_json::from_value(sidecar["command"].clone()).unwrap();
     argv.extend(serde_json::from_value::<Vec<String>>(sidecar["args"].clone()).unwrap());

@@ -265,7 +265,8 @@ spec:
   networkmode: HostNetwork
   podMetadata: {labels: {team: data}}
   imagePullSecrets: [{name: registry}]
-  runAs: {uid: 1201, gid: 1201, user: u, group: g}
+  runAs: {uid: 1201, gid: 1202, user: u, group: g}
+  hadoopConfig: my-hadoop-conf
   tieredstore:
     levels: [{mediumtype: MEM, path: /dev/shm, volumeType: emptyDir, quota: 1Gi}]
   master:
@@ -281,7 +282,8 @@ spec:
     let out = s.cistern(&["render", "-f", input.to_str().unwrap(), "--image", "cistern:test"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     let warnings = stderr_of(&out);
-    assert!(warnings.contains("spec.runAs"), "unapplied fields not reported:\n{warnings}");
+    assert!(warnings.contains("spec.hadoopConfig"), "unapplied fields not reported:\n{warnings}");
+    assert!(!warnings.contains("spec.runAs"), "runAs is applied, not warned:\n{warnings}");
     let objects = objects_of(&stdout_of(&out));
     let pod = |name: &str| find(&objects, if name.ends_with("fuse") { "DaemonSet" } else { "StatefulSet" }, name)["spec"]["template"].clone();
     let worker = pod("shaped-worker");
@@ -301,6 +303,21 @@ spec:
     assert_eq!(worker["metadata"]["annotations"]["note"], "worker");
     assert_eq!(worker["spec"]["imagePullSecrets"][0]["name"], "registry");
     assert_eq!((worker["spec"]["hostNetwork"].as_bool(), worker["spec"]["dnsPolicy"].as_str()), (Some(true), Some("ClusterFirstWithHostNet")));
+    // runAs: master and workers run as the user, after an init container hands them their
+    // directories; the FUSE client stays root (it mounts).
+    for (template, dirs) in [(&worker, vec!["/dev/shm", "/run/cistern"]), (&pod("shaped-master"), vec!["/dev/shm/cistern-meta/default-shaped"])] {
+        let ctx = &template["spec"]["containers"][0]["securityContext"];
+        assert_eq!((ctx["runAsUser"].as_i64(), ctx["runAsGroup"].as_i64(), ctx["runAsNonRoot"].as_bool()), (Some(1201), Some(1202), Some(true)), "{ctx}");
+        assert_eq!(template["spec"]["securityContext"]["fsGroup"], 1202, "the credentials Secret is readable by the group");
+        let init = &template["spec"]["initContainers"][0];
+        assert_eq!(init["name"], "own-dirs");
+        assert_eq!(init["securityContext"]["capabilities"]["add"], serde_json::json!(["CHOWN", "DAC_READ_SEARCH"]));
+        let args: Vec<&str> = init["args"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
+        assert_eq!(args[2], "1201:1202");
+        for d in dirs {
+            assert!(args[3..].iter().any(|a| a.starts_with(d)), "{d} not handed over: {args:?}");
+        }
+    }
     let master = pod("shaped-master");
     let keys: Vec<&str> = master["spec"]["tolerations"].as_array().unwrap().iter().filter_map(|t| t["key"].as_str()).collect();
     assert_eq!(keys, ["master-only", "cache"]);
@@ -308,6 +325,7 @@ spec:
     assert_eq!(fuse["spec"]["containers"][0]["resources"]["limits"]["memory"], "512Mi");
     assert!(fuse["spec"]["hostNetwork"].is_null(), "the FUSE pod's own networkMode wins");
     assert!(fuse["spec"]["tolerations"].is_null(), "the Dataset's tolerations place the cache, not FUSE");
+    assert!(fuse["spec"]["containers"][0]["securityContext"]["runAsUser"].is_null() && fuse["spec"]["initContainers"].is_null());
     validate(&s.write("shaped.rendered.yaml", &stdout_of(&out)));
 
     // Three masters are refused with the field named, never silently run as one.

@@ -59,17 +59,17 @@ pub fn run(args: RenderArgs) -> Result<()> {
         if !plan.mounts.iter().any(|m| m.scheme == cistern_api::Scheme::JuiceFs) {
             // What the operator makes once: fresh keys at every render (apply it once).
             let s = cistern_operator::credentials::secret(&plan.namespace, &plan.name, None).map_err(|e| anyhow!(e))?;
-            objects.insert(0, serde_json::to_value(s)?);
+            objects.insert(0, s.into());
         }
         for dl in manifest.dataloads.iter().filter(|dl| dl.spec.dataset.name == name) {
             for field in cistern_operator::dataload_policy::unapplied(dl) {
                 eprintln!("warning: {}: {field}", dl.metadata.name.as_deref().unwrap_or_default());
             }
             let mut job = cistern_operator::dataload::loader_job(dl, &plan.runtime, &opts);
-            cistern_operator::dataload_policy::place(&mut job["spec"]["template"], dl);
+            cistern_operator::dataload_policy::place(&mut job.spec.get_or_insert_with(Default::default).template, dl);
             objects.push(match cistern_operator::dataload_policy::policy(dl).map_err(|e| anyhow!("DataLoad {}: {e}", dl.metadata.name.as_deref().unwrap_or_default()))? {
-                cistern_operator::dataload_policy::Policy::Cron => cistern_operator::dataload_policy::cron_job(&job, &dl.spec.schedule),
-                cistern_operator::dataload_policy::Policy::Once | cistern_operator::dataload_policy::Policy::OnEvent => job,
+                cistern_operator::dataload_policy::Policy::Cron => cistern_operator::dataload_policy::cron_job(job, &dl.spec.schedule).into(),
+                cistern_operator::dataload_policy::Policy::Once | cistern_operator::dataload_policy::Policy::OnEvent => job.into(),
             });
         }
         out.push_str(&cistern_operator::to_yaml(&objects).map_err(|e| anyhow!(e))?);

@@ -7,15 +7,18 @@
 //!   the nodes that hold the cache are labelled ([`crate::locality`]).
 
 use crate::render::{render, RenderOptions};
-use cistern_api::{AlluxioRuntime, Dataset, JindoRuntime, JuiceFSRuntime, Manifest, Runtime, SecretStore};
+use crate::objects::{patch_status, Object};
+use cistern_api::{AlluxioRuntime, Condition, Dataset, JindoRuntime, JuiceFSRuntime, Manifest, Runtime, RuntimeRef, RuntimeStatus, SecretStore};
 use k8s_openapi::api::apps::v1::{DaemonSet, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolume, Pod};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm};
+use kube::api::{Api, ListParams, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::finalizer::{finalizer, Event};
 use kube::{Client, Resource, ResourceExt};
-use serde_json::{json, Value};
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -91,9 +94,30 @@ fn mapped_master(file: &std::path::Path, ns: &str, name: &str) -> Option<String>
     })
 }
 
+/// What the master's `/api/v1/status` answers: the Dataset and runtime with its statuses.
+#[derive(serde::Deserialize, Debug, Default)]
+struct MasterView {
+    #[serde(default)]
+    dataset: StatusOf<cistern_api::DatasetStatus>,
+    #[serde(default)]
+    runtime: StatusOf<RuntimeStatus>,
+}
+
+#[derive(serde::Deserialize, Debug)]
+struct StatusOf<S> {
+    #[serde(default = "Option::default")]
+    status: Option<S>,
+}
+
+impl<S> Default for StatusOf<S> {
+    fn default() -> Self {
+        StatusOf { status: None }
+    }
+}
+
 /// The master's own view (`/api/v1/status`): the Dataset's UFS totals and cache figures.
 /// `None` while the master is not reachable; the phases then come from Kubernetes alone.
-async fn master_status(base: &str) -> Option<Value> {
+async fn master_status(base: &str) -> Option<MasterView> {
     // reqwest is built with rustls but no provider of its own (one provider for the whole
     // binary: ring, as kube uses); plain HTTP still builds its TLS config.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -156,28 +180,58 @@ pub async fn find_runtime(client: &Client, ns: &str, name: &str) -> Result<Optio
     Ok(Api::<JuiceFSRuntime>::namespaced(client.clone(), ns).get_opt(name).await?.map(Runtime::JuiceFS))
 }
 
+/// The part of a Dataset's status its binding decides: written whole each time (an empty
+/// list clears what an earlier binding said), leaving the figures the runtime copies alone.
+#[derive(Serialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Binding {
+    pub phase: String,
+    pub runtimes: Vec<RuntimeRef>,
+    pub conditions: Vec<Condition>,
+}
+
+impl Binding {
+    pub fn not_bound(reason: &str, why: String) -> Binding {
+        let waiting = Condition { type_: "Ready".into(), status: "False".into(), reason: reason.into(), message: why, ..Default::default() };
+        Binding { phase: "NotBound".into(), runtimes: Vec::new(), conditions: vec![waiting] }
+    }
+}
+
+/// The figures of a Dataset that its runtime's master reports (`kubectl get dataset` prints them).
+#[derive(Serialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+struct Figures {
+    ufs_total: String,
+    file_num: String,
+    cache_states: BTreeMap<String, String>,
+}
+
 async fn bind(ds: &Dataset, ctx: &Context) -> Result<Action, Error> {
     let (ns, name) = (ds.namespace().unwrap_or_else(|| "default".into()), ds.name_any());
     let reference = crate::reference::target(ds).transpose().map_err(Error::Invalid)?;
     let status = match &reference {
         Some((pns, pname)) => crate::reference::bind(ds, ctx, (pns, pname)).await?,
         None => match find_runtime(&ctx.client, &ns, &name).await? {
-        Some(rt) => json!({"phase": "Bound", "runtimes": [{"name": name, "namespace": ns, "category": "Accelerate", "type": rt.kind().trim_end_matches("Runtime").to_lowercase()}]}),
-        None => json!({"phase": "NotBound", "runtimes": []}),
+            Some(rt) => {
+                let kind = rt.kind().trim_end_matches("Runtime").to_lowercase();
+                let runtime = RuntimeRef { name: name.clone(), namespace: ns.clone(), category: "Accelerate".into(), type_: kind, master_replicas: None };
+                Binding { phase: "Bound".into(), runtimes: vec![runtime], conditions: Vec::new() }
+            }
+            None => Binding { phase: "NotBound".into(), ..Default::default() },
         },
     };
     let api: Api<Dataset> = Api::namespaced(ctx.client.clone(), &ns);
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
+    patch_status(&api, &name, &status).await?;
     let was = ds.status.as_ref().map(|s| s.phase.as_str()).unwrap_or_default();
-    if status["phase"] != was {
-        let note = match (status["runtimes"][0]["type"].as_str(), status["conditions"][0]["message"].as_str()) {
-            (Some(kind), _) => format!("bound to the {kind} runtime {}/{}", status["runtimes"][0]["namespace"].as_str().unwrap_or(&ns), status["runtimes"][0]["name"].as_str().unwrap_or(&name)),
-            (None, Some(why)) => why.to_string(),
+    if status.phase != was {
+        let note = match (status.runtimes.first(), status.conditions.first()) {
+            (Some(rt), _) => format!("bound to the {} runtime {}/{}", rt.type_, rt.namespace, rt.name),
+            (None, Some(c)) => c.message.clone(),
             (None, None) => format!("no runtime named {name} in {ns} yet: create a JindoRuntime, AlluxioRuntime or JuiceFSRuntime of that name"),
         };
-        ctx.event(ds, false, status["phase"].as_str().unwrap_or_default(), note).await;
+        ctx.event(ds, false, &status.phase, note).await;
     }
-    if reference.is_some() && status["phase"] == "NotBound" {
+    if reference.is_some() && status.phase == "NotBound" {
         // Waiting on another Dataset (its binding, or its owner's consent): look again soon.
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
@@ -252,8 +306,9 @@ pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) ->
     let (ns, name) = (rt.namespace().unwrap_or_else(|| "default".into()), rt.name_any());
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     let Some(dataset) = Api::<Dataset>::namespaced(ctx.client.clone(), &ns).get_opt(&name).await? else {
-        let status = json!({"masterPhase": "NotReady", "workerPhase": "NotReady", "fusePhase": "NotReady"});
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
+        let not_ready = || "NotReady".to_string();
+        let status = RuntimeStatus { master_phase: not_ready(), worker_phase: not_ready(), fuse_phase: not_ready(), ..Default::default() };
+        patch_status(&api, &name, &PhasesOnly::of(&status)).await?;
         return Ok(Action::requeue(Duration::from_secs(10)));
     };
     if drop_volume(&ctx.client, &ns, &name, true).await? {
@@ -276,8 +331,9 @@ pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) ->
     if !matches!(plan.runtime, Runtime::JuiceFS(_)) {
         let serial = crate::credentials::ensure(&ctx.client, &ns, &name, owner.clone()).await?;
         // A renewal changes the serial, which rolls the pods onto the new certificates.
-        for o in objects.iter_mut().filter(|o| o["spec"]["template"].is_object()) {
-            o["spec"]["template"]["metadata"]["annotations"][crate::credentials::SERIAL] = json!(serial);
+        for template in objects.iter_mut().filter_map(Object::pod_template_mut) {
+            let meta = template.metadata.get_or_insert_with(Default::default);
+            meta.annotations.get_or_insert_with(BTreeMap::new).insert(crate::credentials::SERIAL.into(), serial.clone());
         }
     }
     // Scale-in waits for the master: a leaving worker hands its files over only once the master
@@ -290,41 +346,48 @@ pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) ->
         let seen = match current {
             Some(c) if c > plan.replicas as i32 => master_status(&ctx.master_web(&ns, &name, web_port))
                 .await
-                .and_then(|v| v["runtime"]["status"]["desiredWorkerNumberScheduled"].as_u64())
-                .map(|d| d == plan.replicas as u64),
+                .and_then(|v| v.runtime.status.map(|s| s.desired_worker_number_scheduled))
+                .map(|d| d == plan.replicas as i32),
             _ => None,
         };
         if let Some(held) = hold_scale_in(current, plan.replicas, seen) {
             holding_scale_in = true;
-            for o in objects.iter_mut().filter(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == json!(format!("{name}-worker"))) {
-                o["spec"]["replicas"] = json!(held);
+            let worker_set = format!("{name}-worker");
+            for o in objects.iter_mut() {
+                if let Object::StatefulSet(set) = o {
+                    if set.metadata.name.as_deref() == Some(&worker_set) {
+                        set.spec.replicas = Some(held);
+                    }
+                }
             }
         }
     }
     for mut object in objects {
-        if object["kind"] != "PersistentVolume" {
+        if !matches!(object, Object::PersistentVolume(_)) {
             // Cluster-scoped objects cannot be owned by a namespaced runtime.
-            object["metadata"]["ownerReferences"] = json!([owner]);
+            object.meta_mut().owner_references = Some(vec![owner.clone()]);
         }
-        apply(&ctx.client, &object, &params).await?;
+        object.apply(&ctx.client, &params).await?;
     }
     // JuiceFS runs its own engine: no Cistern master to wait for or to ask for figures.
     let has_master = !matches!(plan.runtime, Runtime::JuiceFS(_));
     let mut status = runtime_status(&ctx.client, &ns, &name, plan.replicas, has_master).await?;
     let holding = crate::locality::label_cache_nodes(&ctx.client, &ns, &name).await?;
     if !holding.is_empty() {
-        let key = crate::locality::cache_label(&ns, &name);
-        status["cacheAffinity"] = json!({"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-            {"matchExpressions": [{"key": key, "operator": "In", "values": ["true"]}]}
-        ]}});
+        let on_cache_nodes = NodeSelectorRequirement { key: crate::locality::cache_label(&ns, &name), operator: "In".into(), values: Some(vec!["true".into()]) };
+        let term = NodeSelectorTerm { match_expressions: Some(vec![on_cache_nodes]), ..Default::default() };
+        status.cache_affinity = Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector { node_selector_terms: vec![term] }),
+            ..Default::default()
+        });
     }
     let figures = if has_master { master_status(&ctx.master_web(&ns, &name, web_port)).await } else { None };
-    if let Some(cache) = figures.as_ref().map(|f| &f["runtime"]["status"]["cacheStates"]).filter(|c| c.is_object()) {
-        status["cacheStates"] = cache.clone();
+    if let Some(cache) = figures.as_ref().and_then(|f| f.runtime.status.as_ref()).map(|s| &s.cache_states).filter(|c| !c.is_empty()) {
+        status.cache_states = cache.clone();
     }
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
-    let before = serde_json::to_value(rt.as_ref()).ok().map(|v| v["status"].clone()).unwrap_or_default();
-    let phases = |s: &Value| ["masterPhase", "workerPhase", "fusePhase"].map(|k| s[k].as_str().unwrap_or_default().to_string());
+    patch_status(&api, &name, &status).await?;
+    let before = serde_json::to_value(rt.as_ref()).ok().and_then(|v| serde_json::from_value::<RuntimeStatus>(v["status"].clone()).ok()).unwrap_or_default();
+    let phases = |s: &RuntimeStatus| [s.master_phase.clone(), s.worker_phase.clone(), s.fuse_phase.clone()];
     if phases(&before) != phases(&status) {
         // Fields accepted but not acted on are said once per phase change, never dropped in silence.
         let ignored = crate::pod_shape::unhonoured(&plan);
@@ -332,17 +395,14 @@ pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) ->
             ctx.event(rt.as_ref(), true, "FieldsNotApplied", ignored.join("; ")).await;
         }
         let [m, w, f] = phases(&status);
-        let note = format!(
-            "master {m}, workers {w} ({}/{} ready), FUSE {f}",
-            status["workerNumberReady"], status["desiredWorkerNumberScheduled"]
-        );
+        let note = format!("master {m}, workers {w} ({}/{} ready), FUSE {f}", status.worker_number_ready, status.desired_worker_number_scheduled);
         let all_ready = [&m, &w, &f].iter().all(|p| p.as_str() == "Ready");
         ctx.event(rt.as_ref(), false, if all_ready { "RuntimeReady" } else { "RuntimePhaseChanged" }, note).await;
     }
-    if let Some(ds) = figures.as_ref().map(|f| &f["dataset"]["status"]).filter(|s| s.is_object()) {
+    if let Some(ds) = figures.and_then(|f| f.dataset.status) {
         // What `kubectl get dataset` prints: UFS total, cached, capacity, cached %.
-        let copied = json!({"ufsTotal": ds["ufsTotal"], "fileNum": ds["fileNum"], "cacheStates": ds["cacheStates"]});
-        Api::<Dataset>::namespaced(ctx.client.clone(), &ns).patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": copied}))).await?;
+        let copied = Figures { ufs_total: ds.ufs_total, file_num: ds.file_num, cache_states: ds.cache_states };
+        patch_status(&Api::<Dataset>::namespaced(ctx.client.clone(), &ns), &name, &copied).await?;
     }
     Ok(Action::requeue(if holding_scale_in { Duration::from_secs(5) } else { SYNC_PERIOD }))
 }
@@ -359,22 +419,8 @@ pub(crate) fn hold_scale_in(current: Option<i32>, desired: u32, master_has_it: O
     }
 }
 
-/// Server-side apply of one rendered object.
-pub async fn apply(client: &Client, object: &Value, params: &PatchParams) -> Result<(), Error> {
-    let (api_version, kind) = (object["apiVersion"].as_str().unwrap_or_default(), object["kind"].as_str().unwrap_or_default());
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-    let name = object["metadata"]["name"].as_str().unwrap_or_default();
-    let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-        None => Api::all_with(client.clone(), &resource),
-    };
-    api.patch(name, params, &Patch::Apply(object)).await?;
-    Ok(())
-}
-
 /// Phases from the StatefulSets and the DaemonSet, as Fluid reports them.
-async fn runtime_status(client: &Client, ns: &str, name: &str, replicas: u32, has_master: bool) -> Result<Value, Error> {
+async fn runtime_status(client: &Client, ns: &str, name: &str, replicas: u32, has_master: bool) -> Result<RuntimeStatus, Error> {
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     let ready = |s: Option<StatefulSet>| s.and_then(|s| s.status).and_then(|s| s.ready_replicas).unwrap_or(0);
     let master_ready = if has_master { ready(sets.get_opt(&format!("{name}-master")).await?) } else { 1 };
@@ -389,23 +435,40 @@ async fn runtime_status(client: &Client, ns: &str, name: &str, replicas: u32, ha
         (r, _) if r > 0 => "PartialReady",
         _ => "NotReady",
     };
-    Ok(json!({
-        "masterPhase": phase(master_ready, 1),
-        "workerPhase": phase(workers_ready, replicas as i32),
+    let master_count = i32::from(has_master);
+    Ok(RuntimeStatus {
+        master_phase: phase(master_ready, 1).into(),
+        worker_phase: phase(workers_ready, replicas as i32).into(),
         // FUSE pods run only where a pod uses the Dataset: none wanted is fine.
-        "fusePhase": if fuse_desired == 0 { "Ready" } else { phase(fuse_ready, fuse_desired) },
-        "desiredMasterNumberScheduled": 1,
-        "masterNumberReady": master_ready,
-        "desiredWorkerNumberScheduled": replicas,
-        "workerNumberReady": workers_ready,
-        "workerNumberAvailable": workers_ready,
-        "currentWorkerNumberScheduled": workers_current,
-        "currentMasterNumberScheduled": if has_master { 1 } else { 0 },
+        fuse_phase: if fuse_desired == 0 { "Ready".into() } else { phase(fuse_ready, fuse_desired).into() },
+        desired_master_number_scheduled: 1,
+        master_number_ready: master_ready,
+        desired_worker_number_scheduled: replicas as i32,
+        worker_number_ready: workers_ready,
+        worker_number_available: workers_ready,
+        current_worker_number_scheduled: workers_current,
+        current_master_number_scheduled: master_count,
         // The workers' pods, for the scale subresource (an HPA reads it).
-        "selector": format!("app=cistern,release={},role=worker", cistern_api::names::label_value(name)),
-        "desiredFuseNumberScheduled": fuse_desired,
-        "fuseNumberReady": fuse_ready,
-    }))
+        selector: format!("app=cistern,release={},role=worker", cistern_api::names::label_value(name)),
+        desired_fuse_number_scheduled: fuse_desired,
+        fuse_number_ready: fuse_ready,
+        ..Default::default()
+    })
+}
+
+/// Only the phases of a runtime's status (its counts are left as they are).
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct PhasesOnly<'a> {
+    master_phase: &'a str,
+    worker_phase: &'a str,
+    fuse_phase: &'a str,
+}
+
+impl<'a> PhasesOnly<'a> {
+    fn of(s: &'a RuntimeStatus) -> PhasesOnly<'a> {
+        PhasesOnly { master_phase: &s.master_phase, worker_phase: &s.worker_phase, fuse_phase: &s.fuse_phase }
+    }
 }
 
 #[cfg(test)]

@@ -107,10 +107,15 @@ pub async fn ensure(client: &Client, ns: &str, name: &str, owner: OwnerReference
     issue_all(&ca, &mut renewed).map_err(Error::Invalid)?;
     let next = (serial.parse::<u64>().unwrap_or(1) + 1).to_string();
     let data: BTreeMap<String, ByteString> = renewed.into_iter().map(|(k, v)| (k, ByteString(v))).collect();
-    let patch = serde_json::json!({
-        "metadata": {"annotations": {NOT_AFTER: not_after_from_now(), SERIAL: next}},
-        "data": data,
-    });
+    // The renewed certificates and their annotations; the CA and the reference key stay.
+    let patch = Secret {
+        metadata: ObjectMeta {
+            annotations: Some(BTreeMap::from([(NOT_AFTER.to_string(), not_after_from_now()), (SERIAL.to_string(), next.clone())])),
+            ..Default::default()
+        },
+        data: Some(data),
+        ..Default::default()
+    };
     api.patch(&secret_name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     tracing::info!(namespace = ns, secret = secret_name, serial = next, "renewed the Dataset's certificates; rolling its pods");
     Ok(next)

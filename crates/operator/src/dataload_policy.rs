@@ -15,10 +15,11 @@
 
 use crate::controller::Error;
 use cistern_api::{DataLoad, OperationRef};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobTemplateSpec};
+use k8s_openapi::api::core::v1::{Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodTemplateSpec, PreferredSchedulingTerm};
+use kube::api::ObjectMeta;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
-use serde_json::{json, Value};
 
 /// The `policy` a loader runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,32 +41,32 @@ pub fn policy(dl: &DataLoad) -> Result<Policy, String> {
 }
 
 /// Puts the DataLoad's placement and pod metadata on the loader's pod template.
-pub fn place(template: &mut Value, dl: &DataLoad) {
+pub fn place(template: &mut PodTemplateSpec, dl: &DataLoad) {
     let spec = &dl.spec;
+    let meta = template.metadata.get_or_insert_with(Default::default);
+    let labels = meta.labels.get_or_insert_with(Default::default);
     for (k, v) in &spec.pod_metadata.labels {
-        if template["metadata"]["labels"].get(k).is_none() {
-            template["metadata"]["labels"][k] = json!(v);
-        }
+        labels.entry(k.clone()).or_insert_with(|| v.clone());
     }
-    for (k, v) in &spec.pod_metadata.annotations {
-        template["metadata"]["annotations"][k] = json!(v);
+    if !spec.pod_metadata.annotations.is_empty() {
+        meta.annotations.get_or_insert_with(Default::default).extend(spec.pod_metadata.annotations.clone());
     }
-    let pod = &mut template["spec"];
+    let pod = template.spec.get_or_insert_with(Default::default);
     if let Some(a) = &spec.affinity {
-        pod["affinity"] = json!(a);
+        pod.affinity = Some(a.clone());
     }
     if !spec.tolerations.is_empty() {
-        pod["tolerations"] = json!(spec.tolerations);
+        pod.tolerations = Some(spec.tolerations.clone());
     }
     if !spec.node_selector.is_empty() {
-        pod["nodeSelector"] = json!(spec.node_selector);
+        pod.node_selector = Some(spec.node_selector.clone());
     }
     if !spec.scheduler_name.is_empty() {
-        pod["schedulerName"] = json!(spec.scheduler_name);
+        pod.scheduler_name = Some(spec.scheduler_name.clone());
     }
     if let Some(r) = &spec.resources {
-        for c in pod["containers"].as_array_mut().into_iter().flatten() {
-            c["resources"] = json!(r);
+        for c in &mut pod.containers {
+            c.resources = Some(r.clone());
         }
     }
 }
@@ -83,20 +84,21 @@ pub fn unapplied(dl: &DataLoad) -> Vec<String> {
 }
 
 /// Wraps a loader Job into the CronJob that runs it on `schedule`.
-pub fn cron_job(job: &Value, schedule: &str) -> Value {
-    json!({
-        "apiVersion": "batch/v1",
-        "kind": "CronJob",
-        "metadata": job["metadata"],
-        "spec": {
-            "schedule": schedule,
+pub fn cron_job(job: Job, schedule: &str) -> CronJob {
+    let labels = job.metadata.labels.clone();
+    CronJob {
+        metadata: job.metadata,
+        spec: CronJobSpec {
+            schedule: schedule.into(),
             // One load at a time: a slow one is not overlapped by the next.
-            "concurrencyPolicy": "Forbid",
-            "successfulJobsHistoryLimit": 1,
-            "failedJobsHistoryLimit": 1,
-            "jobTemplate": {"metadata": {"labels": job["metadata"]["labels"]}, "spec": job["spec"]},
+            concurrency_policy: Some("Forbid".into()),
+            successful_jobs_history_limit: Some(1),
+            failed_jobs_history_limit: Some(1),
+            job_template: JobTemplateSpec { metadata: Some(ObjectMeta { labels, ..Default::default() }), spec: job.spec },
+            ..Default::default()
         },
-    })
+        ..Default::default()
+    }
 }
 
 /// Whether the operation `run_after` names is Complete; `Err` says what is awaited.
@@ -118,7 +120,7 @@ pub async fn preceding_done(client: &Client, ns: &str, run_after: &OperationRef)
 }
 
 /// The node affinity that puts this loader where the preceding operation's pod ran.
-pub async fn follow(client: &Client, ns: &str, run_after: &OperationRef) -> Result<Option<Value>, Error> {
+pub async fn follow(client: &Client, ns: &str, run_after: &OperationRef) -> Result<Option<NodeAffinity>, Error> {
     let Some(strategy) = &run_after.affinity_strategy else { return Ok(None) };
     let ns = if run_after.namespace.is_empty() { ns } else { &run_after.namespace };
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -132,14 +134,17 @@ pub async fn follow(client: &Client, ns: &str, run_after: &OperationRef) -> Resu
     if keys.is_empty() && prefers.is_empty() {
         keys.push("kubernetes.io/hostname".into());
     }
-    let expr = |k: &str| labels.get(k).map(|v| json!({"key": k, "operator": "In", "values": [v]}));
+    let expr = |k: &str| labels.get(k).map(|v| NodeSelectorRequirement { key: k.into(), operator: "In".into(), values: Some(vec![v.clone()]) });
+    let term = |e: NodeSelectorRequirement| NodeSelectorTerm { match_expressions: Some(vec![e]), ..Default::default() };
     if strategy.policy == "Prefer" {
-        let mut terms: Vec<Value> = prefers.iter().filter_map(|(k, w)| expr(k).map(|e| json!({"weight": w, "preference": {"matchExpressions": [e]}}))).collect();
-        terms.extend(keys.iter().filter_map(|k| expr(k).map(|e| json!({"weight": 50, "preference": {"matchExpressions": [e]}}))));
-        return Ok((!terms.is_empty()).then(|| json!({"preferredDuringSchedulingIgnoredDuringExecution": terms})));
+        let weighted = |(k, w): (&str, i32)| expr(k).map(|e| PreferredSchedulingTerm { weight: w, preference: term(e) });
+        let mut terms: Vec<PreferredSchedulingTerm> = prefers.iter().filter_map(|(k, w)| weighted((k, *w))).collect();
+        terms.extend(keys.iter().filter_map(|k| weighted((k, 50))));
+        return Ok((!terms.is_empty()).then(|| NodeAffinity { preferred_during_scheduling_ignored_during_execution: Some(terms), ..Default::default() }));
     }
-    let exprs: Vec<Value> = keys.iter().filter_map(|k| expr(k)).collect();
-    Ok((!exprs.is_empty()).then(|| json!({"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": exprs}]}})))
+    let exprs: Vec<NodeSelectorRequirement> = keys.iter().filter_map(|k| expr(k)).collect();
+    let required = NodeSelector { node_selector_terms: vec![NodeSelectorTerm { match_expressions: Some(exprs.clone()), ..Default::default() }] };
+    Ok((!exprs.is_empty()).then(|| NodeAffinity { required_during_scheduling_ignored_during_execution: Some(required), ..Default::default() }))
 }
 
 /// The Dataset content figures an OnEvent load compares: `(ufsTotal, fileNum)`.
@@ -182,15 +187,23 @@ mod tests {
     #[test]
     fn placement_reaches_the_pod_and_cron_wraps_the_job() {
         let dl = load("  tolerations: [{key: gpu, operator: Exists}]\n  nodeSelector: {zone: a}\n  schedulerName: volcano\n  podMetadata: {labels: {team: x}}\n  affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: k, operator: Exists}]}]}}}\n");
-        let mut template = json!({"metadata": {"labels": {"app": "cistern"}}, "spec": {}});
+        let mut template = PodTemplateSpec {
+            metadata: Some(ObjectMeta { labels: Some([("app".to_string(), "cistern".to_string())].into()), ..Default::default() }),
+            spec: Some(Default::default()),
+        };
         place(&mut template, &dl);
-        assert_eq!(template["spec"]["tolerations"][0]["key"], "gpu");
-        assert_eq!(template["spec"]["nodeSelector"]["zone"], "a");
-        assert_eq!(template["spec"]["schedulerName"], "volcano");
-        assert_eq!(template["metadata"]["labels"]["team"], "x");
-        assert!(template["spec"]["affinity"]["nodeAffinity"].is_object());
-        let job = json!({"metadata": {"name": "l-loader", "labels": {"a": "b"}}, "spec": {"template": template}});
-        let cron = cron_job(&job, "0 * * * *");
+        let pod = template.spec.clone().unwrap();
+        assert_eq!(pod.tolerations.unwrap()[0].key.as_deref(), Some("gpu"));
+        assert_eq!(pod.node_selector.unwrap()["zone"], "a");
+        assert_eq!(pod.scheduler_name.as_deref(), Some("volcano"));
+        assert_eq!(template.metadata.as_ref().unwrap().labels.as_ref().unwrap()["team"], "x");
+        assert!(pod.affinity.unwrap().node_affinity.is_some());
+        let job = Job {
+            metadata: ObjectMeta { name: Some("l-loader".into()), labels: Some([("a".to_string(), "b".to_string())].into()), ..Default::default() },
+            spec: Some(k8s_openapi::api::batch::v1::JobSpec { template, ..Default::default() }),
+            ..Default::default()
+        };
+        let cron = serde_json::to_value(cron_job(job, "0 * * * *")).unwrap();
         assert_eq!((cron["kind"].as_str(), cron["spec"]["schedule"].as_str()), (Some("CronJob"), Some("0 * * * *")));
         assert_eq!(cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["schedulerName"], "volcano");
     }

@@ -11,7 +11,7 @@ use crate::controller::Error;
 use cistern_api::{AlluxioRuntime, DatasetPlan, JindoRuntime, JuiceFSRuntime, Runtime, RuntimeSpec};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, Resource};
-use serde_json::json;
+use crate::objects::MetadataPatch;
 use std::collections::BTreeSet;
 use tokio::sync::Mutex;
 
@@ -117,7 +117,7 @@ pub async fn ensure(client: &Client, runtime: Runtime, range: (u16, u16)) -> Res
     }
     let ports = first_free(range, &used)
         .ok_or_else(|| Error::Invalid(format!("no three free host ports left in {}-{}: widen the chart's hostPortRange", range.0, range.1)))?;
-    let patch = Patch::Merge(json!({"metadata": {"annotations": {ANNOTATION: ports.to_annotation()}}}));
+    let patch = Patch::Merge(MetadataPatch::annotation(ANNOTATION, Some(&ports.to_annotation())));
     let (ns, name) = (runtime.namespace().to_string(), runtime.name().to_string());
     let pp = PatchParams::default();
     let runtime = match runtime {

@@ -10,13 +10,17 @@ pub mod host_ports;
 pub mod leader;
 pub mod locality;
 pub mod network_policy;
+pub mod objects;
 pub mod pod_shape;
 pub mod reference;
 pub mod sidecar;
 pub mod webhook;
 pub mod render;
 pub mod render_juicefs;
+pub mod run_as;
+pub mod volume;
 
+pub use objects::Object;
 pub use render::{render, RenderOptions};
 
 use cistern_api::{AlluxioRuntime, DataLoad, Dataset, JindoRuntime, JuiceFSRuntime};
@@ -30,11 +34,11 @@ use kube::{Api, Client};
 use std::sync::Arc;
 
 /// Objects as one multi-document YAML stream, as `kubectl apply -f` reads it.
-pub fn to_yaml(objects: &[serde_json::Value]) -> Result<String, String> {
+pub fn to_yaml(objects: &[Object]) -> Result<String, String> {
     let mut out = String::new();
     for o in objects {
         out.push_str("---\n");
-        out.push_str(&serde_saphyr::to_string(o).map_err(|e| e.to_string())?);
+        out.push_str(&serde_saphyr::to_string(&o.to_value()).map_err(|e| e.to_string())?);
     }
     Ok(out)
 }

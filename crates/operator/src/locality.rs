@@ -7,7 +7,7 @@ use crate::controller::Error;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
-use serde_json::json;
+use crate::objects::MetadataPatch;
 use std::collections::BTreeSet;
 
 /// The label of the nodes that hold a Dataset's cache.
@@ -30,11 +30,11 @@ pub async fn label_cache_nodes(client: &Client, ns: &str, name: &str) -> Result<
     let nodes: Api<Node> = Api::all(client.clone());
     let labelled: BTreeSet<String> = nodes.list(&ListParams::default().labels(&label)).await?.items.iter().map(|n| n.name_any()).collect();
     for node in holding.difference(&labelled) {
-        nodes.patch(node, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {label.as_str(): "true"}}}))).await?;
+        nodes.patch(node, &PatchParams::default(), &Patch::Merge(MetadataPatch::label(&label, Some("true")))).await?;
     }
     for node in labelled.difference(&holding) {
         // A merge patch with null removes the label.
-        nodes.patch(node, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {label.as_str(): null}}}))).await?;
+        nodes.patch(node, &PatchParams::default(), &Patch::Merge(MetadataPatch::label(&label, None))).await?;
     }
     Ok(holding)
 }

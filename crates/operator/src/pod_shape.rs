@@ -13,10 +13,14 @@
 //! Fields that would shape a pod but that Cistern cannot honour yet are reported by
 //! [`unhonoured`], so the operator publishes a Warning Event instead of dropping them in silence.
 
+use crate::objects::Object;
 use cistern_api::{ComponentSpec, DatasetPlan, FuseSpec, Medium, Runtime};
-use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, NodeAffinity, NodeSelector, PodAffinityTerm, PodAntiAffinity, PodTemplateSpec, ResourceRequirements,
+    Toleration,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use serde_json::{json, Value};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use std::collections::BTreeMap;
 
 /// What one component's pods get.
@@ -27,7 +31,7 @@ struct Shape {
     annotations: BTreeMap<String, String>,
     pull_secrets: Vec<LocalObjectReference>,
     network_mode: Option<String>,
-    required_nodes: Option<Value>,
+    required_nodes: Option<NodeSelector>,
 }
 
 fn component(plan: &DatasetPlan, c: &ComponentSpec, dataset_placed: bool) -> Shape {
@@ -80,15 +84,16 @@ fn grown(limit: &Quantity, extra: u64) -> Option<Quantity> {
 }
 
 /// Applies the Dataset's and runtime's pod-shaping fields to the rendered workloads.
-pub fn shape(objects: &mut [Value], plan: &DatasetPlan) {
+pub fn shape(objects: &mut [Object], plan: &DatasetPlan) {
     let spec = plan.runtime.spec();
-    for object in objects.iter_mut().filter(|o| o["spec"]["template"].is_object()) {
-        let role = object["metadata"]["labels"]["role"].as_str().unwrap_or_default().to_string();
+    for object in objects.iter_mut() {
+        let role = object.meta().labels.as_ref().and_then(|l| l.get("role")).cloned().unwrap_or_default();
+        let Some(template) = object.pod_template_mut() else { continue };
         let mut shape = match role.as_str() {
             "master" => component(plan, &spec.master, true),
             "worker" => {
                 let mut s = component(plan, &spec.worker, true);
-                s.required_nodes = plan.dataset.spec.node_affinity.as_ref().and_then(|a| a.required.as_ref()).map(|r| json!(r));
+                s.required_nodes = plan.dataset.spec.node_affinity.as_ref().and_then(|a| a.required.clone());
                 // The MEM tiers are charged to the worker's memory: its limit must hold them.
                 if let Some(res) = s.resources.as_mut() {
                     let mem = mem_quota(plan);
@@ -103,42 +108,42 @@ pub fn shape(objects: &mut [Value], plan: &DatasetPlan) {
             "fuse" => fuse(plan, &spec.fuse),
             _ => continue,
         };
-        apply(&mut object["spec"]["template"], &mut shape);
+        apply(template, &mut shape);
         if role == "worker" {
-            place(&mut object["spec"]["template"], plan);
+            place(template, plan);
         }
     }
 }
 
-fn apply(template: &mut Value, shape: &mut Shape) {
-    let meta = &mut template["metadata"];
+fn apply(template: &mut PodTemplateSpec, shape: &mut Shape) {
+    let meta = template.metadata.get_or_insert_with(Default::default);
+    let labels = meta.labels.get_or_insert_with(BTreeMap::new);
     for (k, v) in &shape.labels {
         // The selector's labels stay: a pod that does not match its set is orphaned.
-        if meta["labels"].get(k).is_none() {
-            meta["labels"][k] = json!(v);
-        }
+        labels.entry(k.clone()).or_insert_with(|| v.clone());
     }
-    for (k, v) in &shape.annotations {
-        meta["annotations"][k] = json!(v);
+    if !shape.annotations.is_empty() {
+        meta.annotations.get_or_insert_with(BTreeMap::new).extend(shape.annotations.clone());
     }
-    let pod = &mut template["spec"];
+    let Some(pod) = template.spec.as_mut() else { return };
     if let Some(r) = &shape.resources {
-        for c in pod["containers"].as_array_mut().into_iter().flatten() {
-            c["resources"] = json!(r);
+        for c in &mut pod.containers {
+            c.resources = Some(r.clone());
         }
     }
     if !shape.tolerations.is_empty() {
-        pod["tolerations"] = json!(shape.tolerations);
+        pod.tolerations = Some(shape.tolerations.clone());
     }
     if !shape.pull_secrets.is_empty() {
-        pod["imagePullSecrets"] = json!(shape.pull_secrets);
+        pod.image_pull_secrets = Some(shape.pull_secrets.clone());
     }
     if shape.network_mode.as_deref() == Some("HostNetwork") {
-        pod["hostNetwork"] = json!(true);
-        pod["dnsPolicy"] = json!("ClusterFirstWithHostNet");
+        pod.host_network = Some(true);
+        pod.dns_policy = Some("ClusterFirstWithHostNet".into());
     }
     if let Some(required) = shape.required_nodes.take() {
-        pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] = required;
+        let affinity = pod.affinity.get_or_insert_with(Affinity::default);
+        affinity.node_affinity.get_or_insert_with(NodeAffinity::default).required_during_scheduling_ignored_during_execution = Some(required);
     }
 }
 
@@ -148,32 +153,29 @@ pub const PLACEMENT_LABEL: &str = "fluid.io/dataset-placement";
 /// Dataset `placement`: `Exclusive` workers keep their nodes to themselves (no other
 /// Dataset's worker beside them, and none lands beside them); `Shared` (and unset: Cistern's
 /// workers are light, so sharing is the default here, unlike Fluid) only avoid Exclusive ones.
-fn place(template: &mut Value, plan: &DatasetPlan) {
+fn place(template: &mut PodTemplateSpec, plan: &DatasetPlan) {
     let exclusive = plan.dataset.spec.placement.as_deref() == Some("Exclusive");
     let mode = if exclusive { "Exclusive" } else { "Shared" };
-    template["metadata"]["labels"][PLACEMENT_LABEL] = json!(mode);
-    let own = template["metadata"]["labels"]["fluid.io/dataset-id"].clone();
+    let meta = template.metadata.get_or_insert_with(Default::default);
+    let labels = meta.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(PLACEMENT_LABEL.into(), mode.into());
+    let own = labels.get("fluid.io/dataset-id").cloned().unwrap_or_default();
+    let requirement = |key: &str, operator: &str, values: Option<Vec<String>>| LabelSelectorRequirement { key: key.into(), operator: operator.into(), values };
+    let not_own = requirement("fluid.io/dataset-id", "NotIn", Some(vec![own]));
     let others = if exclusive {
         // Any other Dataset's worker.
-        json!([{"key": PLACEMENT_LABEL, "operator": "Exists"}, {"key": "fluid.io/dataset-id", "operator": "NotIn", "values": [own]}])
+        vec![requirement(PLACEMENT_LABEL, "Exists", None), not_own]
     } else {
-        json!([{"key": PLACEMENT_LABEL, "operator": "In", "values": ["Exclusive"]}, {"key": "fluid.io/dataset-id", "operator": "NotIn", "values": [own]}])
+        vec![requirement(PLACEMENT_LABEL, "In", Some(vec!["Exclusive".into()])), not_own]
     };
-    let term = json!({"labelSelector": {"matchExpressions": others}, "topologyKey": "kubernetes.io/hostname"});
-    let anti = &mut template["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"];
-    match anti.as_array_mut() {
-        Some(terms) => terms.push(term),
-        None => *anti = json!([term]),
-    }
-}
-
-/// Jindo's and JuiceFS's runtime-level `cleanCachePolicy`.
-fn clean_cache_policy(runtime: &Runtime) -> bool {
-    match runtime {
-        Runtime::Jindo(r) => r.spec.clean_cache_policy.is_some(),
-        Runtime::JuiceFS(r) => r.spec.clean_cache_policy.is_some(),
-        Runtime::Alluxio(_) => false,
-    }
+    let term = PodAffinityTerm {
+        label_selector: Some(LabelSelector { match_expressions: Some(others), ..Default::default() }),
+        topology_key: "kubernetes.io/hostname".into(),
+        ..Default::default()
+    };
+    let Some(pod) = template.spec.as_mut() else { return };
+    let anti = pod.affinity.get_or_insert_with(Affinity::default).pod_anti_affinity.get_or_insert_with(PodAntiAffinity::default);
+    anti.required_during_scheduling_ignored_during_execution.get_or_insert_with(Vec::new).push(term);
 }
 
 /// Fields of the Dataset and runtime that Cistern accepts but does not act on, each with why:
@@ -181,11 +183,8 @@ fn clean_cache_policy(runtime: &Runtime) -> bool {
 pub fn unhonoured(plan: &DatasetPlan) -> Vec<String> {
     let mut out = Vec::new();
     let spec = plan.runtime.spec();
-    if spec.run_as.is_some() {
-        out.push("spec.runAs: not applied; Cistern's processes run as root and serve each file with its owner from the under storage".into());
-    }
-    if spec.management.clean_cache_policy.is_some() || clean_cache_policy(&plan.runtime) {
-        out.push("spec.cleanCachePolicy: not applied; when the runtime is deleted, hostPath tiers keep their directory on the node (emptyDir tiers go with their pods)".into());
+    if spec.run_as.is_some() && matches!(plan.runtime, Runtime::JuiceFS(_)) {
+        out.push("spec.runAs: not applied to a JuiceFSRuntime; its workers and FUSE clients mount FUSE, as root".into());
     }
     let mut unused: Vec<(&str, &str)> = Vec::new();
     match &plan.runtime {
@@ -210,8 +209,10 @@ pub fn unhonoured(plan: &DatasetPlan) -> Vec<String> {
             if !s.hadoop_config.is_empty() {
                 unused.push(("hadoopConfig", "HDFS configuration files are not read; give WebHDFS options on the mount"));
             }
-            if s.init_users != Default::default() {
-                unused.push(("initUsers", "no init container is needed: runAs is not applied"));
+            if s.init_users != Default::default() && s.run_as.is_none() {
+                unused.push(("initUsers", "without runAs there is no init container to run"));
+            } else if !s.init_users.env.is_empty() {
+                unused.push(("initUsers.env", "the init container takes its image and resources; it reads no environment"));
             }
         }
         Runtime::JuiceFS(r) => {

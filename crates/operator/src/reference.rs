@@ -9,12 +9,13 @@
 //! The physical Dataset lists its references in `status.datasetRef`, and must allow other
 //! namespaces explicitly (annotation [`ALLOW_REFERENCES`]): a cache is its namespace's data.
 
-use crate::controller::{apply, Context, Error, MANAGER};
+use crate::controller::{Binding, Context, Error, MANAGER};
+use crate::objects::{patch_status, string_map, Object};
 use cistern_api::Dataset;
 use k8s_openapi::api::core::v1::PersistentVolume;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, PatchParams};
 use kube::{Resource, ResourceExt};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 /// The physical Dataset's annotation listing the namespaces (comma-separated, or `*`) whose
 /// Datasets may reference it. References from its own namespace need none.
@@ -48,16 +49,14 @@ pub fn target(ds: &Dataset) -> Option<Result<(String, String), String>> {
 
 /// Binds a reference once its physical Dataset is bound: the reference's PV and claim, and
 /// its place in the physical Dataset's `status.datasetRef`. Returns the reference's status.
-pub async fn bind(ds: &Dataset, ctx: &Context, physical: (&str, &str)) -> Result<Value, Error> {
+pub async fn bind(ds: &Dataset, ctx: &Context, physical: (&str, &str)) -> Result<Binding, Error> {
     let (ns, name) = (ds.namespace().unwrap_or_else(|| "default".into()), ds.name_any());
     let (pns, pname) = physical;
-    let not_bound = |why: String| json!({"phase": "NotBound", "runtimes": [], "conditions": [{"type": "Ready", "status": "False", "reason": "WaitingForDataset", "message": why}]});
+    let not_bound = |why: String| Binding::not_bound("WaitingForDataset", why);
     let datasets: Api<Dataset> = Api::namespaced(ctx.client.clone(), pns);
     let Some(phys) = datasets.get_opt(pname).await? else {
         return Ok(not_bound(format!("Dataset {pns}/{pname} does not exist")));
     };
-    // A Dataset's cache is its namespace's data: another namespace may read it only if the
-    // physical Dataset says so (otherwise anyone who can create a Dataset could read any).
     if pns != ns && !allows(&phys, &ns) {
         return Ok(not_bound(format!(
             "Dataset {pns}/{pname} does not allow references from namespace {ns}: its owner can add {ns} (or *) to its annotation {ALLOW_REFERENCES}"
@@ -71,36 +70,14 @@ pub async fn bind(ds: &Dataset, ctx: &Context, physical: (&str, &str)) -> Result
         return Ok(not_bound(format!("Dataset {pns}/{pname} has no PersistentVolume yet")));
     };
     let attributes = pv.spec.as_ref().and_then(|s| s.csi.as_ref()).and_then(|c| c.volume_attributes.clone()).unwrap_or_default();
-    let id = format!("{ns}-{name}");
-    let label = cistern_api::names::locality_label(&ns, &name);
-    let modes = if ds.spec.access_modes.is_empty() { vec!["ReadOnlyMany".to_string()] } else { ds.spec.access_modes.clone() };
+    let n = crate::render::Names { ns: &ns, name: &name };
+    let modes = crate::volume::access_modes(&ds.spec.access_modes);
     let params = PatchParams::apply(MANAGER).force();
-    // The reference's own PV: the physical runtime's attributes, a volume handle of its own.
-    apply(&ctx.client, &json!({
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": id, "labels": {label.as_str(): "true", "fluid.io/dataset-id": cistern_api::names::label_value(&id)}},
-        "spec": {
-            "accessModes": modes,
-            "capacity": {"storage": crate::render::PV_CAPACITY},
-            "storageClassName": "fluid",
-            "persistentVolumeReclaimPolicy": "Retain",
-            "csi": {"driver": cistern_csi::DRIVER_NAME, "volumeHandle": id, "volumeAttributes": attributes},
-        },
-    }), &params).await?;
+    Object::from(crate::volume::csi_volume(&n, modes.clone(), attributes)).apply(&ctx.client, &params).await?;
     let owner = ds.controller_owner_ref(&()).ok_or_else(|| Error::Invalid(format!("Dataset {ns}/{name} has no uid yet")))?;
-    apply(&ctx.client, &json!({
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": name, "namespace": ns, "labels": {"app": "cistern", "release": cistern_api::names::label_value(&name), "role": "volume"}, "ownerReferences": [owner]},
-        "spec": {
-            "accessModes": modes,
-            "resources": {"requests": {"storage": crate::render::PV_CAPACITY}},
-            "storageClassName": "fluid",
-            "volumeName": id,
-            "selector": {"matchLabels": {label.as_str(): "true"}},
-        },
-    }), &params).await?;
+    let mut claim = crate::volume::claim(&n, modes);
+    claim.metadata.owner_references = Some(vec![owner]);
+    Object::from(claim).apply(&ctx.client, &params).await?;
     if pns != ns {
         copy_for_sidecars(ds, ctx, &phys, (pns, pname)).await?;
     }
@@ -108,41 +85,46 @@ pub async fn bind(ds: &Dataset, ctx: &Context, physical: (&str, &str)) -> Result
     if !status.dataset_ref.contains(&me) {
         let mut refs = status.dataset_ref.clone();
         refs.push(me);
-        datasets.patch_status(pname, &PatchParams::default(), &Patch::Merge(json!({"status": {"datasetRef": refs}}))).await?;
+        patch_status(&datasets, pname, &DatasetRefs { dataset_ref: refs }).await?;
     }
-    Ok(json!({"phase": "Bound", "runtimes": status.runtimes, "conditions": []}))
+    Ok(Binding { phase: "Bound".into(), runtimes: status.runtimes, conditions: Vec::new() })
 }
 
-/// What a FUSE sidecar that an application pod of the reference's namespace gets needs of the
-/// physical Dataset: its configuration and the **client** credentials only (`ca.pem`,
-/// `client.pem`, `client.key`; never `ref.key`, the CA key or another role's), copied into
-/// `<reference>-cistern-config` and `<reference>-cistern-credentials` in the reference's
-/// namespace, owned by the reference (they go with it). Applied at every reconcile of the
-/// reference, so renewed certificates follow.
+/// The references a physical Dataset serves (`status.datasetRef`), written whole.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct DatasetRefs {
+    dataset_ref: Vec<String>,
+}
+
+/// For sidecars in the reference's namespace: a copy of the physical Dataset's ConfigMap
+/// and of its client credentials (`ca.pem`, `client.pem`, `client.key`; never `ref.key` or
+/// the CA's key), owned by the reference, so they go with it.
 async fn copy_for_sidecars(ds: &Dataset, ctx: &Context, phys: &Dataset, physical: (&str, &str)) -> Result<(), Error> {
     use k8s_openapi::api::core::v1::Secret;
     let (ns, name) = (ds.namespace().unwrap_or_else(|| "default".into()), ds.name_any());
     let (pns, pname) = physical;
     let owner = ds.controller_owner_ref(&()).ok_or_else(|| Error::Invalid(format!("Dataset {ns}/{name} has no uid yet")))?;
     let params = PatchParams::apply(MANAGER).force();
-    let labels = json!({"app": "cistern", "release": cistern_api::names::label_value(&name), "role": "sidecar-copy"});
+    let release = cistern_api::names::label_value(&name);
+    let meta = |object_name: String| kube::api::ObjectMeta {
+        name: Some(object_name),
+        namespace: Some(ns.clone()),
+        labels: Some(string_map([("app", "cistern"), ("release", release.as_str()), ("role", "sidecar-copy")])),
+        owner_references: Some(vec![owner.clone()]),
+        ..Default::default()
+    };
     if let Some(runtime) = crate::controller::find_runtime(&ctx.client, pns, pname).await? {
         let mut map = crate::render::config_map_of(phys, &runtime, &crate::render::Names { ns: pns, name: pname }).map_err(Error::Invalid)?;
-        map["metadata"] = json!({"name": format!("{name}-cistern-config"), "namespace": ns, "labels": labels, "ownerReferences": [owner]});
-        apply(&ctx.client, &map, &params).await?;
+        map.metadata = meta(format!("{name}-cistern-config"));
+        Object::from(map).apply(&ctx.client, &params).await?;
     }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), pns);
     if let Some(source) = secrets.get_opt(&crate::render::credentials_secret(pname)).await? {
-        let data = source.data.unwrap_or_default();
-        let client: std::collections::BTreeMap<&str, &k8s_openapi::ByteString> =
-            ["ca.pem", "client.pem", "client.key"].into_iter().filter_map(|k| data.get(k).map(|v| (k, v))).collect();
-        apply(&ctx.client, &json!({
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": crate::render::credentials_secret(&name), "namespace": ns, "labels": labels, "ownerReferences": [owner]},
-            "type": "Opaque",
-            "data": client,
-        }), &params).await?;
+        let mut data = source.data.unwrap_or_default();
+        data.retain(|k, _| matches!(k.as_str(), "ca.pem" | "client.pem" | "client.key"));
+        let copy = Secret { metadata: meta(crate::render::credentials_secret(&name)), type_: Some("Opaque".into()), data: Some(data), ..Default::default() };
+        Object::from(copy).apply(&ctx.client, &params).await?;
     }
     Ok(())
 }
@@ -155,7 +137,7 @@ pub async fn release(ds: &Dataset, ctx: &Context, physical: (&str, &str)) -> Res
         let refs = phys.status.map(|s| s.dataset_ref).unwrap_or_default();
         if refs.contains(&me) {
             let rest: Vec<String> = refs.into_iter().filter(|r| *r != me).collect();
-            datasets.patch_status(physical.1, &PatchParams::default(), &Patch::Merge(json!({"status": {"datasetRef": rest}}))).await?;
+            patch_status(&datasets, physical.1, &DatasetRefs { dataset_ref: rest }).await?;
         }
     }
     Ok(())

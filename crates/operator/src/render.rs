@@ -20,8 +20,17 @@
 
 use crate::host_ports::Ports;
 use cistern_api::juicefs::JuiceFsVolume;
-use cistern_api::plan::{DatasetPlan, Medium};
-use serde_json::{json, Value};
+use cistern_api::plan::DatasetPlan;
+use crate::objects::{env_field, env_value, host_path_volume, match_labels, mount, string_map, Object};
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, KeyToPath, PodAffinityTerm,
+    PodAntiAffinity, PodSpec, PodTemplateSpec, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Ports inside the pods.
@@ -30,8 +39,6 @@ pub const WEB_PORT: u16 = 19999;
 pub const WORKER_PORT: u16 = 29999;
 /// The type of the FUSE mount the CSI plugin waits for.
 pub const MOUNT_TYPE: &str = "fuse.cistern";
-/// The size Fluid gives its PVs: the Dataset is not bounded by it.
-pub(crate) const PV_CAPACITY: &str = "100Pi";
 const CONFIG_DIR: &str = "/etc/cistern";
 const SECRET_DIR: &str = "/etc/cistern/secrets";
 /// Where a pod finds its role's credentials (`cistern_cli::credentials`).
@@ -104,15 +111,17 @@ impl Names<'_> {
     fn id(&self) -> String {
         format!("{}-{}", self.ns, self.name)
     }
-    pub fn labels(&self, role: &str) -> Value {
-        json!({"app": "cistern", "release": cistern_api::names::label_value(self.name), "role": role, "fluid.io/dataset-id": self.dataset_id_label()})
+    pub fn labels(&self, role: &str) -> BTreeMap<String, String> {
+        let release = cistern_api::names::label_value(self.name);
+        let id = self.dataset_id_label();
+        string_map([("app", "cistern"), ("release", release.as_str()), ("role", role), ("fluid.io/dataset-id", id.as_str())])
     }
     /// `<ns>-<name>`, shortened to a label value.
     pub fn dataset_id_label(&self) -> String {
         cistern_api::names::label_value(&self.id())
     }
-    pub fn meta(&self, name: String, role: &str) -> Value {
-        json!({"name": name, "namespace": self.ns, "labels": self.labels(role)})
+    pub fn meta(&self, name: String, role: &str) -> ObjectMeta {
+        ObjectMeta { name: Some(name), namespace: Some(self.ns.to_string()), labels: Some(self.labels(role)), ..Default::default() }
     }
     fn master_address(&self, ports: Ports) -> String {
         format!("{}-master.{}.svc:{}", self.name, self.ns, ports.master)
@@ -126,27 +135,28 @@ pub fn fluid_path(plan: &DatasetPlan, opts: &RenderOptions) -> String {
 
 /// Every object, in the order they can be applied. A `juicefs://` Dataset runs on JuiceFS's
 /// own engine ([`crate::render_juicefs`]).
-pub fn render(plan: &DatasetPlan, opts: &RenderOptions) -> Result<Vec<Value>, String> {
+pub fn render(plan: &DatasetPlan, opts: &RenderOptions) -> Result<Vec<Object>, String> {
     check_host_paths(plan, opts)?;
+    crate::run_as::user(plan)?;
     let mut objects = match JuiceFsVolume::from_plan(plan, Some(&plan.meta_dir))? {
-        Some(vol) => crate::render_juicefs::render(plan, &vol, opts),
+        Some(vol) => crate::render_juicefs::render(plan, &vol, opts)?,
         None => cistern_objects(plan, opts)?,
     };
     crate::pod_shape::shape(&mut objects, plan);
     Ok(objects)
 }
 
-fn cistern_objects(plan: &DatasetPlan, opts: &RenderOptions) -> Result<Vec<Value>, String> {
+fn cistern_objects(plan: &DatasetPlan, opts: &RenderOptions) -> Result<Vec<Object>, String> {
     let n = Names { ns: &plan.namespace, name: &plan.name };
     Ok(vec![
-        config_map(plan, &n)?,
-        master_service(&n, Ports::of_plan(plan)),
-        master(plan, &n, opts),
-        workers(plan, &n, opts),
-        fuse(plan, &n, opts),
-        persistent_volume(plan, &n, opts, MOUNT_TYPE),
-        persistent_volume_claim(plan, &n),
-        crate::network_policy::network_policy(&n, opts, Ports::of_plan(plan), &referencing(plan)),
+        config_map(plan, &n)?.into(),
+        master_service(&n, Ports::of_plan(plan)).into(),
+        master(plan, &n, opts).into(),
+        workers(plan, &n, opts)?.into(),
+        fuse(plan, &n, opts).into(),
+        crate::volume::persistent_volume(plan, &n, opts, MOUNT_TYPE).into(),
+        crate::volume::persistent_volume_claim(plan, &n).into(),
+        crate::network_policy::network_policy(&n, opts, Ports::of_plan(plan), &referencing(plan)).into(),
     ])
 }
 
@@ -171,32 +181,41 @@ fn check_host_paths(plan: &DatasetPlan, opts: &RenderOptions) -> Result<(), Stri
 
 /// The credentials volume of a pod of `role`: the Dataset's Secret, only that role's files
 /// (a client never gets the reference key or another role's key), readable by the owner only.
-pub fn credentials_volume(n: &Names, role: cistern_rpc::tls::Role) -> Value {
+pub fn credentials_volume(n: &Names, role: cistern_rpc::tls::Role) -> Volume {
     use cistern_rpc::tls::Role;
     let mut files = vec!["ca.pem".to_string(), format!("{}.pem", role.name()), format!("{}.key", role.name())];
     if role != Role::Client {
         files.push("ref.key".into());
     }
-    let items: Vec<Value> = files.iter().map(|f| json!({"key": f, "path": f})).collect();
-    json!({"name": "credentials", "secret": {"secretName": credentials_secret(n.name), "items": items, "defaultMode": 0o400}})
+    let items = files.into_iter().map(|f| KeyToPath { key: f.clone(), path: f, ..Default::default() }).collect();
+    Volume {
+        name: "credentials".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(credentials_secret(n.name)),
+            items: Some(items),
+            default_mode: Some(0o400),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
-pub(crate) fn credentials_mount() -> Value {
-    json!({"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": true})
+pub(crate) fn credentials_mount() -> VolumeMount {
+    mount("credentials", CREDENTIALS_DIR, true)
 }
 
 /// The node's run directory of this Dataset, shared by its worker and FUSE pods there.
-fn run_dir_volume(n: &Names) -> Value {
-    json!({"name": "run-dir", "hostPath": {"path": format!("{RUN_DIR}/{}", n.id()), "type": "DirectoryOrCreate"}})
+fn run_dir_volume(n: &Names) -> Volume {
+    host_path_volume("run-dir", format!("{RUN_DIR}/{}", n.id()))
 }
 
-fn config_map(plan: &DatasetPlan, n: &Names) -> Result<Value, String> {
+fn config_map(plan: &DatasetPlan, n: &Names) -> Result<ConfigMap, String> {
     config_map_of(&plan.dataset, &plan.runtime, n)
 }
 
 /// The ConfigMap `<name>-cistern-config` holding `dataset` and `runtime` as the components
 /// read them (a reference copies it into its own namespace for sidecars).
-pub(crate) fn config_map_of(dataset: &cistern_api::Dataset, runtime: &cistern_api::Runtime, n: &Names) -> Result<Value, String> {
+pub(crate) fn config_map_of(dataset: &cistern_api::Dataset, runtime: &cistern_api::Runtime, n: &Names) -> Result<ConfigMap, String> {
     let mut docs = String::new();
     for object in [serde_json::to_value(dataset), runtime.to_value()] {
         let mut object = object.map_err(|e| e.to_string())?;
@@ -204,36 +223,39 @@ pub(crate) fn config_map_of(dataset: &cistern_api::Dataset, runtime: &cistern_ap
         if let Some(o) = object.as_object_mut() {
             o.remove("status");
         }
-        if let Some(m) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        if let Some(m) = object.get_mut("metadata").and_then(serde_json::Value::as_object_mut) {
             m.retain(|k, _| matches!(k.as_str(), "name" | "labels"));
-            m.insert("namespace".into(), json!(n.ns));
+            m.insert("namespace".into(), n.ns.into());
         }
         docs.push_str("---\n");
         docs.push_str(&serde_saphyr::to_string(&object).map_err(|e| e.to_string())?);
     }
-    Ok(json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": n.meta(format!("{}-cistern-config", n.name), "config"),
-        "data": {"dataset.yaml": docs},
-    }))
+    Ok(ConfigMap {
+        metadata: n.meta(format!("{}-cistern-config", n.name), "config"),
+        data: Some(BTreeMap::from([("dataset.yaml".to_string(), docs)])),
+        ..Default::default()
+    })
 }
 
-fn master_service(n: &Names, ports: Ports) -> Value {
-    let (rpc, web) = (ports.master, ports.web);
-    json!({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": n.meta(format!("{}-master", n.name), "master"),
-        "spec": {
-            "clusterIP": "None",
-            "selector": n.labels("master"),
-            "ports": [
-                {"name": "rpc", "port": rpc, "targetPort": rpc},
-                {"name": "web", "port": web, "targetPort": web},
-            ],
-        },
-    })
+fn service_port(name: &str, port: u16) -> ServicePort {
+    ServicePort { name: Some(name.into()), port: port.into(), target_port: Some(IntOrString::Int(port.into())), ..Default::default() }
+}
+
+fn container_port(name: &str, port: u16) -> ContainerPort {
+    ContainerPort { name: Some(name.into()), container_port: port.into(), ..Default::default() }
+}
+
+fn master_service(n: &Names, ports: Ports) -> Service {
+    Service {
+        metadata: n.meta(format!("{}-master", n.name), "master"),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            selector: Some(n.labels("master")),
+            ports: Some(vec![service_port("rpc", ports.master), service_port("web", ports.web)]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// The names of the Secrets that `encryptOptions` refer to.
@@ -251,7 +273,7 @@ fn secret_names(plan: &DatasetPlan) -> Vec<String> {
 }
 
 /// The container every component runs, with the config and Secrets mounted.
-fn container(plan: &DatasetPlan, opts: &RenderOptions, role: &str, mut args: Vec<String>, extra_mounts: Vec<Value>) -> Value {
+fn container(plan: &DatasetPlan, opts: &RenderOptions, role: &str, mut args: Vec<String>, extra_mounts: Vec<VolumeMount>) -> Container {
     // The FUSE client reads through the master and workers: no UFS credentials for it.
     let credentials = if role == "fuse" { Vec::new() } else { secret_names(plan) };
     let mut full = vec![role.to_string(), "-f".into(), format!("{CONFIG_DIR}/dataset.yaml")];
@@ -259,72 +281,72 @@ fn container(plan: &DatasetPlan, opts: &RenderOptions, role: &str, mut args: Vec
         full.extend(["--secret-dir".into(), SECRET_DIR.into()]);
     }
     full.append(&mut args);
-    let mut mounts = vec![json!({"name": "cistern-config", "mountPath": CONFIG_DIR, "readOnly": true})];
+    let mut mounts = vec![mount("cistern-config", CONFIG_DIR, true)];
     for s in credentials {
-        mounts.push(json!({"name": format!("secret-{s}"), "mountPath": format!("{SECRET_DIR}/{s}"), "readOnly": true}));
+        mounts.push(mount(&format!("secret-{s}"), format!("{SECRET_DIR}/{s}"), true));
     }
     mounts.extend(extra_mounts);
-    json!({
-        "name": role,
-        "image": opts.image,
-        "imagePullPolicy": "IfNotPresent",
-        "command": ["cistern"],
-        "args": full,
-        "env": [
-            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-            {"name": "CISTERN_LOG", "value": "info"},
-        ],
-        "volumeMounts": mounts,
-    })
+    Container {
+        name: role.into(),
+        image: Some(opts.image.clone()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        command: Some(vec!["cistern".into()]),
+        args: Some(full),
+        env: Some(vec![env_field("NODE_NAME", "spec.nodeName"), env_field("POD_IP", "status.podIP"), env_value("CISTERN_LOG", "info")]),
+        volume_mounts: Some(mounts),
+        ..Default::default()
+    }
 }
 
 /// The config volume and one volume per referenced Secret.
-fn base_volumes(plan: &DatasetPlan, n: &Names) -> Vec<Value> {
-    let mut v = vec![json!({"name": "cistern-config", "configMap": {"name": format!("{}-cistern-config", n.name)}})];
+fn base_volumes(plan: &DatasetPlan, n: &Names) -> Vec<Volume> {
+    let config = ConfigMapVolumeSource { name: format!("{}-cistern-config", n.name), ..Default::default() };
+    let mut v = vec![Volume { name: "cistern-config".into(), config_map: Some(config), ..Default::default() }];
     for s in secret_names(plan) {
-        v.push(json!({"name": format!("secret-{s}"), "secret": {"secretName": s}}));
+        let secret = SecretVolumeSource { secret_name: Some(s.clone()), ..Default::default() };
+        v.push(Volume { name: format!("secret-{s}"), secret: Some(secret), ..Default::default() });
     }
     v
 }
 
 /// The runtime's `volumes` that `mounts` refer to, and the mounts themselves.
-fn runtime_volumes(plan: &DatasetPlan, mounts: &[k8s_openapi::api::core::v1::VolumeMount]) -> (Vec<Value>, Vec<Value>) {
+fn runtime_volumes(plan: &DatasetPlan, mounts: &[VolumeMount]) -> (Vec<Volume>, Vec<VolumeMount>) {
     let spec = plan.runtime.spec();
-    let volumes = spec
-        .volumes
-        .iter()
-        .filter(|v| mounts.iter().any(|m| m.name == v.name))
-        .map(|v| serde_json::to_value(v).expect("a Volume serializes"))
-        .collect();
-    let mounts = mounts.iter().map(|m| serde_json::to_value(m).expect("a VolumeMount serializes")).collect();
-    (volumes, mounts)
+    let volumes = spec.volumes.iter().filter(|v| mounts.iter().any(|m| m.name == v.name)).cloned().collect();
+    (volumes, mounts.to_vec())
 }
 
-fn add_env(container: &mut Value, env: &[k8s_openapi::api::core::v1::EnvVar]) {
-    if let Some(list) = container["env"].as_array_mut() {
-        list.extend(env.iter().map(|e| serde_json::to_value(e).expect("an EnvVar serializes")));
+fn add_env(container: &mut Container, env: &[EnvVar]) {
+    container.env.get_or_insert_with(Vec::new).extend(env.iter().cloned());
+}
+
+/// A pod template of `role` around `containers`; `spec` gives the rest of the pod.
+pub(crate) fn pod_template(n: &Names, role: &str, containers: Vec<Container>, volumes: Vec<Volume>, spec: PodSpec) -> PodTemplateSpec {
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta { labels: Some(n.labels(role)), ..Default::default() }),
+        spec: Some(PodSpec { containers, volumes: Some(volumes), ..spec }),
     }
 }
 
-fn pod_template(n: &Names, role: &str, containers: Vec<Value>, volumes: Vec<Value>, extra: Value) -> Value {
-    let mut spec = json!({"containers": containers, "volumes": volumes});
-    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
-        s.extend(e.clone());
-    }
-    json!({"metadata": {"labels": n.labels(role)}, "spec": spec})
+fn selector(map: &BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
+    (!map.is_empty()).then(|| map.clone())
 }
 
-fn master(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
+fn master(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> StatefulSet {
     let spec = plan.runtime.spec();
     let ports = Ports::of_plan(plan);
     let (mut volumes, mut mounts) = runtime_volumes(plan, &spec.master.volume_mounts);
+    let mut owned = Vec::new();
     // The metadata store must outlive the pod: on the runtime's volume when a mount covers
     // `namespace.meta-dir` (seed 000), else on the node's disk.
     if !covered(&plan.meta_dir, &spec.master.volume_mounts) {
-        volumes.push(json!({"name": "meta", "hostPath": {"path": plan.meta_dir, "type": "DirectoryOrCreate"}}));
-        mounts.push(json!({"name": "meta", "mountPath": plan.meta_dir}));
+        volumes.push(host_path_volume("meta", plan.meta_dir.display().to_string()));
+        mounts.push(mount("meta", plan.meta_dir.display().to_string(), false));
     }
+    owned.push(plan.meta_dir.display().to_string());
+    // The master's own run directory (pid and status files): the pod's, whoever it runs as.
+    volumes.push(Volume { name: "run-dir".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() });
+    mounts.push(mount("run-dir", RUN_DIR, false));
     let args = vec![
         "--listen".into(),
         format!("0.0.0.0:{}", ports.master),
@@ -340,25 +362,27 @@ fn master(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
     mounts.push(credentials_mount());
     volumes.push(credentials_volume(n, cistern_rpc::tls::Role::Master));
     let mut c = container(plan, opts, "master", args, mounts);
-    c["ports"] = json!([{"name": "rpc", "containerPort": ports.master}, {"name": "web", "containerPort": ports.web}]);
+    c.ports = Some(vec![container_port("rpc", ports.master), container_port("web", ports.web)]);
     add_env(&mut c, &spec.master.env);
     let mut all_volumes = base_volumes(plan, n);
     all_volumes.extend(volumes);
-    let extra = json!({"nodeSelector": spec.master.node_selector});
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": n.meta(format!("{}-master", n.name), "master"),
-        "spec": {
-            "replicas": 1,
-            "serviceName": format!("{}-master", n.name),
-            "selector": {"matchLabels": n.labels("master")},
-            "template": pod_template(n, "master", vec![c], all_volumes, extra),
+    let pod = PodSpec { node_selector: selector(&spec.master.node_selector), ..Default::default() };
+    let mut template = pod_template(n, "master", vec![c], all_volumes, pod);
+    crate::run_as::apply(&mut template, plan, opts, &owned);
+    StatefulSet {
+        metadata: n.meta(format!("{}-master", n.name), "master"),
+        spec: StatefulSetSpec {
+            replicas: Some(1),
+            service_name: Some(format!("{}-master", n.name)),
+            selector: match_labels(n.labels("master")),
+            template,
+            ..Default::default()
         },
-    })
+        ..Default::default()
+    }
 }
 
-fn covered(path: &Path, mounts: &[k8s_openapi::api::core::v1::VolumeMount]) -> bool {
+fn covered(path: &Path, mounts: &[VolumeMount]) -> bool {
     mounts.iter().any(|m| path.starts_with(&m.mount_path))
 }
 
@@ -369,59 +393,14 @@ fn referencing(plan: &DatasetPlan) -> Vec<String> {
     list.split(',').map(str::trim).filter(|n| !n.is_empty() && *n != plan.namespace).map(str::to_string).collect()
 }
 
-/// The `sizeLimit` of an `emptyDir` tier of `quota` bytes. The kubelet evicts a pod whose
-/// emptyDir passes its limit. The worker keeps data, checksum records and evicted files still
-/// held open within the quota itself (the last needs file leases; where they are disabled such
-/// files count as freed at eviction), so the limit leaves an eighth of the quota, and at least
-/// 64 MiB, of headroom for that case and for directories.
-pub fn empty_dir_limit(quota: u64) -> u64 {
-    quota + (quota / 8).max(64 << 20)
-}
-
-/// The tiered store's volumes and mounts, at the same paths inside the pod as on the node. A
-/// hostPath tier is mounted as this Dataset's own directory of it
-/// (`<path>/<engine_dir>/<ns>-<name>`, where its workers keep their caches), so a worker
-/// cannot read or rewrite another Dataset's cache on the same node.
-pub(crate) fn tier_volumes(plan: &DatasetPlan, read_only: bool, engine_dir: &str) -> (Vec<Value>, Vec<Value>) {
-    let (mut volumes, mut mounts) = (Vec::new(), Vec::new());
-    let levels = &plan.runtime.spec().tieredstore.levels;
-    for (i, tier) in plan.tiers.iter().enumerate() {
-        let volume_type = levels.get(i).and_then(|l| l.volume_type.clone()).unwrap_or_else(|| "hostPath".into());
-        let volume_source = levels.get(i).and_then(|l| l.volume_source.clone()).unwrap_or_default();
-        for (j, (path, quota)) in tier.paths.iter().zip(&tier.quotas).enumerate() {
-            let name = format!("tier-{i}-{j}");
-            let own = path.join(engine_dir).join(format!("{}-{}", plan.namespace, plan.name));
-            let (source, mount_path) = if let Some(claim) = volume_source.get("persistentVolumeClaim").filter(|c| c.is_object()) {
-                // A PVC-backed tier: the claim, at the tier's path (each worker needs its own
-                // claim unless it is ReadWriteMany; the user's to choose).
-                (json!({"persistentVolumeClaim": claim}), path.clone())
-            } else if volume_type == "emptyDir" {
-                let given = &volume_source["emptyDir"];
-                let medium = given["medium"].as_str().unwrap_or(if tier.medium == Medium::Mem { "Memory" } else { "" });
-                // The larger of the user's limit and what the tier's own accounting needs, so
-                // the kubelet never evicts a worker whose cache is full.
-                let ours = empty_dir_limit(*quota);
-                let theirs = given["sizeLimit"].as_str().and_then(|q| cistern_api::quantity::parse_bytes(q, 1).ok()).unwrap_or(0);
-                (json!({"emptyDir": {"medium": medium, "sizeLimit": ours.max(theirs).to_string()}}), path.clone())
-            } else {
-                (json!({"hostPath": {"path": own, "type": "DirectoryOrCreate"}}), own)
-            };
-            let mut volume = json!({"name": name});
-            if let (Some(v), Some(s)) = (volume.as_object_mut(), source.as_object()) {
-                v.extend(s.clone());
-            }
-            volumes.push(volume);
-            mounts.push(json!({"name": name, "mountPath": mount_path, "readOnly": read_only}));
-        }
-    }
-    (volumes, mounts)
-}
-
-fn workers(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
+fn workers(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Result<StatefulSet, String> {
     let spec = plan.runtime.spec();
     let ports = Ports::of_plan(plan);
-    let (tier_vols, tier_mounts) = tier_volumes(plan, false, "cistern");
+    let (tier_vols, tier_mounts) = crate::volume::tier_volumes(plan, false, "cistern")?;
     let (rt_vols, mut mounts) = runtime_volumes(plan, &spec.worker.volume_mounts);
+    // What the worker writes: its tiers and the node's run directory (its descriptor socket).
+    let mut owned: Vec<String> = tier_mounts.iter().map(|m| m.mount_path.clone()).collect();
+    owned.push(RUN_DIR.into());
     mounts.extend(tier_mounts);
     let args = vec![
         "--master".into(),
@@ -436,52 +415,60 @@ fn workers(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
         CREDENTIALS_DIR.into(),
     ];
     mounts.push(credentials_mount());
-    mounts.push(json!({"name": "run-dir", "mountPath": RUN_DIR}));
+    mounts.push(mount("run-dir", RUN_DIR, false));
     let mut c = container(plan, opts, "worker", args, mounts);
-    c["ports"] = json!([{"name": "rpc", "containerPort": ports.worker}]);
-    if let Some(env) = c["env"].as_array_mut() {
-        // The StatefulSet ordinal is the worker id placement ranks (crates/client/src/placement.rs).
-        env.push(json!({"name": "CISTERN_WORKER_INDEX", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}}));
-    }
+    c.ports = Some(vec![container_port("rpc", ports.worker)]);
+    // The StatefulSet ordinal names the worker's descriptor socket (its identity for placement
+    // is kept in its first persistent tier: crates/worker/src/store/identity.rs).
+    add_env(&mut c, &[env_field("CISTERN_WORKER_INDEX", "metadata.labels['apps.kubernetes.io/pod-index']")]);
     add_env(&mut c, &spec.worker.env);
     let mut volumes = base_volumes(plan, n);
     volumes.extend(rt_vols);
     volumes.extend(tier_vols);
     volumes.push(credentials_volume(n, cistern_rpc::tls::Role::Worker));
     volumes.push(run_dir_volume(n));
-    worker_set(plan, n, c, volumes)
+    let mut set = worker_set(plan, n, c, volumes);
+    crate::run_as::apply(&mut set.spec.template, plan, opts, &owned);
+    Ok(set)
 }
 
 /// The workers' StatefulSet around their container: `replicas` pods, one per node.
-pub(crate) fn worker_set(plan: &DatasetPlan, n: &Names, container: Value, volumes: Vec<Value>) -> Value {
-    let extra = json!({
-        "nodeSelector": plan.runtime.spec().worker.node_selector,
-        "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-            {"labelSelector": {"matchLabels": n.labels("worker")}, "topologyKey": "kubernetes.io/hostname"}
-        ]}},
-    });
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": n.meta(format!("{}-worker", n.name), "worker"),
-        "spec": {
-            "replicas": plan.replicas,
-            "serviceName": format!("{}-worker", n.name),
-            "podManagementPolicy": "Parallel",
-            "selector": {"matchLabels": n.labels("worker")},
-            "template": pod_template(n, "worker", vec![container], volumes, extra),
+pub(crate) fn worker_set(plan: &DatasetPlan, n: &Names, container: Container, volumes: Vec<Volume>) -> StatefulSet {
+    let one_per_node = PodAffinityTerm {
+        label_selector: Some(match_labels(n.labels("worker"))),
+        topology_key: "kubernetes.io/hostname".into(),
+        ..Default::default()
+    };
+    let pod = PodSpec {
+        node_selector: selector(&plan.runtime.spec().worker.node_selector),
+        affinity: Some(Affinity {
+            pod_anti_affinity: Some(PodAntiAffinity { required_during_scheduling_ignored_during_execution: Some(vec![one_per_node]), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    StatefulSet {
+        metadata: n.meta(format!("{}-worker", n.name), "worker"),
+        spec: StatefulSetSpec {
+            replicas: Some(plan.replicas as i32),
+            service_name: Some(format!("{}-worker", n.name)),
+            pod_management_policy: Some("Parallel".into()),
+            selector: match_labels(n.labels("worker")),
+            template: pod_template(n, "worker", vec![container], volumes, pod),
+            ..Default::default()
         },
-    })
+        ..Default::default()
+    }
 }
 
-fn fuse(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
+fn fuse(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> DaemonSet {
     let spec = plan.runtime.spec();
     let mount_dir = format!("{}/{}/{}", opts.mount_root, n.ns, n.name);
     // No tier is mounted here: the worker on this node hands cache files over as descriptors
     // through its socket in the shared run directory (short-circuit reads, passthrough).
     let (rt_vols, mut mounts) = runtime_volumes(plan, &spec.fuse.volume_mounts);
-    mounts.push(json!({"name": "fuse-mount", "mountPath": mount_dir, "mountPropagation": "Bidirectional"}));
-    mounts.push(json!({"name": "run-dir", "mountPath": RUN_DIR}));
+    mounts.push(VolumeMount { mount_propagation: Some("Bidirectional".into()), ..mount("fuse-mount", mount_dir.clone(), false) });
+    mounts.push(mount("run-dir", RUN_DIR, false));
     mounts.push(credentials_mount());
     let args = vec![
         "--master".into(),
@@ -496,81 +483,29 @@ fn fuse(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Value {
     let mut c = container(plan, opts, "fuse", args, mounts);
     // Privileged: Kubernetes allows Bidirectional mount propagation (how the FUSE mount
     // reaches the application's pods) only in privileged containers.
-    c["securityContext"] = json!({"privileged": true});
+    c.security_context = Some(SecurityContext { privileged: Some(true), ..Default::default() });
+    add_env(&mut c, &spec.fuse.env);
     let mut volumes = base_volumes(plan, n);
-    volumes.retain(|v| !v["name"].as_str().is_some_and(|name| name.starts_with("secret-")));
+    volumes.retain(|v| !v.name.starts_with("secret-"));
     volumes.extend(rt_vols);
-    volumes.push(json!({"name": "fuse-mount", "hostPath": {"path": mount_dir, "type": "DirectoryOrCreate"}}));
+    volumes.push(host_path_volume("fuse-mount", mount_dir));
     volumes.push(run_dir_volume(n));
     volumes.push(credentials_volume(n, cistern_rpc::tls::Role::Client));
     fuse_set(plan, n, c, volumes)
 }
 
 /// The FUSE DaemonSet around its container: on the nodes the CSI plugin labelled.
-pub(crate) fn fuse_set(plan: &DatasetPlan, n: &Names, container: Value, volumes: Vec<Value>) -> Value {
-    let mut selector = plan.runtime.spec().fuse.node_selector.clone();
-    selector.insert(cistern_csi::fuse_label(n.ns, n.name), "true".into());
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": n.meta(format!("{}-fuse", n.name), "fuse"),
-        "spec": {
-            "selector": {"matchLabels": n.labels("fuse")},
-            "template": pod_template(n, "fuse", vec![container], volumes, json!({"nodeSelector": selector})),
+pub(crate) fn fuse_set(plan: &DatasetPlan, n: &Names, container: Container, volumes: Vec<Volume>) -> DaemonSet {
+    let mut node_selector = plan.runtime.spec().fuse.node_selector.clone();
+    node_selector.insert(cistern_csi::fuse_label(n.ns, n.name), "true".into());
+    let pod = PodSpec { node_selector: Some(node_selector), ..Default::default() };
+    DaemonSet {
+        metadata: n.meta(format!("{}-fuse", n.name), "fuse"),
+        spec: DaemonSetSpec {
+            selector: match_labels(n.labels("fuse")),
+            template: pod_template(n, "fuse", vec![container], volumes, pod),
+            ..Default::default()
         },
-    })
-}
-
-pub(crate) fn access_modes(plan: &DatasetPlan) -> Vec<String> {
-    let modes = &plan.dataset.spec.access_modes;
-    if modes.is_empty() {
-        vec!["ReadOnlyMany".into()]
-    } else {
-        modes.clone()
+        ..Default::default()
     }
-}
-
-fn pv_label(n: &Names) -> String {
-    cistern_api::names::locality_label(n.ns, n.name)
-}
-
-pub(crate) fn persistent_volume(plan: &DatasetPlan, n: &Names, opts: &RenderOptions, mount_type: &str) -> Value {
-    let policy = plan.runtime.spec().fuse.clean_policy.clone().unwrap_or_else(|| "OnDemand".into());
-    json!({
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": n.id(), "labels": {pv_label(n): "true", "fluid.io/dataset-id": cistern_api::names::label_value(&n.id())}},
-        "spec": {
-            "accessModes": access_modes(plan),
-            "capacity": {"storage": PV_CAPACITY},
-            "storageClassName": "fluid",
-            "persistentVolumeReclaimPolicy": "Retain",
-            "csi": {
-                "driver": cistern_csi::DRIVER_NAME,
-                "volumeHandle": n.id(),
-                "volumeAttributes": {
-                    "fluid_path": fluid_path(plan, opts),
-                    "mount_type": mount_type,
-                    "runtime_name": n.name,
-                    "runtime_namespace": n.ns,
-                    "fuse_clean_policy": policy,
-                },
-            },
-        },
-    })
-}
-
-pub(crate) fn persistent_volume_claim(plan: &DatasetPlan, n: &Names) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": n.meta(n.name.to_string(), "volume"),
-        "spec": {
-            "accessModes": access_modes(plan),
-            "resources": {"requests": {"storage": PV_CAPACITY}},
-            "storageClassName": "fluid",
-            "volumeName": n.id(),
-            "selector": {"matchLabels": {pv_label(n): "true"}},
-        },
-    })
 }

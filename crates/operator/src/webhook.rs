@@ -5,7 +5,10 @@
 //! `--require-cache-affinity`, as Fluid's webhook plugins do. A pod that mounts no Dataset gets
 //! no patch at all. The answer is a JSON Patch (RFC 6902) in an AdmissionReview response.
 
-use serde_json::{json, Value};
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, PatchOperation};
+use k8s_openapi::api::core::v1::{NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PreferredSchedulingTerm};
+use serde::Serialize;
 
 /// The label a pod sets to require (rather than prefer) a Dataset's cache nodes.
 pub fn required_label(dataset: &str) -> String {
@@ -13,108 +16,110 @@ pub fn required_label(dataset: &str) -> String {
 }
 
 /// The names of the PVCs `pod` mounts.
-pub fn claims(pod: &Value) -> Vec<String> {
-    pod["spec"]["volumes"].as_array().into_iter().flatten().filter_map(|v| v["persistentVolumeClaim"]["claimName"].as_str().map(String::from)).collect()
+pub fn claims(pod: &Pod) -> Vec<String> {
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.as_ref());
+    volumes.into_iter().flatten().filter_map(|v| v.persistent_volume_claim.as_ref().map(|c| c.claim_name.clone())).collect()
+}
+
+/// The JSON Pointer of `tokens` (a `/` or `~` in a token is escaped).
+pub(crate) fn pointer<'t>(tokens: impl IntoIterator<Item = &'t str>) -> PointerBuf {
+    PointerBuf::from_tokens(tokens)
+}
+
+/// An `add` of a typed value at `path`.
+pub(crate) fn add<'t>(path: impl IntoIterator<Item = &'t str>, value: &impl Serialize) -> PatchOperation {
+    PatchOperation::Add(AddOperation { path: pointer(path), value: serde_json::to_value(value).expect("a Kubernetes object serializes") })
 }
 
 /// The JSON Patch that steers `pod` (in `ns`) toward the cache of each of `datasets`; `None`
 /// when there is nothing to do.
-pub fn affinity_patch(pod: &Value, ns: &str, datasets: &[String], require_all: bool) -> Option<Vec<Value>> {
+pub fn affinity_patch(pod: &Pod, ns: &str, datasets: &[String], require_all: bool) -> Option<Vec<PatchOperation>> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let node = spec.affinity.as_ref().and_then(|a| a.node_affinity.clone());
     // Never twice: a Dataset whose cache the pod already names is skipped.
-    let already = pod["spec"]["affinity"]["nodeAffinity"].to_string();
+    let already = serde_json::to_string(&node).unwrap_or_default();
     let datasets: Vec<&String> = datasets.iter().filter(|d| !already.contains(&format!("\"{}\"", cistern_api::names::locality_label(ns, d)))).collect();
     if datasets.is_empty() {
         return None;
     }
-    let labels = &pod["metadata"]["labels"];
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
     let mut preferred = Vec::new();
     let mut required = Vec::new();
     for d in datasets {
-        let expr = json!({"key": cistern_api::names::locality_label(ns, d), "operator": "In", "values": ["true"]});
-        if require_all || labels[required_label(d)] == "required" {
+        let expr = NodeSelectorRequirement { key: cistern_api::names::locality_label(ns, d), operator: "In".into(), values: Some(vec!["true".into()]) };
+        if require_all || labels.get(&required_label(d)).map(String::as_str) == Some("required") {
             required.push(expr);
         } else {
-            preferred.push(json!({"weight": 100, "preference": {"matchExpressions": [expr]}}));
+            let term = NodeSelectorTerm { match_expressions: Some(vec![expr]), ..Default::default() };
+            preferred.push(PreferredSchedulingTerm { weight: 100, preference: term });
         }
     }
     let mut ops = Vec::new();
-    let affinity = &pod["spec"]["affinity"];
-    if affinity.is_null() {
-        ops.push(json!({"op": "add", "path": "/spec/affinity", "value": {}}));
+    const AFFINITY: [&str; 3] = ["spec", "affinity", "nodeAffinity"];
+    if spec.affinity.is_none() {
+        ops.push(add(["spec", "affinity"], &k8s_openapi::api::core::v1::Affinity::default()));
     }
-    let node = &affinity["nodeAffinity"];
-    if node.is_null() {
-        ops.push(json!({"op": "add", "path": "/spec/affinity/nodeAffinity", "value": {}}));
-    }
+    let node = match node {
+        Some(n) => n,
+        None => {
+            ops.push(add(AFFINITY, &NodeAffinity::default()));
+            NodeAffinity::default()
+        }
+    };
     if !preferred.is_empty() {
-        let list = &node["preferredDuringSchedulingIgnoredDuringExecution"];
-        if list.is_array() {
-            ops.extend(preferred.into_iter().map(|p| json!({"op": "add", "path": "/spec/affinity/nodeAffinity/preferredDuringSchedulingIgnoredDuringExecution/-", "value": p})));
+        let field = "preferredDuringSchedulingIgnoredDuringExecution";
+        if node.preferred_during_scheduling_ignored_during_execution.is_some() {
+            ops.extend(preferred.iter().map(|p| add(AFFINITY.into_iter().chain([field, "-"]), p)));
         } else {
-            ops.push(json!({"op": "add", "path": "/spec/affinity/nodeAffinity/preferredDuringSchedulingIgnoredDuringExecution", "value": preferred}));
+            ops.push(add(AFFINITY.into_iter().chain([field]), &preferred));
         }
     }
     if !required.is_empty() {
         // Required terms are ORed by Kubernetes: the cache expressions join every existing term
         // (ANDed within it), or make the only term.
-        let terms = &node["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"];
-        match terms.as_array() {
-            Some(list) if !list.is_empty() => {
-                for (i, term) in list.iter().enumerate() {
-                    let path = format!("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/{i}/matchExpressions");
-                    if term["matchExpressions"].is_array() {
-                        ops.extend(required.iter().map(|e| json!({"op": "add", "path": format!("{path}/-"), "value": e})));
-                    } else {
-                        ops.push(json!({"op": "add", "path": path, "value": required}));
-                    }
+        let field = "requiredDuringSchedulingIgnoredDuringExecution";
+        let terms = node.required_during_scheduling_ignored_during_execution.map(|r| r.node_selector_terms).unwrap_or_default();
+        if terms.is_empty() {
+            let only = NodeSelector { node_selector_terms: vec![NodeSelectorTerm { match_expressions: Some(required), ..Default::default() }] };
+            ops.push(add(AFFINITY.into_iter().chain([field]), &only));
+        } else {
+            for (i, term) in terms.iter().enumerate() {
+                let i = i.to_string();
+                let path = AFFINITY.into_iter().chain([field, "nodeSelectorTerms", i.as_str(), "matchExpressions"]);
+                if term.match_expressions.is_some() {
+                    let path: Vec<&str> = path.collect();
+                    ops.extend(required.iter().map(|e| add(path.iter().copied().chain(["-"]), e)));
+                } else {
+                    ops.push(add(path, &required));
                 }
             }
-            _ => ops.push(json!({"op": "add", "path": "/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution",
-                "value": {"nodeSelectorTerms": [{"matchExpressions": required}]}})),
         }
     }
     Some(ops)
 }
 
-/// The AdmissionReview answer: allowed, with `patch` when there is one.
-pub fn review_response(uid: &str, patch: Option<&[Value]>) -> Value {
-    use base64::Engine;
-    let mut response = json!({"uid": uid, "allowed": true});
-    if let Some(p) = patch {
-        response["patchType"] = json!("JSONPatch");
-        response["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(p).unwrap_or_default()));
-    }
-    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
-    fn pod(extra_spec: Value, labels: Value) -> Value {
+    fn pod(extra_spec: Value, labels: Value) -> Pod {
         let mut spec = json!({"containers": [{"name": "c", "image": "x"}], "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "demo"}}]});
         if let (Some(s), Some(e)) = (spec.as_object_mut(), extra_spec.as_object()) {
             s.extend(e.clone());
         }
-        json!({"metadata": {"labels": labels}, "spec": spec})
+        serde_json::from_value(json!({"metadata": {"labels": labels}, "spec": spec})).unwrap()
     }
 
-    fn apply(mut doc: Value, ops: &[Value]) -> Value {
-        // A small JSON Patch "add" for the tests (paths with `-` append).
-        for op in ops {
-            let path: Vec<&str> = op["path"].as_str().unwrap().trim_start_matches('/').split('/').collect();
-            let (last, parents) = path.split_last().unwrap();
-            let mut at = &mut doc;
-            for p in parents {
-                at = if let Ok(i) = p.parse::<usize>() { &mut at[i] } else { &mut at[*p] };
-            }
-            if *last == "-" {
-                at.as_array_mut().unwrap().push(op["value"].clone());
-            } else {
-                at[*last] = op["value"].clone();
-            }
-        }
-        doc
+    /// The pod after `ops`, applied by json-patch as the API server would.
+    fn apply(doc: Pod, ops: &[PatchOperation]) -> Pod {
+        let mut doc = serde_json::to_value(doc).unwrap();
+        json_patch::patch(&mut doc, ops).unwrap();
+        serde_json::from_value(doc).unwrap()
+    }
+
+    fn value(p: &Pod) -> Value {
+        serde_json::to_value(p).unwrap()
     }
 
     #[test]
@@ -126,10 +131,12 @@ mod tests {
     fn cache_nodes_are_preferred_or_required() {
         let p = pod(json!({}), json!({}));
         let out = apply(p.clone(), &affinity_patch(&p, "ns", &["demo".into()], false).unwrap());
+        let out = value(&out);
         let pref = &out["spec"]["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0];
         assert_eq!(pref["preference"]["matchExpressions"][0]["key"], "fluid.io/s-ns-demo");
         let asks = pod(json!({}), json!({"fluid.io/dataset.demo.sched": "required"}));
         let out = apply(asks.clone(), &affinity_patch(&asks, "ns", &["demo".into()], false).unwrap());
+        let out = value(&out);
         let term = &out["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0];
         assert_eq!(term["matchExpressions"][0]["key"], "fluid.io/s-ns-demo");
     }
@@ -147,6 +154,7 @@ mod tests {
             {"matchExpressions": [{"key": "gpu", "operator": "Exists"}]}, {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}
         ]}}}}), json!({}));
         let out = apply(p.clone(), &affinity_patch(&p, "ns", &["demo".into()], true).unwrap());
+        let out = value(&out);
         let terms = out["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"].as_array().unwrap().clone();
         assert_eq!(terms[0]["matchExpressions"].as_array().unwrap().len(), 2, "gpu AND cache");
         assert_eq!(terms[1]["matchExpressions"][0]["key"], "fluid.io/s-ns-demo", "every ORed term also needs the cache");

@@ -56,7 +56,7 @@ impl NodeLabels for KubeNodeLabels {
     async fn set(&self, node: &str, key: &str, value: Option<&str>) -> Result<(), String> {
         use kube::api::{Api, Patch, PatchParams};
         let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.0.clone());
-        let patch = serde_json::json!({"metadata": {"labels": {key: value}}});
+        let patch = cistern_operator::objects::MetadataPatch::label(key, value);
         nodes.patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await.map(drop).map_err(|e| e.to_string())
     }
 }

@@ -9,7 +9,9 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use cistern_api::Dataset;
-use cistern_operator::webhook::{affinity_patch, claims, review_response};
+use cistern_operator::webhook::{affinity_patch, claims};
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::Api;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -89,10 +91,13 @@ fn rustls_pemfile_certs(pem: &[u8]) -> Result<Vec<rustls::pki_types::Certificate
 
 /// One AdmissionReview: the pod, the Datasets among its claims, the patch.
 async fn mutate(State(ctx): State<Arc<Ctx>>, Json(review): Json<Value>) -> Json<Value> {
-    let request = &review["request"];
-    let uid = request["uid"].as_str().unwrap_or_default();
-    let ns = request["namespace"].as_str().unwrap_or("default");
-    let pod = &request["object"];
+    // Checked into typed values: a review that is not of a Pod gets one clear refusal.
+    let request: AdmissionRequest<Pod> = match serde_json::from_value::<AdmissionReview<Pod>>(review).map_err(|e| e.to_string()).and_then(|r| r.try_into().map_err(|e: kube::core::admission::ConvertAdmissionReviewError| e.to_string())) {
+        Ok(r) => r,
+        Err(e) => return answer(AdmissionResponse::invalid(format!("not an AdmissionReview of a Pod: {e}"))),
+    };
+    let Some(pod) = request.object.as_ref() else { return answer(AdmissionResponse::from(&request)) };
+    let ns = request.namespace.as_deref().unwrap_or("default");
     let datasets: Api<Dataset> = Api::namespaced(ctx.client.clone(), ns);
     let mut used = Vec::new();
     let mut found = Vec::new();
@@ -130,8 +135,24 @@ async fn mutate(State(ctx): State<Arc<Ctx>>, Json(review): Json<Value>) -> Json<
         }
         let ops = cistern_operator::sidecar::patch(pod, ns, &served, &ctx.image);
         let patch = (!served.is_empty()).then_some(ops);
-        return Json(review_response(uid, patch.as_deref()));
+        return answer(patched(&request, patch));
     }
     let patch = affinity_patch(pod, ns, &used, ctx.require);
-    Json(review_response(uid, patch.as_deref()))
+    answer(patched(&request, patch))
+}
+
+/// Allowed, with `ops` as its JSON Patch when there are any.
+fn patched(request: &AdmissionRequest<Pod>, ops: Option<Vec<json_patch::PatchOperation>>) -> AdmissionResponse {
+    let allowed = AdmissionResponse::from(request);
+    match ops {
+        Some(ops) => allowed.clone().with_patch(json_patch::Patch(ops)).unwrap_or_else(|e| {
+            tracing::warn!("cannot serialize the patch ({e}): the pod is admitted unpatched");
+            allowed
+        }),
+        None => allowed,
+    }
+}
+
+fn answer(response: AdmissionResponse) -> Json<Value> {
+    Json(serde_json::to_value(response.into_review()).unwrap_or_default())
 }
