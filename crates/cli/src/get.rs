@@ -70,6 +70,15 @@ fn table(datasets: bool, objs: &[serde_json::Value], wide: bool) -> String {
     }
 }
 
+/// kubectl's `v1 List` around objects of several kinds.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct List {
+    api_version: &'static str,
+    kind: &'static str,
+    items: Vec<serde_json::Value>,
+}
+
 fn list(items: Vec<serde_json::Value>) -> serde_json::Value {
-    serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
+    serde_json::to_value(List { api_version: "v1", kind: "List", items }).unwrap_or_default()
 }

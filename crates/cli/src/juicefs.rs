@@ -83,6 +83,7 @@ pub fn serve(plan: &DatasetPlan, vol: &JuiceFsVolume, run_dir: &Path, mountpoint
         ready: Ready::Mount(mountpoint.to_path_buf(), fsname(vol)),
         program: Some(bin),
         env: vol.env.clone(),
+        user: None,
     };
     sup.start(spec, stop)?;
     let created = jiff::Timestamp::try_from(SystemTime::now()).map(|t| t.to_string()).unwrap_or_default();
@@ -125,11 +126,11 @@ fn status_file(plan: &DatasetPlan, vol: &JuiceFsVolume, mountpoint: &Path, creat
     let mut ds = serde_json::to_value(&plan.dataset).unwrap_or_default();
     ds["metadata"]["namespace"] = plan.namespace.clone().into();
     ds["metadata"]["creationTimestamp"] = created.into();
-    ds["status"] = status::dataset_status("Bound", &summary, &stats, (&plan.name, &plan.namespace, "juicefs"));
+    ds["status"] = serde_json::to_value(status::dataset_status("Bound", &summary, &stats, (&plan.name, &plan.namespace, "juicefs"))).unwrap_or_default();
     let mut rt = plan.runtime.to_value().unwrap_or_default();
     rt["metadata"]["namespace"] = plan.namespace.clone().into();
     rt["metadata"]["creationTimestamp"] = created.into();
-    rt["status"] = status::runtime_status(1, 1, &stats);
+    rt["status"] = serde_json::to_value(status::runtime_status(1, 1, &stats)).unwrap_or_default();
     StatusFile { pid: std::process::id(), mountpoint: mountpoint.to_path_buf(), web: None, dataset: ds, runtime: rt }
 }
 

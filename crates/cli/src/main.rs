@@ -11,6 +11,7 @@ mod logging;
 mod loglevel;
 mod mountpoint;
 mod render;
+mod run_as;
 mod rundir;
 mod served;
 mod status;

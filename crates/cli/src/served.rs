@@ -77,13 +77,13 @@ impl Served {
         let mut ds = serde_json::to_value(&plan.dataset)?;
         ds["metadata"]["namespace"] = plan.namespace.clone().into();
         ds["metadata"]["creationTimestamp"] = self.created.clone().into();
-        ds["status"] = status::dataset_status("Bound", &sum, &stats, (&plan.name, &plan.namespace, plan.runtime_kind));
+        ds["status"] = serde_json::to_value(status::dataset_status("Bound", &sum, &stats, (&plan.name, &plan.namespace, plan.runtime_kind)))?;
         let mut rtv = plan.runtime.to_value()?;
         rtv["metadata"]["namespace"] = plan.namespace.clone().into();
         rtv["metadata"]["creationTimestamp"] = self.created.clone().into();
         let replicas = self.replicas.load(std::sync::atomic::Ordering::Relaxed);
         rtv["spec"]["replicas"] = replicas.into();
-        rtv["status"] = status::runtime_status(replicas, self.registry.live().len() as u32, &stats);
+        rtv["status"] = serde_json::to_value(status::runtime_status(replicas, self.registry.live().len() as u32, &stats))?;
         Ok(StatusFile {
             pid: std::process::id(),
             mountpoint: self.mountpoint.clone(),

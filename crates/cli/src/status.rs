@@ -3,7 +3,8 @@
 use cistern_api::quantity::format_bytes;
 use cistern_client::CacheStats;
 use cistern_master::Summary;
-use serde_json::{json, Value};
+use cistern_api::{DatasetStatus, RuntimeRef, RuntimeStatus};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
@@ -15,7 +16,7 @@ pub fn percent(part: u64, whole: u64) -> String {
 }
 
 /// `status` of the Dataset, as Fluid's dataset controller fills it.
-pub fn dataset_status(phase: &str, summary: &Summary, stats: &CacheStats, runtime: (&str, &str, &str)) -> Value {
+pub fn dataset_status(phase: &str, summary: &Summary, stats: &CacheStats, runtime: (&str, &str, &str)) -> DatasetStatus {
     let (ufs_total, file_num, total) = match summary {
         Summary::Done(s) => (format_bytes(s.total_bytes), s.files.to_string(), Some(s.total_bytes)),
         Summary::Calculating => ("[Calculating]".into(), "[Calculating]".into(), None),
@@ -23,22 +24,17 @@ pub fn dataset_status(phase: &str, summary: &Summary, stats: &CacheStats, runtim
     };
     let served = stats.local_bytes + stats.remote_bytes + stats.ufs_bytes;
     let mut cache = BTreeMap::new();
-    cache.insert("cacheCapacity", format_bytes(stats.capacity));
-    cache.insert("cached", format_bytes(stats.cached));
-    cache.insert("cachedPercentage", total.map(|t| percent(stats.cached.min(t), t)).unwrap_or_else(|| "0.0%".into()));
-    cache.insert("cacheHitRatio", percent(stats.local_bytes + stats.remote_bytes, served));
-    cache.insert("localHitRatio", percent(stats.local_bytes, served));
-    cache.insert("remoteHitRatio", percent(stats.remote_bytes, served));
-    json!({
-        "phase": phase,
-        "ufsTotal": ufs_total,
-        "fileNum": file_num,
-        "cacheStates": cache,
-        "runtimes": [{"name": runtime.0, "namespace": runtime.1, "category": "Accelerate", "type": runtime.2}],
-    })
+    cache.insert("cacheCapacity".to_string(), format_bytes(stats.capacity));
+    cache.insert("cached".into(), format_bytes(stats.cached));
+    cache.insert("cachedPercentage".into(), total.map(|t| percent(stats.cached.min(t), t)).unwrap_or_else(|| "0.0%".into()));
+    cache.insert("cacheHitRatio".into(), percent(stats.local_bytes + stats.remote_bytes, served));
+    cache.insert("localHitRatio".into(), percent(stats.local_bytes, served));
+    cache.insert("remoteHitRatio".into(), percent(stats.remote_bytes, served));
+    let runtime = RuntimeRef { name: runtime.0.into(), namespace: runtime.1.into(), category: "Accelerate".into(), type_: runtime.2.into(), master_replicas: None };
+    DatasetStatus { phase: phase.into(), ufs_total, file_num, cache_states: cache, runtimes: vec![runtime], ..Default::default() }
 }
 
-pub fn runtime_status(replicas: u32, workers_ready: u32, stats: &CacheStats) -> Value {
+pub fn runtime_status(replicas: u32, workers_ready: u32, stats: &CacheStats) -> RuntimeStatus {
     let workers_ready = workers_ready.min(replicas);
     let worker_phase = match workers_ready {
         0 => "NotReady",
@@ -46,19 +42,21 @@ pub fn runtime_status(replicas: u32, workers_ready: u32, stats: &CacheStats) -> 
         _ => "Ready",
     };
     // Written by the master, which is up; the FUSE client is supervised by `cistern up`.
-    json!({
-        "masterPhase": "Ready",
-        "workerPhase": worker_phase,
-        "fusePhase": "Ready",
-        "desiredMasterNumberScheduled": 1,
-        "masterNumberReady": 1,
-        "desiredWorkerNumberScheduled": replicas,
-        "workerNumberReady": workers_ready,
-        "workerNumberAvailable": workers_ready,
-        "desiredFuseNumberScheduled": 1,
-        "fuseNumberReady": 1,
-        "cacheStates": {"cacheCapacity": format_bytes(stats.capacity), "cached": format_bytes(stats.cached)},
-    })
+    let cache = BTreeMap::from([("cacheCapacity".to_string(), format_bytes(stats.capacity)), ("cached".to_string(), format_bytes(stats.cached))]);
+    RuntimeStatus {
+        master_phase: "Ready".into(),
+        worker_phase: worker_phase.into(),
+        fuse_phase: "Ready".into(),
+        desired_master_number_scheduled: 1,
+        master_number_ready: 1,
+        desired_worker_number_scheduled: replicas as i32,
+        worker_number_ready: workers_ready as i32,
+        worker_number_available: workers_ready as i32,
+        desired_fuse_number_scheduled: 1,
+        fuse_number_ready: 1,
+        cache_states: cache,
+        ..Default::default()
+    }
 }
 
 /// `kubectl`-style age: `45s`, `5m35s`, `3h12m`, `2d4h`.

@@ -43,12 +43,19 @@ pub struct ChildSpec {
     /// variables for it (where secrets go, never in `args`).
     pub program: Option<PathBuf>,
     pub env: Vec<(String, String)>,
+    /// The user and group it runs as (`runAs`); `None`: this process's.
+    pub user: Option<(u32, u32)>,
 }
 
 impl ChildSpec {
     /// A component run by the `cistern` binary itself.
     pub fn cistern(name: String, args: Vec<OsString>, ready: Ready) -> ChildSpec {
-        ChildSpec { name, args, ready, program: None, env: Vec::new() }
+        ChildSpec { name, args, ready, program: None, env: Vec::new(), user: None }
+    }
+
+    /// The same, run as `user` (uid, gid).
+    pub fn as_user(self, user: Option<(u32, u32)>) -> ChildSpec {
+        ChildSpec { user, ..self }
     }
 }
 
@@ -88,6 +95,10 @@ impl Supervisor {
         // Another program gets its own process group, so that the helpers it forks (JuiceFS
         // runs a watchdog and a mount process) can be killed with it.
         let own_group = spec.program.is_some();
+        if let Some((uid, gid)) = spec.user {
+            // std drops root's supplementary groups before it sets the uid.
+            cmd.uid(uid).gid(gid);
+        }
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {

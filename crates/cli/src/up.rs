@@ -108,6 +108,8 @@ fn serve(args: &UpArgs, plan: &DatasetPlan, run_dir: &Path, mountpoint: &Path, l
     // Made before any component starts, so workers find the key the master signs with.
     crate::credentials::ensure_ref_key(&crate::credentials::default_dir(run_dir))?;
     crate::credentials::ensure_tls(&crate::credentials::default_dir(run_dir))?;
+    // After the store was opened and the credentials made here, as root.
+    let user = crate::run_as::prepare(plan, run_dir)?;
     let mut sup = Supervisor::new(run_dir)?;
     let child_args = |sub: &str, extra: &[&dyn AsRef<std::ffi::OsStr>]| -> Vec<OsString> {
         let mut v: Vec<OsString> = vec![sub.into(), "--log-level".into(), log_level.into()];
@@ -122,7 +124,8 @@ fn serve(args: &UpArgs, plan: &DatasetPlan, run_dir: &Path, mountpoint: &Path, l
             "master".into(),
             child_args("master", &[&"--web-addr", web, &"--mountpoint", &mountpoint]),
             Ready::Socket(master_socket(run_dir)),
-        ),
+        )
+        .as_user(user),
         &STOP,
     )?;
     for i in 0..plan.replicas as usize {
@@ -132,7 +135,8 @@ fn serve(args: &UpArgs, plan: &DatasetPlan, run_dir: &Path, mountpoint: &Path, l
                 format!("worker-{i}"),
                 child_args("worker", &[&"--index", &index]),
                 Ready::Socket(worker_socket(run_dir, i)),
-            ),
+            )
+            .as_user(user),
             &STOP,
         )?;
     }

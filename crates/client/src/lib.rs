@@ -409,15 +409,15 @@ impl Client {
         .await
     }
 
-    /// Short-circuit reads and passthrough files from the workers whose descriptor sockets
-    /// are in `dir` (the run directory on this node; `None`: off). Unless disabled by
-    /// `CISTERN_NO_SHORT_CIRCUIT`.
     /// Reports this process's log filter to the master with each refresh.
     pub fn with_log_control(mut self, log: cistern_rpc::LogControl) -> Client {
         self.log = Some(log);
         self
     }
 
+    /// Short-circuit reads and passthrough files from the workers whose descriptor sockets
+    /// are in `dir` (the run directory on this node; `None`: off). Unless disabled by
+    /// `CISTERN_NO_SHORT_CIRCUIT`.
     pub fn with_short_circuit(mut self, dir: Option<PathBuf>) -> Client {
         self.short_circuit = dir.and_then(ShortCircuit::new).map(Arc::new);
         self

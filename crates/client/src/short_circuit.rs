@@ -108,8 +108,9 @@ impl ShortCircuit {
             if sock.is_none() {
                 let path = descriptors::socket_path(&self.dir, worker);
                 let s = descriptors::connect(&path)?;
-                if !descriptors::peer_is_trusted(&s)? {
-                    return Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("{}: served by neither root nor this user", path.display())));
+                if !descriptors::peer_is_trusted(&s, descriptors::owner_of(&self.dir))? {
+                    let why = format!("{}: served by neither root, this user, nor the run directory's owner", path.display());
+                    return Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
                 }
                 descriptors::set_timeout(&s, SOCKET_TIMEOUT)?;
                 *sock = Some(s);

@@ -63,12 +63,20 @@ pub fn connect(path: &Path) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// True when the peer of `fd` runs as root or as this process's user: nobody else may ask a
-/// worker for descriptors, or answer a client in a worker's place.
-pub fn peer_is_trusted(fd: &OwnedFd) -> io::Result<bool> {
+/// True when the peer of `fd` runs as root, as this process's user, or as `also`: nobody else
+/// may ask a worker for descriptors, or answer a client in a worker's place. A client passes
+/// the owner of the run directory as `also`: a worker running as a runtime's `runAs` user owns
+/// it (only root can have handed it over, and only its owner can make sockets in it).
+pub fn peer_is_trusted(fd: &OwnedFd, also: Option<u32>) -> io::Result<bool> {
     let cred = socket::getsockopt(fd, socket::sockopt::PeerCredentials).map_err(errno)?;
     let me = nix::unistd::geteuid().as_raw();
-    Ok(cred.uid() == 0 || cred.uid() == me)
+    Ok(cred.uid() == 0 || cred.uid() == me || Some(cred.uid()) == also)
+}
+
+/// The owner of the directory `dir` (the run directory a client was given).
+pub fn owner_of(dir: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().filter(|m| m.is_dir()).map(|m| m.uid())
 }
 
 /// The first byte of every message: the protocol's version (and never an empty datagram,
@@ -142,7 +150,7 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let client = connect(&path).unwrap();
         let server = accept(&listener).unwrap();
-        assert!(peer_is_trusted(&server).unwrap() && peer_is_trusted(&client).unwrap());
+        assert!(peer_is_trusted(&server, None).unwrap() && peer_is_trusted(&client, None).unwrap());
         let file = tempfile::tempfile().unwrap();
         std::os::unix::fs::FileExt::write_at(&file, b"hello", 0).unwrap();
         send(&server, b"msg", Some(file.as_fd())).unwrap();

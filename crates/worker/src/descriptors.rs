@@ -32,7 +32,7 @@ pub fn serve(path: &Path, worker: Arc<Worker>, refs: RefKey) -> std::io::Result<
                 continue;
             }
         };
-        if !descriptors::peer_is_trusted(&conn).unwrap_or(false) {
+        if !descriptors::peer_is_trusted(&conn, None).unwrap_or(false) {
             tracing::warn!("descriptor socket: refused a peer that is neither root nor this worker's user");
             continue;
         }

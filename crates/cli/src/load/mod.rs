@@ -20,7 +20,6 @@ use anyhow::{anyhow, bail, Result};
 use cistern_api::quantity::format_bytes;
 use cistern_api::Manifest;
 use progress::Progress;
-use serde_json::json;
 use source::Source;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -114,29 +113,29 @@ pub fn run(args: LoadArgs) -> Result<()> {
         }
     };
     let who = if job.namespace.is_empty() { job.name.clone() } else { format!("{}/{}", job.namespace, job.name) };
-    let report = |phase: &str, extra: serde_json::Value| {
-        let mut st = json!({"phase": phase});
-        if let (Some(o), Some(e)) = (st.as_object_mut(), extra.as_object()) {
-            o.extend(e.clone());
-        }
+    let report = |status: cistern_api::DataLoadStatus| {
         if let Some(path) = &status_file {
-            let obj = json!({
-                "apiVersion": "data.fluid.io/v1alpha1", "kind": "DataLoad",
-                "metadata": {"name": job.name, "namespace": job.namespace},
-                "spec": {"dataset": {"name": job.dataset, "namespace": job.namespace}, "target": job.targets.iter().map(|p| json!({"path": p})).collect::<Vec<_>>()},
-                "status": st,
-            });
+            use cistern_api::{DataLoad, DataLoadSpec, TargetDataset, TargetPath};
+            let spec = DataLoadSpec {
+                dataset: TargetDataset { name: job.dataset.clone(), namespace: Some(job.namespace.clone()) },
+                target: job.targets.iter().map(|p| TargetPath { path: p.clone(), ..Default::default() }).collect(),
+                ..Default::default()
+            };
+            let mut obj = DataLoad::new(&job.name, spec);
+            obj.metadata.namespace = Some(job.namespace.clone());
+            obj.status = Some(status.clone());
             let _ = std::fs::write(path, serde_json::to_vec_pretty(&obj).unwrap_or_default());
         }
-        eprintln!("DataLoad {who}: {phase}");
+        eprintln!("DataLoad {who}: {}", status.phase);
     };
-    report("Pending", json!({}));
+    let phase = |p: &str| cistern_api::DataLoadStatus { phase: p.into(), ..Default::default() };
+    report(phase("Pending"));
     let started = Instant::now();
-    report("Executing", json!({}));
+    report(phase("Executing"));
     match load(&source, &job.targets, args.parallel.max(1)) {
         Ok((files, bytes)) => {
             let secs = started.elapsed().as_secs_f64();
-            report("Complete", json!({"duration": format!("{secs:.1}s")}));
+            report(cistern_api::DataLoadStatus { duration: format!("{secs:.1}s"), ..phase("Complete") });
             println!(
                 "loaded {files} files, {} in {secs:.1}s ({}/s)",
                 format_bytes(bytes),
@@ -145,7 +144,8 @@ pub fn run(args: LoadArgs) -> Result<()> {
             Ok(())
         }
         Err(e) => {
-            report("Failed", json!({"conditions": [{"type": "Failed", "status": "True", "reason": "LoadFailed", "message": format!("{e:#}")}]}));
+            let failed = cistern_api::Condition { type_: "Failed".into(), status: "True".into(), reason: "LoadFailed".into(), message: format!("{e:#}"), ..Default::default() };
+            report(cistern_api::DataLoadStatus { conditions: vec![failed], ..phase("Failed") });
             Err(e)
         }
     }
