@@ -207,3 +207,43 @@ fn host_network_datasets_get_ports_that_do_not_collide() {
     let policy = json_of(c, &["networkpolicy", "two-cistern", "-n", &ns]);
     assert_eq!(policy["spec"]["ingress"][0]["ports"][2]["port"], two[2]);
 }
+
+/// `cleanCachePolicy`: a deleted runtime's hostPath cache is emptied on every node that held
+/// it, by one Job per node bounded by the policy, before the runtime goes; the nodes lose the
+/// cache label and an Event says where it was cleaned.
+#[test]
+fn a_deleted_runtime_cleans_its_cache_off_the_nodes_within_its_policy() {
+    let _ = installed();
+    let c = cluster();
+    let ns = c.namespace("clean");
+    let yaml = demo_yaml(2)
+        .replace("        path: /dev/shm\n        volumeType: emptyDir\n", "        path: /var/cache/cistern\n")
+        .replace("  replicas: 2\n", "  replicas: 2\n  cleanCachePolicy: {gracePeriodSeconds: 30, maxRetryAttempts: 1}\n");
+    c.kubectl_in(&["apply", "--validate=strict", "-n", &ns, "-f", "-"], &yaml);
+    wait_until(90, "two workers running", || running_workers(c, &ns).len() == 2);
+    wait_until(60, "two cache nodes labelled", || cache_nodes(c, &ns, "demo").len() == 2);
+    let held = cache_nodes(c, &ns, "demo");
+    wait_until(30, "the cleanup finalizer on the runtime", || {
+        c.get_json(&["jindoruntime", "demo", "-n", &ns]).is_some_and(|o| o["metadata"]["finalizers"].to_string().contains("cistern-cache-cleanup"))
+    });
+    c.kubectl(&["delete", "jindoruntime", "demo", "-n", &ns, "--wait=false"]);
+    let jobs = support::eventually(60, "one clean-cache Job per cache node", || {
+        let jobs = items(c, &["jobs", "-n", &ns, "-l", "release=demo,role=clean-cache"]);
+        (jobs.len() == 2).then_some(jobs)
+    });
+    let mut pinned: Vec<String> = Vec::new();
+    for job in &jobs {
+        assert_eq!((job["spec"]["activeDeadlineSeconds"].as_i64(), job["spec"]["backoffLimit"].as_i64()), (Some(30), Some(1)), "{job}");
+        let pod = &job["spec"]["template"]["spec"];
+        pinned.push(pod["nodeName"].as_str().unwrap().to_string());
+        let paths: Vec<&str> = pod["volumes"].as_array().unwrap().iter().filter_map(|v| v["hostPath"]["path"].as_str()).collect();
+        assert_eq!(paths, [format!("/var/cache/cistern/cistern/{ns}-demo")], "only the Dataset's own directory");
+    }
+    pinned.sort();
+    assert_eq!(pinned, held, "one Job on each node that held the cache");
+    assert!(running_workers(c, &ns).is_empty(), "the workers stop before their cache is removed");
+    wait_until(90, "the runtime gone once its cache is cleaned", || c.get_json(&["jindoruntime", "demo", "-n", &ns]).is_none());
+    assert!(cache_nodes(c, &ns, "demo").is_empty(), "the nodes keep the cache label");
+    let events = c.kubectl(&["get", "events", "-n", &ns, "--field-selector", "reason=CacheCleaned"]);
+    assert!(events.contains("emptied /var/cache/cistern/cistern/"), "{events}");
+}

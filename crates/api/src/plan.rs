@@ -193,10 +193,7 @@ impl Manifest {
             .clone();
         let mounts = plan_mounts(dataset, self)?;
         let spec = runtime.spec();
-        let bare_unit = if matches!(runtime, Runtime::JuiceFS(_)) { 1 << 20 } else { 1 };
-        // JuiceFS separates several cache directories with `:`, Alluxio and Jindo with `,`.
-        let separators: &[char] = if matches!(runtime, Runtime::JuiceFS(_)) { &[',', ':'] } else { &[','] };
-        let tiers = plan_tiers(&spec.tieredstore, bare_unit, separators)?;
+        let tiers = runtime_tiers(&runtime)?;
         if let Some(n) = spec.master.replicas.filter(|n| *n > 1) {
             return Err(format!(
                 "spec.master.replicas: {n} masters need multi-master replication, which Cistern does not have yet; remove it or set 1 (one master's metadata survives restarts on its meta-dir)"
@@ -307,6 +304,15 @@ fn plan_mounts(dataset: &Dataset, m: &Manifest) -> Result<Vec<MountPlan>, String
         });
     }
     Ok(out)
+}
+
+/// The tiered store of a runtime, checked: what its workers cache on (the same with or
+/// without its Dataset, e.g. when cleaning a deleted runtime's cache off the nodes).
+pub fn runtime_tiers(runtime: &Runtime) -> Result<Vec<TierPlan>, String> {
+    let bare_unit = if matches!(runtime, Runtime::JuiceFS(_)) { 1 << 20 } else { 1 };
+    // JuiceFS separates several cache directories with `:`, Alluxio and Jindo with `,`.
+    let separators: &[char] = if matches!(runtime, Runtime::JuiceFS(_)) { &[',', ':'] } else { &[','] };
+    plan_tiers(&runtime.spec().tieredstore, bare_unit, separators)
 }
 
 fn plan_tiers(ts: &TieredStore, bare_unit: u64, separators: &[char]) -> Result<Vec<TierPlan>, String> {

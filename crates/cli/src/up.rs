@@ -58,6 +58,15 @@ pub fn run(args: UpArgs, log_level: &str) -> Result<()> {
     for field in cistern_operator::pod_shape::unhonoured(&plan) {
         eprintln!("warning: {}: {field}", plan.name);
     }
+    let spec = plan.runtime.spec();
+    let own_policy = match &plan.runtime {
+        cistern_api::Runtime::Jindo(r) => r.spec.clean_cache_policy.is_some(),
+        cistern_api::Runtime::JuiceFS(r) => r.spec.clean_cache_policy.is_some(),
+        cistern_api::Runtime::Alluxio(_) => false,
+    };
+    if own_policy || spec.management.clean_cache_policy.is_some() {
+        eprintln!("warning: {}: spec.cleanCachePolicy: not applied by `cistern up`; it bounds cleaning a deleted runtime's cache off Kubernetes nodes, and `up` keeps its cache for the next start", plan.name);
+    }
     // A juicefs:// Dataset runs on the JuiceFS engine (crate::juicefs), as in Fluid.
     let juicefs = JuiceFsVolume::from_plan(&plan, Some(&plan.meta_dir)).map_err(|e| anyhow!("{}: {e}", args.dataset.file.display()))?;
     if let Some(vol) = &juicefs {

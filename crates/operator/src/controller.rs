@@ -301,10 +301,13 @@ impl RuntimeKind for JuiceFSRuntime {
 
 pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     if rt.meta().deletion_timestamp.is_some() {
-        return Ok(Action::await_change()); // owned objects go with it (garbage collection)
+        // The cache comes off the nodes first; the owned objects then go with the runtime
+        // (garbage collection).
+        return crate::cache_cleanup::cleanup(rt.as_ref(), &ctx).await;
     }
     let (ns, name) = (rt.namespace().unwrap_or_else(|| "default".into()), rt.name_any());
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    crate::cache_cleanup::ensure_finalizer(&api, rt.as_ref()).await?;
     let Some(dataset) = Api::<Dataset>::namespaced(ctx.client.clone(), &ns).get_opt(&name).await? else {
         let not_ready = || "NotReady".to_string();
         let status = RuntimeStatus { master_phase: not_ready(), worker_phase: not_ready(), fuse_phase: not_ready(), ..Default::default() };

@@ -2,6 +2,7 @@
 //! `cistern render` prints) and the controllers that apply them ([`controller`], `cistern
 //! operator`), and the DataLoad controller ([`dataload`]).
 
+pub mod cache_cleanup;
 pub mod controller;
 pub mod credentials;
 pub mod dataload;

@@ -138,6 +138,7 @@ pub fn fluid_path(plan: &DatasetPlan, opts: &RenderOptions) -> String {
 pub fn render(plan: &DatasetPlan, opts: &RenderOptions) -> Result<Vec<Object>, String> {
     check_host_paths(plan, opts)?;
     crate::run_as::user(plan)?;
+    crate::cache_cleanup::policy(&plan.runtime)?;
     let mut objects = match JuiceFsVolume::from_plan(plan, Some(&plan.meta_dir))? {
         Some(vol) => crate::render_juicefs::render(plan, &vol, opts)?,
         None => cistern_objects(plan, opts)?,

@@ -124,7 +124,7 @@ pub(crate) fn tier_volumes(plan: &DatasetPlan, read_only: bool, engine_dir: &str
         };
         for (j, (path, quota)) in tier.paths.iter().zip(&tier.quotas).enumerate() {
             let name = format!("tier-{i}-{j}");
-            let own = path.join(engine_dir).join(format!("{}-{}", plan.namespace, plan.name));
+            let own = crate::cache_cleanup::own_tier_dir(path, engine_dir, &plan.namespace, &plan.name);
             let (volume, mount_path) = if let Some(claim) = &source.persistent_volume_claim {
                 // A PVC-backed tier: the claim, at the tier's path (each worker needs its own
                 // claim unless it is ReadWriteMany; the user's to choose).

@@ -4,7 +4,7 @@
 
 use cistern_api::JindoRuntime;
 use cistern_operator::controller::{reconcile_dataset, reconcile_runtime, Context, Error, FINALIZER};
-use cistern_operator::RenderOptions;
+use cistern_operator::{cache_cleanup, RenderOptions};
 use http::{Request, Response};
 use kube::client::Body;
 use kube::Client;
@@ -111,7 +111,7 @@ fn jindo(replicas: u32) -> Value {
     json!({
         "apiVersion": "data.fluid.io/v1alpha1",
         "kind": "JindoRuntime",
-        "metadata": {"name": "demo", "namespace": "default", "uid": "rt-uid", "resourceVersion": "1"},
+        "metadata": {"name": "demo", "namespace": "default", "uid": "rt-uid", "resourceVersion": "1", "finalizers": [cache_cleanup::FINALIZER]},
         "spec": {
             "replicas": replicas,
             "tieredstore": {"levels": [{"mediumtype": "MEM", "path": "/dev/shm", "quota": "2Gi", "high": "0.99", "low": "0.95"}]},
@@ -271,6 +271,25 @@ async fn a_runtime_without_its_dataset_is_not_ready() {
     let call = api.expect("PATCH", &format!("{FLUID}/jindoruntimes/demo/status")).await;
     assert_eq!(call.body["status"]["workerPhase"], "NotReady");
     call.ok(&jindo(1));
+    run.await.unwrap().unwrap();
+}
+
+/// A runtime gets the finalizer that cleans its cache off the nodes before anything else,
+/// by a JSON Patch that keeps other controllers' finalizers.
+#[tokio::test]
+async fn a_runtime_gets_the_cache_cleanup_finalizer_first() {
+    let (ctx, mut api) = ApiServer::new();
+    let mut rt = jindo(1);
+    rt["metadata"]["finalizers"] = json!(["someone.else/keep"]);
+    let run = tokio::spawn(reconcile_runtime::<JindoRuntime>(object(rt.clone()), ctx));
+    let call = api.expect("PATCH", &format!("{FLUID}/jindoruntimes/demo")).await;
+    assert_eq!(call.body, json!([
+        {"op": "test", "path": "/metadata/finalizers", "value": ["someone.else/keep"]},
+        {"op": "add", "path": "/metadata/finalizers/-", "value": cache_cleanup::FINALIZER},
+    ]));
+    call.ok(&rt);
+    api.expect("GET", &format!("{FLUID}/datasets/demo")).await.not_found();
+    api.expect("PATCH", &format!("{FLUID}/jindoruntimes/demo/status")).await.ok(&rt);
     run.await.unwrap().unwrap();
 }
 
@@ -527,6 +546,7 @@ fn seed_002() -> (Value, Value) {
         o["metadata"]["resourceVersion"] = json!("1");
     }
     ds["metadata"]["finalizers"] = json!([FINALIZER]);
+    rt["metadata"]["finalizers"] = json!([cache_cleanup::FINALIZER]);
     (ds, rt)
 }
 
