@@ -136,3 +136,51 @@ fn load_through_the_master_without_a_mount() {
     assert!(!o.status.success());
     assert!(stderr_of(&o).contains("the master at unix:/nonexistent/master.sock is unreachable"), "{}", stderr_of(&o));
 }
+
+/// DataLoad `loadMetadata` lists the targets from the UFS first (a file added after the last
+/// listing is loaded, which a plain load does not see with autoSync off), and
+/// `target[].replicas` keeps each file on that many workers: the copies come from the owner's
+/// cache, so the UFS still sends each byte once.
+#[test]
+fn load_metadata_finds_new_files_and_replicas_keep_copies_on_other_workers() {
+    let s = Scratch::new();
+    let ufs = s.path("ufs");
+    let files = tree::layout(30, 8 << 20);
+    tree::write_local(&ufs, &files);
+    let yaml = dataset_yaml("demo", &format!("local://{}", ufs.display()), "", &s.path("cache"), "256Mi", 3)
+        + "  management:\n    metadataSyncPolicy:\n      autoSync: false\n";
+    let ds = s.write("demo.yaml", &yaml);
+    let _up = Up::start(&s, &ds, &[], "default", "demo");
+    let base = Up::web_url(&s, "default", "demo");
+    let figure = |name: &str| metric(&http("GET", &format!("{base}/metrics")).1, name).unwrap_or(0);
+
+    // Listed once; then a file appears in the UFS.
+    let plain = s.cistern(&["load", "-f", ds.to_str().unwrap(), "/d1"]);
+    assert!(plain.status.success(), "{}", stderr_of(&plain));
+    let fresh = vec![7u8; 3 << 20];
+    std::fs::write(ufs.join("d1/added-later.bin"), &fresh).unwrap();
+    let plain = s.cistern(&["load", "-f", ds.to_str().unwrap(), "/d1"]);
+    let d1: Vec<u64> = files.iter().filter(|(k, _)| k.starts_with("d1/")).map(|(_, v)| v.len() as u64).collect();
+    assert!(stdout_of(&plain).contains(&format!("loaded {} files", d1.len())), "the listing is kept without loadMetadata: {}", stdout_of(&plain));
+
+    let load = s.write(
+        "load.yaml",
+        "apiVersion: data.fluid.io/v1alpha1\nkind: DataLoad\nmetadata:\n  name: twice\nspec:\n  dataset:\n    name: demo\n    namespace: default\n  loadMetadata: true\n  target:\n    - path: /d1\n      replicas: 2\n",
+    );
+    let before = (figure("cistern_ufs_fetched_bytes_total"), figure("cistern_peer_fetched_bytes_total"));
+    let o = s.cistern(&["load", "-f", load.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr_of(&o));
+    assert!(stdout_of(&o).contains(&format!("loaded {} files", d1.len() + 1)), "the file added later is loaded: {}", stdout_of(&o));
+    let d1_bytes: u64 = d1.iter().sum::<u64>() + fresh.len() as u64;
+    let (ufs_read, copied) = eventually(10, "the copies counted", || {
+        let now = (figure("cistern_ufs_fetched_bytes_total") - before.0, figure("cistern_peer_fetched_bytes_total") - before.1);
+        (now.1 >= d1_bytes).then_some(now)
+    });
+    // Only the new file came from the UFS (the rest was cached by the plain loads); every byte
+    // of /d1 was copied once more, from the owner's cache to the next worker.
+    assert!(ufs_read <= fresh.len() as u64 + (4 << 20), "UFS read {ufs_read} for a {} byte file", fresh.len());
+    assert!(copied >= d1_bytes && copied < d1_bytes + (8 << 20), "copied {copied} of {d1_bytes}");
+    // The Dataset's cached bytes count each copy.
+    let cached = cached_bytes(&s);
+    assert!(cached + (64 << 10) >= 2 * d1_bytes, "cached {cached}, two copies of {d1_bytes}");
+}

@@ -62,7 +62,7 @@ pub fn run(args: RenderArgs) -> Result<()> {
             objects.insert(0, s.into());
         }
         for dl in manifest.dataloads.iter().filter(|dl| dl.spec.dataset.name == name) {
-            for field in cistern_operator::dataload_policy::unapplied(dl) {
+            for field in cistern_operator::dataload_policy::unapplied(dl, &plan.runtime) {
                 eprintln!("warning: {}: {field}", dl.metadata.name.as_deref().unwrap_or_default());
             }
             let mut job = cistern_operator::dataload::loader_job(dl, &plan.runtime, &opts);

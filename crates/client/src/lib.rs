@@ -163,6 +163,14 @@ impl WorkerSet {
         Some((*chosen.0, chosen.1.service.clone()))
     }
 
+    /// The `rank`-th worker of `file`'s ranking (0: its owner), over every worker listed.
+    fn at_rank(&self, file: &pb::FileRef, rank: usize) -> Option<(u32, Arc<dyn DataService>)> {
+        let key = placement::key(file.mount, &file.path);
+        let mut ranked: Vec<(&u32, &KnownWorker)> = self.by_id.iter().collect();
+        ranked.sort_unstable_by_key(|(_, w)| std::cmp::Reverse((placement::score(w.identity, key), w.identity)));
+        ranked.get(rank).map(|(id, w)| (**id, w.service.clone()))
+    }
+
     fn mark_unreachable(&mut self, id: u32) {
         if self.by_id.contains_key(&id) {
             self.unreachable.insert(id, Instant::now());
@@ -308,7 +316,13 @@ impl Client {
     }
 
     pub async fn readdir(&self, ino: Ino) -> Result<Vec<Inode>, ClientError> {
-        let nodes = with_retry("readdir", self.backoff, || self.meta.readdir(ino)).await?;
+        self.readdir_synced(ino, false).await
+    }
+
+    /// A directory's entries; with `sync`, as its UFS lists them now (the master re-lists it
+    /// unless it did within the last second), whatever the sync interval.
+    pub async fn readdir_synced(&self, ino: Ino, sync: bool) -> Result<Vec<Inode>, ClientError> {
+        let nodes = with_retry("readdir", self.backoff, || self.meta.readdir(ino, sync)).await?;
         for n in &nodes {
             self.remember(n, false);
         }
@@ -397,6 +411,24 @@ impl Client {
                 bounded(self.read_from_worker(&file, offset, len, String::new(), true).await?.1.data, offset, end)
             }
         }
+    }
+
+    /// Reads through the `rank`-th worker of the file's ranking (0: its owner), so that it
+    /// keeps a copy (DataLoad `target[].replicas`): a worker other than the owner takes the
+    /// bytes from a peer's cache when one has them, so the UFS still sends them once. `None`
+    /// when fewer workers are listed.
+    pub async fn read_at_rank(&self, ino: Ino, offset: u64, len: u64, rank: usize) -> Result<Option<Bytes>, ClientError> {
+        let node = self.file(ino).await?;
+        let file = file_ref(&node)?;
+        let end = offset.saturating_add(len).min(file.size);
+        let Some((_, worker)) = self.workers.read().expect("workers lock").at_rank(&file, rank) else { return Ok(None) };
+        let reply = with_retry("read", self.backoff, || {
+            let r = pb::ReadRequest { file: Some(file.clone()), offset, len, client_node: self.node.clone(), ..Default::default() };
+            let worker = worker.clone();
+            async move { worker.read(r).await }
+        })
+        .await?;
+        bounded(reply.data, offset, end).map(Some)
     }
 
     /// One read RPC, with the id of the worker that answered; `recheck` asks the worker to

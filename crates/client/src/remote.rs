@@ -27,8 +27,8 @@ impl MetaService for RemoteMaster {
         let r = pb::LookupRequest { parent, name: name.to_string() };
         Ok(self.0.clone().lookup(r).await?.into_inner().into())
     }
-    async fn readdir(&self, ino: Ino) -> Result<Vec<Inode>, Status> {
-        let r = self.0.clone().read_dir(pb::ReadDirRequest { ino }).await?;
+    async fn readdir(&self, ino: Ino, sync: bool) -> Result<Vec<Inode>, Status> {
+        let r = self.0.clone().read_dir(pb::ReadDirRequest { ino, sync }).await?;
         Ok(r.into_inner().entries.into_iter().map(Inode::from).collect())
     }
     async fn cluster(&self, report: Option<pb::ClientReport>) -> Result<pb::ClusterReply, Status> {

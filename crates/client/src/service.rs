@@ -16,7 +16,8 @@ use tonic::{Request, Status};
 pub trait MetaService: Send + Sync {
     async fn getattr(&self, ino: Ino) -> Result<Inode, Status>;
     async fn lookup(&self, parent: Ino, name: &str) -> Result<Inode, Status>;
-    async fn readdir(&self, ino: Ino) -> Result<Vec<Inode>, Status>;
+    /// `sync`: as the UFS lists it now ([`pb::ReadDirRequest::sync`]).
+    async fn readdir(&self, ino: Ino, sync: bool) -> Result<Vec<Inode>, Status>;
     /// The live workers with their figures, and the Dataset's UFS totals; `report` is this
     /// client's own figures, for the master's metrics.
     async fn cluster(&self, report: Option<pb::ClientReport>) -> Result<pb::ClusterReply, Status>;
@@ -58,8 +59,8 @@ impl MetaService for LocalMaster {
         let r = pb::LookupRequest { parent, name: name.to_string() };
         Ok(self.service.lookup(Request::new(r)).await?.into_inner().into())
     }
-    async fn readdir(&self, ino: Ino) -> Result<Vec<Inode>, Status> {
-        let r = self.service.read_dir(Request::new(pb::ReadDirRequest { ino })).await?;
+    async fn readdir(&self, ino: Ino, sync: bool) -> Result<Vec<Inode>, Status> {
+        let r = self.service.read_dir(Request::new(pb::ReadDirRequest { ino, sync })).await?;
         Ok(r.into_inner().entries.into_iter().map(Inode::from).collect())
     }
     async fn cluster(&self, report: Option<pb::ClientReport>) -> Result<pb::ClusterReply, Status> {

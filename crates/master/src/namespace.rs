@@ -35,7 +35,9 @@ pub struct Namespace {
     mounts: Vec<NsMount>,
     db: Database,
     /// One listing at a time per directory: concurrent lookups wait for it rather than list too.
-    listing: Mutex<HashMap<Ino, Arc<tokio::sync::Mutex<()>>>>,
+    /// Each gate holds when its last listing started (a `sync` read asked before that one
+    /// started takes its result rather than list again).
+    listing: Mutex<HashMap<Ino, Arc<tokio::sync::Mutex<Option<std::time::Instant>>>>>,
     /// Re-list a directory older than this; `None` never re-lists.
     sync_ttl: Option<Duration>,
     /// Mounts whose UFS failed a re-listing, with when to try again: until then, stale
@@ -120,7 +122,7 @@ impl Namespace {
     }
 
     pub async fn lookup(&self, parent: Ino, name: &str) -> Result<Inode, MetaError> {
-        let dir = self.ensure_listed(parent).await?;
+        let dir = self.ensure_listed(parent, false).await?;
         let txn = self.db.begin_read().map_err(db_err)?;
         let dentries = txn.open_table(DENTRIES).map_err(db_err)?;
         let ino = dentries.get((parent, name)).map_err(db_err)?.map(|v| v.value()).ok_or_else(|| MetaError::not_found(name))?;
@@ -134,7 +136,14 @@ impl Namespace {
 
     /// The children of a directory, sorted by name.
     pub async fn readdir(&self, ino: Ino) -> Result<Vec<Inode>, MetaError> {
-        let dir = self.ensure_listed(ino).await?;
+        self.readdir_synced(ino, false).await
+    }
+
+    /// The children of a directory; with `sync`, as the UFS lists them now (a listing that
+    /// started after this call did is taken as it is: concurrent readers list a directory once),
+    /// whatever the sync interval.
+    pub async fn readdir_synced(&self, ino: Ino, sync: bool) -> Result<Vec<Inode>, MetaError> {
+        let dir = self.ensure_listed(ino, sync).await?;
         let txn = self.db.begin_read().map_err(db_err)?;
         let dentries = txn.open_table(DENTRIES).map_err(db_err)?;
         let inodes = txn.open_table(INODES).map_err(db_err)?;
@@ -171,22 +180,25 @@ impl Namespace {
     }
 
     /// Lists `ino` from its UFS unless its listing is fresh; returns the directory.
-    async fn ensure_listed(&self, ino: Ino) -> Result<Inode, MetaError> {
+    async fn ensure_listed(&self, ino: Ino, sync: bool) -> Result<Inode, MetaError> {
         let node = self.getattr(ino)?;
         if !node.is_dir() {
             return Err(MetaError::not_dir(ino));
         }
         let Some(mount) = node.mount else { return Ok(node) }; // made up: nothing to list
+        let asked = std::time::Instant::now();
         let listed = self.listed_at(ino)?;
-        if self.fresh(listed) {
+        if !sync && self.fresh(listed) {
             return Ok(node);
         }
         let gate = self.listing.lock().expect("listing lock").entry(ino).or_default().clone();
-        let _one = gate.lock().await;
+        let mut last_started = gate.lock().await;
         let listed = self.listed_at(ino)?;
-        if self.fresh(listed) {
+        let fresh = if sync { listed.is_some() && last_started.is_some_and(|at| at >= asked) } else { self.fresh(listed) };
+        if fresh {
             return Ok(node); // listed by whoever held the gate before us
         }
+        *last_started = Some(std::time::Instant::now());
         if listed.is_some() && self.is_unreachable(mount) {
             return Ok(node);
         }

@@ -232,7 +232,8 @@ impl Master for MasterService {
     }
 
     async fn read_dir(&self, r: Request<pb::ReadDirRequest>) -> Result<Response<pb::ReadDirReply>, Status> {
-        let entries = self.ns.readdir(r.into_inner().ino).await.map_err(status)?;
+        let r = r.into_inner();
+        let entries = self.ns.readdir_synced(r.ino, r.sync).await.map_err(status)?;
         Ok(Response::new(pb::ReadDirReply { entries: entries.iter().map(|n| self.reply(n)).collect() }))
     }
 

@@ -52,7 +52,19 @@ pub fn loader_job(dl: &DataLoad, runtime: &Runtime, opts: &RenderOptions) -> Job
         let n = crate::render::Names { ns: &ds_ns, name: &ds_name };
         (crate::render::credentials_volume(&n, cistern_rpc::tls::Role::Client), crate::render::credentials_mount())
     };
-    args.extend(dl.spec.target.iter().map(|t| t.path.clone()));
+    if !matches!(runtime, Runtime::JuiceFS(_)) {
+        if dl.spec.load_metadata {
+            args.push("--load-metadata".into());
+        }
+        for t in &dl.spec.target {
+            match t.replicas.filter(|r| *r > 1) {
+                Some(r) => args.extend(["--replicated".to_string(), format!("{}={r}", t.path)]),
+                None => args.push(t.path.clone()),
+            }
+        }
+    } else {
+        args.extend(dl.spec.target.iter().map(|t| t.path.clone()));
+    }
     let container = Container {
         name: "loader".into(),
         image: Some(opts.image.clone()),
@@ -232,7 +244,7 @@ pub async fn reconcile_dataload(dl: Arc<DataLoad>, ctx: Arc<Context>) -> Result<
     let was = dl.status.as_ref().map(|s| s.phase.clone()).unwrap_or_default();
     set_status(status.clone()).await?;
     if was.is_empty() || was == "Pending" && status.phase != "Pending" {
-        let ignored = policy::unapplied(&dl);
+        let ignored = policy::unapplied(&dl, &runtime);
         if !ignored.is_empty() {
             ctx.event(dl.as_ref(), true, "FieldsNotApplied", ignored.join("; ")).await;
         }
@@ -249,4 +261,23 @@ pub async fn reconcile_dataload(dl: Arc<DataLoad>, ctx: Arc<Context>) -> Result<
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     Ok(if finished { Action::await_change() } else { Action::requeue(POLL) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loader_asks_for_listings_and_copies_as_the_dataload_does() {
+        let dl: DataLoad = serde_saphyr::from_str(
+            "apiVersion: data.fluid.io/v1alpha1\nkind: DataLoad\nmetadata: {name: l, namespace: ns}\nspec:\n  dataset: {name: d}\n  loadMetadata: true\n  target: [{path: /a, replicas: 3}, {path: /b}]\n",
+        )
+        .unwrap();
+        let rt = Runtime::Jindo(serde_saphyr::from_str("apiVersion: data.fluid.io/v1alpha1\nkind: JindoRuntime\nmetadata: {name: d, namespace: ns}\nspec: {}\n").unwrap());
+        let job = loader_job(&dl, &rt, &RenderOptions::default());
+        let args = job.spec.unwrap().template.spec.unwrap().containers[0].args.clone().unwrap();
+        let tail: Vec<&str> = args.iter().map(String::as_str).skip_while(|a| *a != "--load-metadata").collect();
+        assert_eq!(tail, ["--load-metadata", "--replicated", "/a=3", "/b"], "{args:?}");
+        assert!(policy::unapplied(&dl, &rt).is_empty(), "applied, so not warned");
+    }
 }

@@ -71,14 +71,19 @@ pub fn place(template: &mut PodTemplateSpec, dl: &DataLoad) {
     }
 }
 
-/// DataLoad fields Cistern accepts but does not act on, each with why.
-pub fn unapplied(dl: &DataLoad) -> Vec<String> {
+/// DataLoad fields Cistern accepts but does not act on for this runtime, each with why: a
+/// JuiceFSRuntime's load reads through a mount of the volume, where neither a listing from the
+/// under storage nor copies on other workers can be asked for.
+pub fn unapplied(dl: &DataLoad, runtime: &cistern_api::Runtime) -> Vec<String> {
     let mut out = Vec::new();
+    if !matches!(runtime, cistern_api::Runtime::JuiceFS(_)) {
+        return out;
+    }
     if dl.spec.load_metadata {
-        out.push("spec.loadMetadata: not applied; the master lists directories as the load reads them (and again after the sync interval)".to_string());
+        out.push("spec.loadMetadata: not applied to a JuiceFSRuntime; its load reads through a mount of the volume".to_string());
     }
     if dl.spec.target.iter().any(|t| t.replicas.is_some_and(|r| r > 1)) {
-        out.push("spec.target[].replicas: not applied; each file is cached once, on the worker that owns it".to_string());
+        out.push("spec.target[].replicas: not applied to a JuiceFSRuntime; each node's JuiceFS client keeps its own cache".to_string());
     }
     out
 }

@@ -53,6 +53,14 @@ pub struct LoadArgs {
     /// The DataLoad's name in the progress lines, with --master or --mount and no -f.
     #[arg(long, default_value = "load")]
     pub load_name: String,
+    /// Also keep copies of PATH's files on the next workers of each file's ranking, N workers
+    /// in all (DataLoad `target[].replicas`, 1 to 16); repeatable. Through the master.
+    #[arg(long = "replicated", value_name = "PATH=N")]
+    pub replicated: Vec<String>,
+    /// List the targets from the under storage first, whatever the sync interval (DataLoad
+    /// `loadMetadata`): files added since the last listing are loaded too. Through the master.
+    #[arg(long)]
+    pub load_metadata: bool,
     #[command(flatten)]
     pub run: crate::RunRootArg,
 }
@@ -61,7 +69,49 @@ struct Job {
     name: String,
     namespace: String,
     dataset: String,
-    targets: Vec<String>,
+    targets: Vec<Target>,
+    load_metadata: bool,
+}
+
+/// A path to load, and on how many workers to keep each of its files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub path: String,
+    pub replicas: u32,
+}
+
+/// Copies of a file a DataLoad may ask for (a worker each).
+const MAX_REPLICAS: u32 = 16;
+
+fn replicas_of(field: &str, n: i64) -> Result<u32> {
+    match u32::try_from(n) {
+        Ok(r) if (1..=MAX_REPLICAS).contains(&r) => Ok(r),
+        _ => bail!("{field}: {n} copies; give 1 to {MAX_REPLICAS}"),
+    }
+}
+
+/// `--replicated PATH=N` (the last `=` splits, so a path may hold one).
+fn parse_replicated(arg: &str) -> Result<Target> {
+    let (path, n) = arg.rsplit_once('=').ok_or_else(|| anyhow!("--replicated `{arg}`: give PATH=N"))?;
+    let n: i64 = n.trim().parse().map_err(|_| anyhow!("--replicated `{arg}`: `{n}` is not a number of copies"))?;
+    Ok(Target { path: path.to_string(), replicas: replicas_of("--replicated", n)? })
+}
+
+/// The command line's targets: the paths (one copy) and `--replicated` ones.
+fn command_line_targets(args: &LoadArgs) -> Result<Vec<Target>> {
+    let mut targets: Vec<Target> = args.paths.iter().map(|p| Target { path: p.clone(), replicas: 1 }).collect();
+    for r in &args.replicated {
+        targets.push(parse_replicated(r)?);
+    }
+    Ok(targets)
+}
+
+fn or_everything(targets: Vec<Target>) -> Vec<Target> {
+    if targets.is_empty() {
+        vec![Target { path: "/".into(), replicas: 1 }]
+    } else {
+        targets
+    }
 }
 
 pub fn run(args: LoadArgs) -> Result<()> {
@@ -75,9 +125,13 @@ pub fn run(args: LoadArgs) -> Result<()> {
             name: args.load_name.clone(),
             namespace: String::new(),
             dataset: String::new(),
-            targets: if args.paths.is_empty() { vec!["/".into()] } else { args.paths.clone() },
+            targets: or_everything(command_line_targets(&args)?),
+            load_metadata: args.load_metadata,
         },
     };
+    // Copies on other workers and listings from the UFS are asked of the master and workers:
+    // a load on this machine goes through the master's socket instead of the mount for them.
+    let through_master = job.load_metadata || job.targets.iter().any(|t| t.replicas > 1);
     let (source, status_file) = match (&args.master, &args.mount) {
         (_, Some(dir)) => (Source::Mount(dir.clone()), None),
         (Some(master), None) => {
@@ -109,7 +163,16 @@ pub fn run(args: LoadArgs) -> Result<()> {
                     )
                 })?;
             let run_dir = args.run.run_root.join(format!("{}-{}", job.namespace, job.dataset));
-            (Source::Mount(status.mountpoint.clone()), Some(run_dir.join(format!("dataload-{}.json", job.name))))
+            let status_file = Some(run_dir.join(format!("dataload-{}.json", job.name)));
+            if through_master {
+                let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+                crate::credentials::install_tls(&crate::credentials::default_dir(&run_dir), cistern_rpc::tls::Role::Client)?;
+                let master = cistern_rpc::Address::Unix(crate::component::master_socket(&run_dir));
+                let client = crate::component::connect(&rt, &master, Some(Duration::from_secs(args.master_timeout_secs)), Some(&run_dir))?;
+                (Source::Master { rt, client }, status_file)
+            } else {
+                (Source::Mount(status.mountpoint.clone()), status_file)
+            }
         }
     };
     let who = if job.namespace.is_empty() { job.name.clone() } else { format!("{}/{}", job.namespace, job.name) };
@@ -118,7 +181,8 @@ pub fn run(args: LoadArgs) -> Result<()> {
             use cistern_api::{DataLoad, DataLoadSpec, TargetDataset, TargetPath};
             let spec = DataLoadSpec {
                 dataset: TargetDataset { name: job.dataset.clone(), namespace: Some(job.namespace.clone()) },
-                target: job.targets.iter().map(|p| TargetPath { path: p.clone(), ..Default::default() }).collect(),
+                target: job.targets.iter().map(|t| TargetPath { path: t.path.clone(), replicas: (t.replicas > 1).then_some(t.replicas as i32) }).collect(),
+                load_metadata: job.load_metadata,
                 ..Default::default()
             };
             let mut obj = DataLoad::new(&job.name, spec);
@@ -132,7 +196,10 @@ pub fn run(args: LoadArgs) -> Result<()> {
     report(phase("Pending"));
     let started = Instant::now();
     report(phase("Executing"));
-    match load(&source, &job.targets, args.parallel.max(1)) {
+    if through_master && matches!(source, Source::Mount(_)) {
+        eprintln!("warning: DataLoad {who}: loadMetadata and target replicas are not applied when loading through a mount (a JuiceFS volume); the files are loaded once");
+    }
+    match load(&source, &job.targets, job.load_metadata, args.parallel.max(1)) {
         Ok((files, bytes)) => {
             let secs = started.elapsed().as_secs_f64();
             report(cistern_api::DataLoadStatus { duration: format!("{secs:.1}s"), ..phase("Complete") });
@@ -154,13 +221,18 @@ pub fn run(args: LoadArgs) -> Result<()> {
 fn pick_job(m: &Manifest, args: &LoadArgs) -> Result<Job> {
     if let Some(dl) = m.dataloads.first() {
         let namespace = dl.metadata.namespace.clone().or_else(|| dl.spec.dataset.namespace.clone()).unwrap_or_else(|| "default".into());
-        let mut targets: Vec<String> = dl.spec.target.iter().map(|t| t.path.clone()).collect();
-        targets.extend(args.paths.iter().cloned());
+        let mut targets = Vec::new();
+        for (i, t) in dl.spec.target.iter().enumerate() {
+            let replicas = replicas_of(&format!("spec.target[{i}].replicas"), t.replicas.map_or(1, i64::from))?;
+            targets.push(Target { path: t.path.clone(), replicas });
+        }
+        targets.extend(command_line_targets(args)?);
         return Ok(Job {
             name: dl.metadata.name.clone().unwrap_or_default(),
             namespace,
             dataset: dl.spec.dataset.name.clone(),
-            targets: if targets.is_empty() { vec!["/".into()] } else { targets },
+            targets: or_everything(targets),
+            load_metadata: dl.spec.load_metadata || args.load_metadata,
         });
     }
     let ds = match m.datasets.as_slice() {
@@ -173,7 +245,8 @@ fn pick_job(m: &Manifest, args: &LoadArgs) -> Result<Job> {
         name: format!("{dataset}-load"),
         namespace: ds.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
         dataset,
-        targets: if args.paths.is_empty() { vec!["/".into()] } else { args.paths.clone() },
+        targets: or_everything(command_line_targets(args)?),
+        load_metadata: args.load_metadata,
     })
 }
 
@@ -181,9 +254,13 @@ fn file_name(args: &LoadArgs) -> String {
     args.file.as_ref().map(|f| f.display().to_string()).unwrap_or_default()
 }
 
-/// Reads every file under the targets, `parallel` at a time; returns (files, bytes).
-fn load(source: &Source, targets: &[String], parallel: usize) -> Result<(u64, u64)> {
-    let files = source.list(targets)?;
+/// Reads every file under the targets, `parallel` at a time, and through the next workers of
+/// its ranking for each copy asked; `sync`: listed from the UFS first. Returns (files, bytes).
+fn load(source: &Source, targets: &[Target], sync: bool, parallel: usize) -> Result<(u64, u64)> {
+    let mut files = Vec::new();
+    for t in targets {
+        files.extend(source.list(&t.path, sync)?.into_iter().map(|(entry, size)| (entry, size, t.replicas)));
+    }
     let total: u64 = files.iter().map(|f| f.1).sum();
     let count = files.len() as u64;
     let progress = Progress::new(total, count);
@@ -192,8 +269,9 @@ fn load(source: &Source, targets: &[String], parallel: usize) -> Result<(u64, u6
     std::thread::scope(|s| {
         for _ in 0..parallel {
             s.spawn(|| loop {
-                let Some((entry, size)) = queue.lock().expect("queue lock").pop() else { return };
-                if let Err(e) = source.read(&entry, size, &progress) {
+                let Some((entry, size, replicas)) = queue.lock().expect("queue lock").pop() else { return };
+                let copies = source.read(&entry, size, &progress).and_then(|()| (1..replicas).try_for_each(|rank| source.copy(&entry, size, rank as usize)));
+                if let Err(e) = copies {
                     *failure.lock().expect("failure lock") = Some(e);
                     queue.lock().expect("queue lock").clear();
                     return;

@@ -29,10 +29,11 @@ pub enum Entry {
 }
 
 impl Source {
-    /// Every file under the targets, with its size.
-    pub fn list(&self, targets: &[String]) -> Result<Vec<(Entry, u64)>> {
+    /// Every file under `t`, with its size; `sync`: as the UFS lists it now (through the
+    /// master only: a mount lists what its kernel and daemon keep).
+    pub fn list(&self, t: &str, sync: bool) -> Result<Vec<(Entry, u64)>> {
         let mut files = Vec::new();
-        for t in targets {
+        {
             match self {
                 Source::Mount(mountpoint) => {
                     let root = mountpoint.join(t.trim_start_matches('/'));
@@ -46,12 +47,16 @@ impl Source {
                 Source::Master { rt, client } => rt.block_on(async {
                     let mut node = client.getattr(ROOT_INO).await.map_err(|e| anyhow::anyhow!("the master: {e}"))?;
                     for name in t.split('/').filter(|c| !c.is_empty()) {
-                        node = client
-                            .lookup(node.ino, name)
-                            .await
-                            .map_err(|e| anyhow::anyhow!("target path `{t}`: not found in the Dataset ({e})"))?;
+                        let not_found = |e: String| anyhow::anyhow!("target path `{t}`: not found in the Dataset ({e})");
+                        node = if sync {
+                            // The directory as it is now: a path added since its last listing.
+                            let entries = client.readdir_synced(node.ino, true).await.map_err(|e| not_found(e.to_string()))?;
+                            entries.into_iter().find(|n| n.name == name).ok_or_else(|| not_found(format!("no `{name}`")))?
+                        } else {
+                            client.lookup(node.ino, name).await.map_err(|e| not_found(e.to_string()))?
+                        };
                     }
-                    walk_master(client, node, &mut files).await
+                    walk_master(client, node, sync, &mut files).await
                 })?,
             }
         }
@@ -79,6 +84,28 @@ impl Source {
     }
 }
 
+impl Source {
+    /// Reads one file whole through the `rank`-th worker of its ranking, which keeps a copy
+    /// (taken from a peer's cache: the UFS is not read again). Nothing when fewer workers
+    /// run, or through a mount.
+    pub fn copy(&self, entry: &Entry, size: u64, rank: usize) -> Result<()> {
+        let (Source::Master { rt, client }, Entry::Ino(ino)) = (self, entry) else { return Ok(()) };
+        rt.block_on(async {
+            let mut offset = 0;
+            while offset < size {
+                let Some(got) = client.read_at_rank(*ino, offset, CHUNK.min(size - offset), rank).await.map_err(|e| anyhow::anyhow!("inode {ino}, copy {rank}: {e}"))? else {
+                    return Ok(()); // fewer workers than copies asked: one on each
+                };
+                if got.is_empty() {
+                    break;
+                }
+                offset += got.len() as u64;
+            }
+            Ok(())
+        })
+    }
+}
+
 fn walk_dir(dir: &Path, out: &mut Vec<(Entry, u64)>) -> Result<()> {
     for e in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let e = e?;
@@ -92,14 +119,14 @@ fn walk_dir(dir: &Path, out: &mut Vec<(Entry, u64)>) -> Result<()> {
     Ok(())
 }
 
-async fn walk_master(client: &Client, root: cistern_master::Inode, out: &mut Vec<(Entry, u64)>) -> Result<()> {
+async fn walk_master(client: &Client, root: cistern_master::Inode, sync: bool, out: &mut Vec<(Entry, u64)>) -> Result<()> {
     let mut dirs = vec![root];
     while let Some(node) = dirs.pop() {
         if !node.is_dir() {
             out.push((Entry::Ino(node.ino), node.size));
             continue;
         }
-        let children = client.readdir(node.ino).await.map_err(|e| anyhow::anyhow!("cannot list `{}`: {e}", node.name))?;
+        let children = client.readdir_synced(node.ino, sync).await.map_err(|e| anyhow::anyhow!("cannot list `{}`: {e}", node.name))?;
         dirs.extend(children);
     }
     Ok(())
