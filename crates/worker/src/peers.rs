@@ -14,7 +14,8 @@
 //! deadline is passed over for [`UNREACHABLE_FOR`] and the UFS is read: peers make misses
 //! cheaper, they never make a read fail.
 
-use crate::{concat, FileRef, BLOCK_SIZE};
+use crate::fetch::concat;
+use crate::{FileRef, BLOCK_SIZE};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use bytes::Bytes;

@@ -43,8 +43,10 @@ async fn concurrent_readers_of_a_missing_block_cause_one_fetch() {
         let got = r.await.unwrap();
         assert_eq!(&got[..], &content[i * 4096..(i + 1) * 4096]);
     }
-    assert_eq!(ufs.counters.read_requests.load(Ordering::Relaxed), 1, "one UFS request for 16 readers");
-    assert_eq!(w.counters.ufs_fetches.load(Ordering::Relaxed), 1);
+    // The first reader's head (one checksum chunk) first, the rest of the block behind it at
+    // once; every other reader joins one of the two: no byte is fetched twice.
+    assert_eq!(ufs.counters.read_bytes.load(Ordering::Relaxed), BLOCK_SIZE, "each byte fetched once for 16 readers");
+    assert!(ufs.counters.read_requests.load(Ordering::Relaxed) <= 2, "the head and the rest of the block");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,7 +246,9 @@ async fn a_failing_cache_falls_back_to_the_ufs_and_is_taken_out_of_service() {
     }
     let errors = w.counters.cache_errors.load(Ordering::Relaxed);
     assert!(errors >= 1, "the failed cache reads were not counted");
-    assert!(errors <= cistern_worker::store::health::MAX_CONSECUTIVE as u64, "{errors} errors: the failing path stayed in service");
+    // A file's head and the rest of its block are fetched at once, so one more failed read
+    // may be under way when the path is taken out.
+    assert!(errors <= cistern_worker::store::health::MAX_CONSECUTIVE as u64 + 1, "{errors} errors: the failing path stayed in service");
     assert!(w.tiers().unwrap().levels()[0].stores()[0].health.out_of_service());
     assert!(ufs.counters.read_bytes.load(Ordering::Relaxed) > before, "not served from the UFS");
 }
