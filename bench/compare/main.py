@@ -26,6 +26,8 @@ import workloads as w  # noqa: E402
 
 MIB = 1 << 20
 PEERS = ["juicefs", "rclone", "s3fs"]
+# Another Cistern binary measured in the same run (`--baseline`): a change's before and after.
+BASELINE = "cistern (baseline)"
 
 SIZES = {
     # large MiB, small files, wide entries, random reads (at most `fio` seconds), stat sample
@@ -130,7 +132,8 @@ def ratio(a, b, lower_better):
 
 
 def report(rows, results, columns, meta, out_dir):
-    header = ["workload", "phase"] + columns + ["cistern / limit", "cistern / best peer"]
+    baseline = BASELINE in columns
+    header = ["workload", "phase"] + columns + ["cistern / limit", "cistern / best peer"] + (["cistern / baseline"] if baseline else [])
     table = []
     for name, phase in rows:
         r = results[(name, phase)]
@@ -139,6 +142,8 @@ def report(rows, results, columns, meta, out_dir):
         best = (min(peers) if lower else max(peers)) if peers else None
         line = [name, phase] + [r.get(c) for c in columns]
         line += [ratio(r.get("cistern"), r.get("tmpfs (limit)"), lower), ratio(r.get("cistern"), best, lower)]
+        if baseline:
+            line.append(ratio(r.get("cistern"), r.get(BASELINE), lower))
         table.append(line)
     fmt = lambda v: "-" if v is None else (f"{v:.2f}" if isinstance(v, float) and v < 10 else (f"{v:.0f}" if isinstance(v, float) else str(v)))
     cells = [header] + [[fmt(v) for v in line] for line in table]
@@ -174,6 +179,7 @@ def main():
     ap.add_argument("--cistern", default=os.environ.get("CISTERN_BIN", "target/release/cistern"))
     ap.add_argument("--only", help="comma-separated contenders (cistern,juicefs,rclone,s3fs)")
     ap.add_argument("--out", default="bench/results")
+    ap.add_argument("--baseline", help="another cistern binary (a change's before), measured in the same run")
     args = ap.parse_args()
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     size = SIZES[mode]
@@ -191,8 +197,11 @@ def main():
         data_mib = size["large"] + sum(os.path.getsize(f"{shm}/{r}") for r in small) // MIB
         quota = data_mib * 2 + 256
         wanted = set((args.only or "cistern,juicefs,rclone,s3fs").split(","))
+        if args.baseline:
+            wanted.add(BASELINE)
         candidates = [
             ("cistern", lambda: servers.Cistern(work, s3, "data", os.path.abspath(args.cistern), quota)),
+            (BASELINE, lambda: servers.Cistern(work, s3, "data", os.path.abspath(args.baseline), quota, BASELINE)),
             ("juicefs", lambda: servers.JuiceFs(work, s3, "data", quota)),
             ("rclone", lambda: servers.Rclone(work, s3, "data")),
             ("s3fs", lambda: servers.S3fs(work, s3, "data")),

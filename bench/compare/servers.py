@@ -130,7 +130,7 @@ class Mount:
     name = "?"
 
     def __init__(self, work, s3, data_prefix):
-        self.work = os.path.join(work, self.name)
+        self.work = os.path.join(work, "".join(c if c.isalnum() else "-" for c in self.name))
         self.mnt = os.path.join(self.work, "mnt")
         self.cache = os.path.join(self.work, "cache")
         os.makedirs(self.mnt, exist_ok=True)
@@ -195,9 +195,10 @@ class Tmpfs(Mount):
 class Cistern(Mount):
     name = "cistern"
 
-    def __init__(self, work, s3, prefix, binary, quota_mib):
+    def __init__(self, work, s3, prefix, binary, quota_mib, name="cistern"):
         self.binary = binary
         self.quota = quota_mib
+        self.name = name
         super().__init__(work, s3, prefix)
 
     def root(self):

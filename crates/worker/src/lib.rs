@@ -10,7 +10,10 @@
 //!   block; once it has gone through a whole block, the next [`ReadOptions::readahead_blocks`]
 //!   blocks are fetched in parallel in the background, so several ranges are in flight at once;
 //! - a *random* reader gets only the [`ReadOptions::random_unit`]-aligned range around its
-//!   read (256 KiB by default), so a 4 KiB read of a large object does not pull 4 MiB.
+//!   read (one 64 KiB checksum chunk by default), so a 4 KiB read of a large object does not
+//!   pull 4 MiB;
+//! - the first read of a file's head gets its own range first and the rest of the block
+//!   behind it at once, so the first bytes do not wait for the whole block.
 //!
 //! Cache file I/O runs on tokio's bounded blocking pool, never on the async threads, so one
 //! slow disk does not stall the process's RPCs. A cache read that fails (an I/O error, a
@@ -49,7 +52,10 @@ pub struct ReadOptions {
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        ReadOptions { readahead_blocks: 8, random_unit: 256 * 1024 }
+        // A random miss fetches one checksum chunk around each read: a reader whose reads
+        // cluster (within a few MiB of each other) is taken for a sequential one and gets
+        // whole blocks; a scattered 4 KiB read costs 64 KiB, not 256.
+        ReadOptions { readahead_blocks: 8, random_unit: store::checksum::CHUNK }
     }
 }
 
