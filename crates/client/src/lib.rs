@@ -36,6 +36,8 @@ use tonic::Status;
 pub const INODE_TTL: Duration = Duration::from_secs(1);
 /// Past this many remembered inodes, the expired ones are dropped.
 const INODE_CACHE_MAX: usize = 100_000;
+/// A directory of at most this many entries is listed on the first lookup in it.
+const LIST_FOR_LOOKUP_MAX: u32 = 4096;
 
 /// The FUSE operations whose durations are counted.
 pub const FUSE_OPS: &[&str] = &["lookup", "getattr", "open", "read", "readdir", "statfs"];
@@ -187,6 +189,9 @@ pub struct Client {
     inodes: Mutex<HashMap<Ino, (Instant, Inode)>>,
     /// (parent, name) → the entry, with when it was learned.
     entries: Mutex<HashMap<(Ino, String), (Instant, Inode)>>,
+    /// Directories this client listed to answer lookups in them (or found too large to), and
+    /// when: one try per directory per entry timeout.
+    listed_for_lookup: Mutex<HashMap<Ino, Instant>>,
     /// How long entries are reused, in milliseconds (0: never).
     entry_ttl_ms: std::sync::atomic::AtomicU64,
     backoff: Backoff,
@@ -231,6 +236,7 @@ impl Client {
             discover,
             inodes: Mutex::default(),
             entries: Mutex::default(),
+            listed_for_lookup: Mutex::default(),
             entry_ttl_ms: std::sync::atomic::AtomicU64::new(0),
             backoff: Backoff::default(),
             short_circuit: None,
@@ -309,6 +315,21 @@ impl Client {
         if let Some(node) = kept {
             return Ok(node);
         }
+        // The first lookup in a small directory lists it: the entries answer every later lookup
+        // there (a `stat` of each file of a directory costs one RPC, not one each).
+        if !ttl.is_zero() && self.first_lookup_in(parent, ttl) {
+            if let Ok(Some(nodes)) = with_retry("readdir", self.backoff, || self.meta.readdir_limited(parent, LIST_FOR_LOOKUP_MAX)).await {
+                for n in &nodes {
+                    self.remember(n, false);
+                }
+                self.keep_entries(parent, &nodes);
+                if let Some(node) = nodes.into_iter().find(|n| n.name == name) {
+                    self.remember(&node, true);
+                    return Ok(node);
+                }
+                // Not listed: the master is asked, as for any other name.
+            }
+        }
         let node = with_retry("lookup", self.backoff, || self.meta.lookup(parent, name)).await?;
         self.remember(&node, true);
         self.keep_entries(parent, std::slice::from_ref(&node));
@@ -317,6 +338,22 @@ impl Client {
 
     pub async fn readdir(&self, ino: Ino) -> Result<Vec<Inode>, ClientError> {
         self.readdir_synced(ino, false).await
+    }
+
+    /// True once per `ttl` for each directory: whether to list it for a lookup.
+    fn first_lookup_in(&self, dir: Ino, ttl: Duration) -> bool {
+        let mut listed = self.listed_for_lookup.lock().expect("listed lock");
+        if listed.get(&dir).is_some_and(|at| at.elapsed() < ttl) {
+            return false;
+        }
+        if listed.len() >= INODE_CACHE_MAX {
+            listed.retain(|_, at| at.elapsed() < ttl);
+            if listed.len() >= INODE_CACHE_MAX {
+                listed.clear();
+            }
+        }
+        listed.insert(dir, Instant::now());
+        true
     }
 
     /// A directory's entries; with `sync`, as its UFS lists them now (the master re-lists it

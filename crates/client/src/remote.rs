@@ -28,8 +28,12 @@ impl MetaService for RemoteMaster {
         Ok(self.0.clone().lookup(r).await?.into_inner().into())
     }
     async fn readdir(&self, ino: Ino, sync: bool) -> Result<Vec<Inode>, Status> {
-        let r = self.0.clone().read_dir(pb::ReadDirRequest { ino, sync }).await?;
+        let r = self.0.clone().read_dir(pb::ReadDirRequest { ino, sync, limit: 0 }).await?;
         Ok(r.into_inner().entries.into_iter().map(Inode::from).collect())
+    }
+    async fn readdir_limited(&self, ino: Ino, limit: u32) -> Result<Option<Vec<Inode>>, Status> {
+        let r = self.0.clone().read_dir(pb::ReadDirRequest { ino, sync: false, limit }).await?.into_inner();
+        Ok((!r.over_limit).then(|| r.entries.into_iter().map(Inode::from).collect()))
     }
     async fn cluster(&self, report: Option<pb::ClientReport>) -> Result<pb::ClusterReply, Status> {
         Ok(self.0.clone().cluster(pb::ClusterRequest { client: report }).await?.into_inner())

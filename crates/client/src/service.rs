@@ -18,6 +18,8 @@ pub trait MetaService: Send + Sync {
     async fn lookup(&self, parent: Ino, name: &str) -> Result<Inode, Status>;
     /// `sync`: as the UFS lists it now ([`pb::ReadDirRequest::sync`]).
     async fn readdir(&self, ino: Ino, sync: bool) -> Result<Vec<Inode>, Status>;
+    /// A directory's entries if it has at most `limit`, else `None`.
+    async fn readdir_limited(&self, ino: Ino, limit: u32) -> Result<Option<Vec<Inode>>, Status>;
     /// The live workers with their figures, and the Dataset's UFS totals; `report` is this
     /// client's own figures, for the master's metrics.
     async fn cluster(&self, report: Option<pb::ClientReport>) -> Result<pb::ClusterReply, Status>;
@@ -60,8 +62,12 @@ impl MetaService for LocalMaster {
         Ok(self.service.lookup(Request::new(r)).await?.into_inner().into())
     }
     async fn readdir(&self, ino: Ino, sync: bool) -> Result<Vec<Inode>, Status> {
-        let r = self.service.read_dir(Request::new(pb::ReadDirRequest { ino, sync })).await?;
+        let r = self.service.read_dir(Request::new(pb::ReadDirRequest { ino, sync, limit: 0 })).await?;
         Ok(r.into_inner().entries.into_iter().map(Inode::from).collect())
+    }
+    async fn readdir_limited(&self, ino: Ino, limit: u32) -> Result<Option<Vec<Inode>>, Status> {
+        let r = self.service.read_dir(Request::new(pb::ReadDirRequest { ino, sync: false, limit })).await?.into_inner();
+        Ok((!r.over_limit).then(|| r.entries.into_iter().map(Inode::from).collect()))
     }
     async fn cluster(&self, report: Option<pb::ClientReport>) -> Result<pb::ClusterReply, Status> {
         for (w, address) in &self.workers {

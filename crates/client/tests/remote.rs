@@ -326,3 +326,33 @@ async fn a_refused_certificate_is_final_not_retried() {
     assert!(cistern_rpc::retry::is_final(&e), "{e:?}");
     assert!(started.elapsed() < Duration::from_secs(5), "retried for {:?}", started.elapsed());
 }
+
+/// The first lookup in a small directory lists it, and that listing answers every later lookup
+/// there without the master (here: stopped after the first); a directory over the limit is not
+/// listed for a lookup, so its other names still need the master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_listing_answers_every_lookup_in_a_small_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(Address::Unix(dir.path().join("m.sock")), Address::Unix(dir.path().join("w.sock"))).await;
+    let ufs_root = s._dirs.0.path().to_path_buf();
+    for i in 0..50 {
+        std::fs::write(ufs_root.join(format!("m/f{i:03}")), b"x").unwrap();
+    }
+    std::fs::create_dir(ufs_root.join("big")).unwrap();
+    for i in 0..4097 {
+        std::fs::write(ufs_root.join(format!("big/e{i:04}")), b"").unwrap();
+    }
+    let client = Client::remote(&s.master_addr).unwrap().with_backoff(Backoff { first: Duration::from_millis(5), max: Duration::from_millis(20), budget: Duration::from_millis(300) });
+    client.set_entry_ttl(Duration::from_secs(60));
+    let m = client.lookup(ROOT_INO, "m").await.unwrap();
+    let big = client.lookup(ROOT_INO, "big").await.unwrap();
+    assert_eq!(client.lookup(m.ino, "f000").await.unwrap().name, "f000");
+    assert_eq!(client.lookup(big.ino, "e0000").await.unwrap().name, "e0000");
+    s.master.abort();
+    let _ = s.master.await;
+    for i in 1..50 {
+        let name = format!("f{i:03}");
+        assert_eq!(client.lookup(m.ino, &name).await.unwrap().name, name, "answered from the listing");
+    }
+    assert!(client.lookup(big.ino, "e0001").await.is_err(), "a directory over the limit was listed for a lookup");
+}

@@ -234,7 +234,10 @@ impl Master for MasterService {
     async fn read_dir(&self, r: Request<pb::ReadDirRequest>) -> Result<Response<pb::ReadDirReply>, Status> {
         let r = r.into_inner();
         let entries = self.ns.readdir_synced(r.ino, r.sync).await.map_err(status)?;
-        Ok(Response::new(pb::ReadDirReply { entries: entries.iter().map(|n| self.reply(n)).collect() }))
+        if r.limit > 0 && entries.len() > r.limit as usize {
+            return Ok(Response::new(pb::ReadDirReply { entries: Vec::new(), over_limit: true }));
+        }
+        Ok(Response::new(pb::ReadDirReply { entries: entries.iter().map(|n| self.reply(n)).collect(), over_limit: false }))
     }
 
     async fn heartbeat(&self, r: Request<pb::WorkerReport>) -> Result<Response<pb::HeartbeatReply>, Status> {
