@@ -22,7 +22,7 @@ use cistern_api::Manifest;
 use progress::Progress;
 use source::Source;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -79,6 +79,9 @@ pub struct Target {
     pub path: String,
     pub replicas: u32,
 }
+
+/// How much of a file one load thread reads at a time.
+const LOAD_RANGE: u64 = 16 << 20;
 
 /// Copies of a file a DataLoad may ask for (a worker each).
 const MAX_REPLICAS: u32 = 16;
@@ -264,19 +267,32 @@ fn load(source: &Source, targets: &[Target], sync: bool, parallel: usize) -> Res
     let total: u64 = files.iter().map(|f| f.1).sum();
     let count = files.len() as u64;
     let progress = Progress::new(total, count);
-    let queue = Arc::new(Mutex::new(files));
+    // Work items are ranges, so a large file is read by every thread at once (as JuiceFS's
+    // `warmup --threads` does) and small files go `parallel` at a time; the thread that reads a
+    // file's last range makes its copies.
+    let left: Vec<AtomicU64> = files.iter().map(|f| AtomicU64::new(f.1.div_ceil(LOAD_RANGE).max(1))).collect();
+    let mut ranges: Vec<(usize, u64, u64)> = Vec::new();
+    for (i, (_, size, _)) in files.iter().enumerate().rev() {
+        let n = size.div_ceil(LOAD_RANGE).max(1);
+        ranges.extend((0..n).rev().map(|r| (i, r * LOAD_RANGE, ((r + 1) * LOAD_RANGE).min(*size))));
+    }
+    let queue = Arc::new(Mutex::new(ranges));
     let failure: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
     std::thread::scope(|s| {
         for _ in 0..parallel {
             s.spawn(|| loop {
-                let Some((entry, size, replicas)) = queue.lock().expect("queue lock").pop() else { return };
-                let copies = source.read(&entry, size, &progress).and_then(|()| (1..replicas).try_for_each(|rank| source.copy(&entry, size, rank as usize)));
-                if let Err(e) = copies {
+                let Some((i, start, end)) = queue.lock().expect("queue lock").pop() else { return };
+                let (entry, size, replicas) = &files[i];
+                let mut done = source.read(entry, start, end, &progress);
+                if done.is_ok() && left[i].fetch_sub(1, Ordering::AcqRel) == 1 {
+                    done = (1..*replicas).try_for_each(|rank| source.copy(entry, *size, rank as usize));
+                    progress.file_done();
+                }
+                if let Err(e) = done {
                     *failure.lock().expect("failure lock") = Some(e);
                     queue.lock().expect("queue lock").clear();
                     return;
                 }
-                progress.file_done();
             });
         }
     });

@@ -9,7 +9,6 @@ use super::progress::Progress;
 use anyhow::{Context, Result};
 use cistern_client::Client;
 use cistern_master::{Ino, ROOT_INO};
-use std::io::Read;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -63,14 +62,14 @@ impl Source {
         Ok(files)
     }
 
-    /// Reads one file whole, counting its bytes.
-    pub fn read(&self, entry: &Entry, size: u64, progress: &Progress) -> Result<()> {
+    /// Reads `[start, end)` of one file, counting its bytes.
+    pub fn read(&self, entry: &Entry, start: u64, end: u64, progress: &Progress) -> Result<()> {
         match (self, entry) {
-            (Source::Mount(_), Entry::Path(path)) => read_path(path, progress),
+            (Source::Mount(_), Entry::Path(path)) => read_path(path, start, end, progress),
             (Source::Master { rt, client }, Entry::Ino(ino)) => rt.block_on(async {
-                let mut offset = 0;
-                while offset < size {
-                    let got = client.read(*ino, offset, CHUNK.min(size - offset)).await.map_err(|e| anyhow::anyhow!("inode {ino}: {e}"))?;
+                let mut offset = start;
+                while offset < end {
+                    let got = client.read(*ino, offset, CHUNK.min(end - offset)).await.map_err(|e| anyhow::anyhow!("inode {ino}: {e}"))?;
                     if got.is_empty() {
                         break; // the file shrank since it was listed
                     }
@@ -132,17 +131,22 @@ async fn walk_master(client: &Client, root: cistern_master::Inode, sync: bool, o
     Ok(())
 }
 
-fn read_path(path: &Path, progress: &Progress) -> Result<()> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+fn read_path(path: &Path, start: u64, end: u64, progress: &Progress) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     // Drop the kernel's copy so the reads reach the cache engine.
     // SAFETY: fadvise on an fd we own.
-    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), start as i64, (end - start) as i64, libc::POSIX_FADV_DONTNEED) };
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut at = start;
+    while at < end {
+        let want = (buf.len() as u64).min(end - at) as usize;
+        let n = f.read_at(&mut buf[..want], at).with_context(|| format!("cannot read {}", path.display()))?;
         if n == 0 {
-            return Ok(());
+            return Ok(()); // shorter than listed
         }
+        at += n as u64;
         progress.add(n as u64);
     }
+    Ok(())
 }
