@@ -13,6 +13,7 @@
 //! stating every entry just listed, does not cost a round trip to the master each.
 
 pub use cistern_rpc::placement;
+pub mod epoch;
 pub mod remote;
 pub mod service;
 pub mod short_circuit;
@@ -192,6 +193,9 @@ pub struct Client {
     /// Directories this client listed to answer lookups in them (or found too large to), and
     /// when: one try per directory per entry timeout.
     listed_for_lookup: Mutex<HashMap<Ino, Instant>>,
+    /// Directories being walked, for the epoch prefetch ([`epoch`]); `None`: off.
+    epochs: Option<epoch::Epochs>,
+    prefetching: Arc<tokio::sync::Semaphore>,
     /// How long entries are reused, in milliseconds (0: never).
     entry_ttl_ms: std::sync::atomic::AtomicU64,
     backoff: Backoff,
@@ -237,6 +241,8 @@ impl Client {
             inodes: Mutex::default(),
             entries: Mutex::default(),
             listed_for_lookup: Mutex::default(),
+            epochs: (!std::env::var("CISTERN_NO_EPOCH_PREFETCH").is_ok_and(|v| !v.is_empty() && v != "0")).then(epoch::Epochs::default),
+            prefetching: Arc::new(tokio::sync::Semaphore::new(epoch::PREFETCH_FILES)),
             entry_ttl_ms: std::sync::atomic::AtomicU64::new(0),
             backoff: Backoff::default(),
             short_circuit: None,
@@ -338,6 +344,58 @@ impl Client {
 
     pub async fn readdir(&self, ino: Ino) -> Result<Vec<Inode>, ClientError> {
         self.readdir_synced(ino, false).await
+    }
+
+    /// Notes that `node` was opened (the FUSE layer calls this); the third distinct file opened
+    /// in a directory starts the prefetch of its other files on `rt` ([`epoch`]).
+    pub fn note_open(self: &Arc<Self>, node: &Inode, rt: &tokio::runtime::Handle) {
+        let Some((dir, names)) = self.epochs.as_ref().and_then(|e| e.opened(node)) else { return };
+        let me = self.clone();
+        rt.spawn(async move { me.prefetch_dir(dir, names).await });
+    }
+
+    async fn prefetch_dir(self: Arc<Self>, dir: Ino, names: Vec<String>) {
+        let Some(epochs) = &self.epochs else { return };
+        let Ok(listing) = self.readdir(dir).await else { return };
+        let opened = epochs.opened.lock().expect("opened lock").clone();
+        let files = epoch::plan(listing, &names, &opened);
+        if files.is_empty() {
+            return;
+        }
+        // Never more than the cache has free (less a tenth): prefetch evicts nothing the epoch
+        // has yet to read.
+        let Ok((stats, _)) = self.stats().await else { return };
+        let mut budget = stats.capacity.saturating_sub(stats.cached).saturating_sub(stats.capacity / 10);
+        let (mut count, mut bytes) = (0u64, 0u64);
+        for node in files {
+            if node.size > budget {
+                break;
+            }
+            if epochs.opened.lock().expect("opened lock").contains(&node.ino) {
+                continue; // the reader got there first
+            }
+            let Ok(permit) = self.prefetching.clone().acquire_owned().await else { return };
+            budget -= node.size;
+            (count, bytes) = (count + 1, bytes + node.size);
+            let me = self.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                if let Err(e) = me.prefetch_file(&node).await {
+                    tracing::debug!(file = %node.name, "epoch prefetch: {}", e.message);
+                }
+            });
+        }
+        tracing::debug!(dir, files = count, bytes, "epoch prefetch");
+    }
+
+    async fn prefetch_file(&self, node: &Inode) -> Result<(), ClientError> {
+        let file = file_ref(node)?;
+        self.with_worker("prefetch", &file, |w| {
+            let r = pb::ReadRequest { file: Some(file.clone()), prefetch: true, client_node: self.node.clone(), ..Default::default() };
+            async move { w.read(r).await }
+        })
+        .await?;
+        Ok(())
     }
 
     /// True once per `ttl` for each directory: whether to list it for a lookup.

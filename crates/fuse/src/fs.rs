@@ -224,6 +224,7 @@ impl FileSystem for CisternFs {
         if node_id(&node) != ino {
             return Err(stale()); // the object changed: the kernel looks the name up again
         }
+        self.client.note_open(&node, &self.rt);
         if let Some(pt) = &self.passthrough {
             let find = || match self.client.local_file(&node) {
                 Ok(file) => file,

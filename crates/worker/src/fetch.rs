@@ -9,6 +9,22 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 impl Worker {
+    /// Fetches and keeps the blocks of `f` not cached yet, as a sequential reader would (a
+    /// client's epoch prefetch); returns the bytes fetched. They count as bytes from the UFS,
+    /// never as hits: the hits come when the epoch reads them.
+    pub async fn prefetch(self: &Arc<Self>, f: &FileRef) -> Result<u64, WorkerError> {
+        let scratch = std::sync::atomic::AtomicU64::new(0);
+        let mut fetched = 0;
+        for b in 0..f.size.div_ceil(BLOCK_SIZE) {
+            if self.tiers.contains(&f.key, b) {
+                continue;
+            }
+            let (start, end) = (b * BLOCK_SIZE, ((b + 1) * BLOCK_SIZE).min(f.size));
+            fetched += self.read_range(f, start, end, true, &scratch, true).await?.len() as u64;
+        }
+        Ok(fetched)
+    }
+
     pub(crate) fn read_ahead(self: &Arc<Self>, f: &FileRef, b: u64, forward: bool) {
         self.read_ahead_blocks(f, b, self.options.readahead_blocks, forward);
     }

@@ -99,6 +99,10 @@ impl WorkerRpc for WorkerService {
         let short_circuit = !r.short_circuit_node.is_empty() && r.short_circuit_node == *here;
         tracing::debug!(path = %file.path, offset = r.offset, len = r.len, client_node = %r.client_node, peer = ?mode, "read");
         let caller = Caller { short_circuit, remote: !r.client_node.is_empty() && r.client_node != *here, for_peer: mode == pb::PeerRead::Fetch };
+        if r.prefetch && mode == pb::PeerRead::NotAPeer {
+            self.worker.prefetch(&file).await.map_err(status)?;
+            return Ok(Response::new(pb::ReadReply::default()));
+        }
         if mode == pb::PeerRead::CachedOnly {
             let reply = match self.worker.read_cached_only(&file, r.offset, r.len).await {
                 Some(data) => pb::ReadReply { data, ..Default::default() },
