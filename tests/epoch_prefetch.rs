@@ -29,12 +29,12 @@ fn run(prefetch: bool) -> u64 {
     }
     let yaml = dataset_yaml("ep", &format!("local://{}", ufs.display()), "", &s.path("cache"), "256Mi", 1);
     let file = s.write("ep.yaml", &yaml);
-    if !prefetch {
+    if prefetch {
         // SAFETY: this test binary runs one test; `up` inherits the variable.
-        unsafe { std::env::set_var("CISTERN_NO_EPOCH_PREFETCH", "1") };
+        unsafe { std::env::set_var("CISTERN_EPOCH_PREFETCH", "1") };
     }
     let up = Up::start(&s, &file, &[], "default", "ep");
-    unsafe { std::env::remove_var("CISTERN_NO_EPOCH_PREFETCH") };
+    unsafe { std::env::remove_var("CISTERN_EPOCH_PREFETCH") };
     for i in [7, 3, 12] {
         let got = std::fs::read(up.mountpoint.join(format!("train/sample-{i:03}.bin"))).unwrap();
         assert!(got.len() == 256 << 10 && got.iter().all(|b| *b == i as u8));

@@ -229,7 +229,8 @@ spec:
         path = os.path.join(self.work, "dataset.yaml")
         with open(path, "w") as f:
             f.write(yaml)
-        env = clean_env(CISTERN_WEB_ADDR="127.0.0.1:0", CISTERN_RUN_ROOT=os.path.join(self.work, "run"))
+        # The epoch prefetch is opt-in (crates/client/src/epoch.rs); the bench measures it on.
+        env = clean_env(CISTERN_WEB_ADDR="127.0.0.1:0", CISTERN_RUN_ROOT=os.path.join(self.work, "run"), CISTERN_EPOCH_PREFETCH="1")
         self.proc = subprocess.Popen([self.binary, "up", "-f", path, "--mount-root", self.mnt],
                                      stdout=self.log(), stderr=subprocess.STDOUT, env=env)
         wait_mounted(self.root(), self.proc)

@@ -241,7 +241,7 @@ impl Client {
             inodes: Mutex::default(),
             entries: Mutex::default(),
             listed_for_lookup: Mutex::default(),
-            epochs: (!std::env::var("CISTERN_NO_EPOCH_PREFETCH").is_ok_and(|v| !v.is_empty() && v != "0")).then(epoch::Epochs::default),
+            epochs: std::env::var("CISTERN_EPOCH_PREFETCH").is_ok_and(|v| v == "1" || v == "true").then(epoch::Epochs::default),
             prefetching: Arc::new(tokio::sync::Semaphore::new(epoch::PREFETCH_FILES)),
             entry_ttl_ms: std::sync::atomic::AtomicU64::new(0),
             backoff: Backoff::default(),

@@ -72,7 +72,17 @@ async fn a_corrupt_cached_block_is_refetched_and_never_served() {
     let ufs = ufs_with("c.bin", &content).await;
     let dir = tempfile::tempdir().unwrap();
     let f = file(&ufs, "c.bin", content.len());
-    worker(dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, true).unwrap().read(&f, 0, 10).await.unwrap();
+    let first = worker(dir.path(), 64 * BLOCK_SIZE, 1.0, 1.0, true).unwrap();
+    first.read(&f, 0, 10).await.unwrap();
+    // The first read returns with its head; the rest of the block lands behind it.
+    for _ in 0..500 {
+        if first.cached_bytes() == BLOCK_SIZE {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(first.cached_bytes(), BLOCK_SIZE, "the whole block stored");
+    drop(first);
     // Bit rot on disk while the worker is down; the restarted worker has only the disk.
     let cache_file = dir.path().join(f.key.as_str());
     let mut bytes = std::fs::read(&cache_file).unwrap();
