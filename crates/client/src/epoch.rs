@@ -1,8 +1,9 @@
 //! Epoch-aware prefetch: a reader going through a directory's files (a training epoch reads
 //! every file once, in any order) gets the files it has yet to read fetched ahead of it.
 //!
-//! - **Trigger.** The third distinct file opened in one directory (one or two opens are a
-//!   lookup of a few files, not a walk).
+//! - **Trigger.** The third distinct file read (from its start) in one directory: one or two
+//!   are a look at a few files, not a walk; and reads count, not opens (a tool that opens
+//!   every file to drop its page cache reads none).
 //! - **What and in which order.** The directory's other files (from its listing, which the
 //!   first lookup there brought), minus those already opened: in name order from the last one
 //!   opened when the opens so far came in name order, else in listing order.
@@ -14,8 +15,7 @@
 //! - Each file is asked of its owner with `ReadRequest.prefetch`: the worker fetches and keeps
 //!   it and answers without the bytes.
 //! - **Opt-in** for now: `CISTERN_EPOCH_PREFETCH=1` in the FUSE client's environment (on
-//!   Kubernetes, the runtime's `fuse.env`). With it on, `tests/across_nodes.rs` saw 12 % of a
-//!   directory refetched from the UFS after a worker restart, which is not understood yet.
+//!   Kubernetes, the runtime's `fuse.env`).
 
 use cistern_master::{Ino, Inode};
 use std::collections::{HashMap, HashSet};

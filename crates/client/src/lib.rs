@@ -346,9 +346,21 @@ impl Client {
         self.readdir_synced(ino, false).await
     }
 
-    /// Notes that `node` was opened (the FUSE layer calls this); the third distinct file opened
-    /// in a directory starts the prefetch of its other files on `rt` ([`epoch`]).
-    pub fn note_open(self: &Arc<Self>, node: &Inode, rt: &tokio::runtime::Handle) {
+    /// Notes the first read (offset 0) of file `ino` (the FUSE layer calls this): the third
+    /// distinct file read in a directory starts the prefetch of its other files on `rt`
+    /// ([`epoch`]). Reads count, not opens: a tool that opens every file without reading it
+    /// (to drop its page cache, to check it exists) is no epoch.
+    pub fn note_first_read(self: &Arc<Self>, ino: Ino, rt: &tokio::runtime::Handle) {
+        if self.epochs.is_none() {
+            return;
+        }
+        let node = self.inodes.lock().expect("inodes lock").get(&ino).map(|(_, n)| n.clone());
+        if let Some(node) = node {
+            self.note_open(&node, rt);
+        }
+    }
+
+    fn note_open(self: &Arc<Self>, node: &Inode, rt: &tokio::runtime::Handle) {
         let Some((dir, names)) = self.epochs.as_ref().and_then(|e| e.opened(node)) else { return };
         let me = self.clone();
         rt.spawn(async move { me.prefetch_dir(dir, names).await });

@@ -224,7 +224,6 @@ impl FileSystem for CisternFs {
         if node_id(&node) != ino {
             return Err(stale()); // the object changed: the kernel looks the name up again
         }
-        self.client.note_open(&node, &self.rt);
         if let Some(pt) = &self.passthrough {
             let find = || match self.client.local_file(&node) {
                 Ok(file) => file,
@@ -258,6 +257,9 @@ impl FileSystem for CisternFs {
     ) -> io::Result<usize> {
         let _timer = self.client.fuse_latency.time("read");
         let (inode, tag) = split(ino);
+        if offset == 0 {
+            self.client.note_first_read(inode, &self.rt);
+        }
         let data = self.rt.block_on(self.client.read_version(inode, tag, offset, size as u64)).map_err(errno)?;
         w.write_all(&data)?;
         Ok(data.len())
