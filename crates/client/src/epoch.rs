@@ -17,7 +17,9 @@
 //! - **Opt-in** for now: `CISTERN_EPOCH_PREFETCH=1` in the FUSE client's environment (on
 //!   Kubernetes, the runtime's `fuse.env`).
 
+use crate::{file_ref, ClientError};
 use cistern_master::{Ino, Inode};
+use cistern_rpc::pb;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -91,6 +93,72 @@ pub fn plan(listing: Vec<Inode>, opened_names: &[String], opened: &HashSet<Ino>)
     }
     files.truncate(MAX_FILES);
     files
+}
+
+impl crate::Client {
+    /// Notes the first read (offset 0) of file `ino` (the FUSE layer calls this): the third
+    /// distinct file read in a directory starts the prefetch of its other files on `rt`
+    /// ([`epoch`]). Reads count, not opens: a tool that opens every file without reading it
+    /// (to drop its page cache, to check it exists) is no epoch.
+    pub fn note_first_read(self: &Arc<Self>, ino: Ino, rt: &tokio::runtime::Handle) {
+        if self.epochs.is_none() {
+            return;
+        }
+        let node = self.inodes.lock().expect("inodes lock").get(&ino).map(|(_, n)| n.clone());
+        if let Some(node) = node {
+            self.note_open(&node, rt);
+        }
+    }
+
+    fn note_open(self: &Arc<Self>, node: &Inode, rt: &tokio::runtime::Handle) {
+        let Some((dir, names)) = self.epochs.as_ref().and_then(|e| e.opened(node)) else { return };
+        let me = self.clone();
+        rt.spawn(async move { me.prefetch_dir(dir, names).await });
+    }
+
+    async fn prefetch_dir(self: Arc<Self>, dir: Ino, names: Vec<String>) {
+        let Some(epochs) = &self.epochs else { return };
+        let Ok(listing) = self.readdir(dir).await else { return };
+        let opened = epochs.opened.lock().expect("opened lock").clone();
+        let files = plan(listing, &names, &opened);
+        if files.is_empty() {
+            return;
+        }
+        // Never more than the cache has free (less a tenth): prefetch evicts nothing the epoch
+        // has yet to read.
+        let Ok((stats, _)) = self.stats().await else { return };
+        let mut budget = stats.capacity.saturating_sub(stats.cached).saturating_sub(stats.capacity / 10);
+        let (mut count, mut bytes) = (0u64, 0u64);
+        for node in files {
+            if node.size > budget {
+                break;
+            }
+            if epochs.opened.lock().expect("opened lock").contains(&node.ino) {
+                continue; // the reader got there first
+            }
+            let Ok(permit) = self.prefetching.clone().acquire_owned().await else { return };
+            budget -= node.size;
+            (count, bytes) = (count + 1, bytes + node.size);
+            let me = self.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                if let Err(e) = me.prefetch_file(&node).await {
+                    tracing::debug!(file = %node.name, "epoch prefetch: {}", e.message);
+                }
+            });
+        }
+        tracing::debug!(dir, files = count, bytes, "epoch prefetch");
+    }
+
+    async fn prefetch_file(&self, node: &Inode) -> Result<(), ClientError> {
+        let file = file_ref(node)?;
+        self.with_worker("prefetch", &file, |w| {
+            let r = pb::ReadRequest { file: Some(file.clone()), prefetch: true, client_node: self.node.clone(), ..Default::default() };
+            async move { w.read(r).await }
+        })
+        .await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
