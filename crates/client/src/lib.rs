@@ -429,6 +429,9 @@ impl Client {
         }
         let file = file_ref(&node)?;
         let end = offset.saturating_add(len).min(file.size);
+        if let Some(data) = self.short_circuit.as_ref().and_then(|sc| sc.read_known(&file, offset, end)) {
+            return Ok(data);
+        }
         let node = self.short_circuit.as_ref().map(|s| s.node().to_string()).unwrap_or_default();
         let (worker, reply) = self.read_from_worker(&file, offset, len, node, false).await?;
         let (Some(local), Some(sc)) = (reply.local, &self.short_circuit) else {
@@ -447,7 +450,10 @@ impl Client {
             }
         };
         match opened.and_then(|()| sc.read(&local, offset, end)) {
-            Ok(data) => Ok(data),
+            Ok(data) => {
+                sc.learn(&file, &local);
+                Ok(data)
+            }
             Err(e) => {
                 sc.fallbacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!("short-circuit read failed ({e}); reading through the worker");
