@@ -177,7 +177,7 @@ impl ShortCircuit {
     /// Remembers the checksums of `r`, a range of `file`'s cache file that was just read and
     /// verified.
     pub fn learn(&self, file: &pb::FileRef, r: &pb::LocalRange) {
-        if r.offset % CHUNK != 0 || (r.end % CHUNK != 0 && r.end != file.size) || file.mac.is_empty() {
+        if !r.offset.is_multiple_of(CHUNK) || (!r.end.is_multiple_of(CHUNK) && r.end != file.size) || file.mac.is_empty() {
             return;
         }
         let mut known = self.known.lock().expect("known lock");

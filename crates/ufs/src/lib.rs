@@ -14,6 +14,8 @@ use bytes::Bytes;
 use cistern_api::{MountPlan, SecretValue};
 use futures::TryStreamExt;
 use opendal::{ErrorKind, Operator};
+/// A body as the pieces it arrived in (OpenDAL's buffer: cheap to clone and slice).
+pub use opendal::Buffer;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -302,6 +304,12 @@ impl Ufs {
     /// modification times (local files). A changed object is [`UfsErrorKind::Changed`], so a
     /// cache never stores a mix of two versions under one key.
     pub async fn read_version(&self, path: &str, offset: u64, len: u64, v: &ObjectVersion) -> Result<Bytes, UfsError> {
+        Ok(self.read_version_pieces(path, offset, len, v).await?.to_bytes())
+    }
+
+    /// [`Ufs::read_version`], the body kept as the pieces it arrived in, so a cache writes
+    /// them where they go (one `pwritev`) instead of joining them into one buffer first.
+    pub async fn read_version_pieces(&self, path: &str, offset: u64, len: u64, v: &ObjectVersion) -> Result<Buffer, UfsError> {
         self.check_up()?;
         let by_etag = v.etag.as_deref().filter(|_| self.op.info().capability().read_with_if_match);
         if by_etag.is_none() && v.mtime.is_some() {
@@ -321,9 +329,8 @@ impl Ufs {
         if by_etag.is_none() && v.mtime.is_some() {
             self.check_version(path, v).await?;
         }
-        let bytes = buf.to_bytes();
-        self.counters.read_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        Ok(bytes)
+        self.counters.read_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Ok(buf)
     }
 
     /// Fails with [`UfsErrorKind::Changed`] unless `path` still has `v`'s size and mtime.

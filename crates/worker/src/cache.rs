@@ -25,9 +25,10 @@ pub trait DataCache: Send + Sync + 'static {
     /// `[start, end)` of block `b` of `key` when cached and verified; `None` on a miss (a
     /// damaged block is dropped on the way).
     fn read_cached(&self, key: &str, b: u64, start: u64, end: u64) -> io::Result<Option<Bytes>>;
-    /// Stores `data` at `offset` (a multiple of the checksum chunk) in block `b` of `key`, a
-    /// file of `file_size` bytes; false when it was not cached (no room).
-    fn insert(&self, key: &str, b: u64, file_size: u64, offset: u64, data: &[u8]) -> io::Result<bool>;
+    /// Stores `parts`, consecutive pieces of data (a body as it arrived), at `offset` (a
+    /// multiple of the checksum chunk) in block `b` of `key`, a file of `file_size` bytes;
+    /// false when it was not cached (no room).
+    fn insert(&self, key: &str, b: u64, file_size: u64, offset: u64, parts: &[&[u8]]) -> io::Result<bool>;
     /// True when block `b` is wholly cached (no I/O).
     fn contains(&self, key: &str, b: u64) -> bool;
     /// True when the chunks of `[start, end)` of block `b` are cached (no I/O).
@@ -57,8 +58,8 @@ impl DataCache for Tiers {
     fn read_cached(&self, key: &str, b: u64, start: u64, end: u64) -> io::Result<Option<Bytes>> {
         Tiers::read_cached(self, key, b, start, end)
     }
-    fn insert(&self, key: &str, b: u64, file_size: u64, offset: u64, data: &[u8]) -> io::Result<bool> {
-        Tiers::insert(self, key, b, file_size, offset, data)
+    fn insert(&self, key: &str, b: u64, file_size: u64, offset: u64, parts: &[&[u8]]) -> io::Result<bool> {
+        Tiers::insert_parts(self, key, b, file_size, offset, parts)
     }
     fn contains(&self, key: &str, b: u64) -> bool {
         Tiers::contains(self, key, b)
@@ -178,7 +179,8 @@ impl DataCache for MemoryCache {
         Ok(Some(Bytes::from(out)))
     }
 
-    fn insert(&self, key: &str, b: u64, file_size: u64, offset: u64, data: &[u8]) -> io::Result<bool> {
+    fn insert(&self, key: &str, b: u64, file_size: u64, offset: u64, parts: &[&[u8]]) -> io::Result<bool> {
+        let data = parts.concat(); // a test twin: the copy does not matter
         let len = data.len() as u64;
         let block_len = BLOCK_SIZE.min(file_size.saturating_sub(b * BLOCK_SIZE));
         if len > self.quota || offset % CHUNK != 0 || offset + len > block_len {
@@ -296,12 +298,12 @@ impl<C: DataCache> DataCache for FaultyCache<C> {
         }
         self.inner.read_cached(key, b, start, end)
     }
-    fn insert(&self, key: &str, b: u64, file_size: u64, offset: u64, data: &[u8]) -> io::Result<bool> {
+    fn insert(&self, key: &str, b: u64, file_size: u64, offset: u64, parts: &[&[u8]]) -> io::Result<bool> {
         self.pause();
         if Self::take(&self.fail_writes) {
             return Err(injected());
         }
-        self.inner.insert(key, b, file_size, offset, data)
+        self.inner.insert(key, b, file_size, offset, parts)
     }
     fn contains(&self, key: &str, b: u64) -> bool {
         self.inner.contains(key, b)
@@ -341,8 +343,8 @@ impl<C: DataCache> DataCache for std::sync::Arc<C> {
     fn read_cached(&self, key: &str, b: u64, start: u64, end: u64) -> io::Result<Option<Bytes>> {
         (**self).read_cached(key, b, start, end)
     }
-    fn insert(&self, key: &str, b: u64, file_size: u64, offset: u64, data: &[u8]) -> io::Result<bool> {
-        (**self).insert(key, b, file_size, offset, data)
+    fn insert(&self, key: &str, b: u64, file_size: u64, offset: u64, parts: &[&[u8]]) -> io::Result<bool> {
+        (**self).insert(key, b, file_size, offset, parts)
     }
     fn contains(&self, key: &str, b: u64) -> bool {
         (**self).contains(key, b)

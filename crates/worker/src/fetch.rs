@@ -4,6 +4,7 @@
 
 use crate::{store, CacheKey, Fetch, FileRef, Worker, WorkerError, BLOCK_SIZE};
 use bytes::{Bytes, BytesMut};
+use cistern_ufs::Buffer;
 use futures::future::FutureExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -87,14 +88,15 @@ impl Worker {
         (s, fut)
     }
 
-    pub(crate) async fn fetch_and_store(&self, f: &FileRef, b: u64, s: u64, e: u64, inside: Vec<(u64, u64, Fetch)>, forward: bool) -> Result<Bytes, WorkerError> {
+    pub(crate) async fn fetch_and_store(&self, f: &FileRef, b: u64, s: u64, e: u64, inside: Vec<(u64, u64, Fetch)>, forward: bool) -> Result<Buffer, WorkerError> {
         // A fetch that finished between our cache miss and this call stored the range before
         // leaving `inflight`: serve that rather than fetch again.
         if let Some(data) = self.cached(&f.key, b, s, e).await {
-            return Ok(data);
+            return Ok(Buffer::from(data));
         }
         if forward {
             if let Some(data) = self.take_from_peers(f, b, s, e).await {
+                let data = Buffer::from(data);
                 self.store(f, b, s, data.clone()).await;
                 self.remember((f.key.clone(), b, s, e), data.clone());
                 return Ok(data);
@@ -128,18 +130,18 @@ impl Worker {
         // Every piece at once: the gaps' requests go out while the fetches in flight finish
         // (a reader's head fetched first does not hold back the rest of its block).
         let parts = futures::future::try_join_all(pieces.into_iter().map(|p| self.piece(f, b, p))).await?;
-        // The pieces in order; most fetches are one piece, which is then kept as it came rather
-        // than copied into a new buffer. A short one: the object is shorter than its metadata
-        // said, and nothing after it is served.
+        // The pieces in order, each kept as the parts it arrived in (never copied into one
+        // buffer: the store writes the parts where they go). A short one: the object is
+        // shorter than its metadata said, and nothing after it is served.
         let mut kept = Vec::with_capacity(parts.len());
         for (want, part) in parts {
             let short = (part.len() as u64) < want;
             kept.push(part);
             if short {
-                return Ok(concat(kept));
+                return Ok(join(kept));
             }
         }
-        let data = concat(kept);
+        let data = join(kept);
         if data.len() as u64 == e - s {
             self.store(f, b, s, data.clone()).await;
             self.remember((f.key.clone(), b, s, e), data.clone());
@@ -148,7 +150,7 @@ impl Worker {
     }
 
     /// One piece of a fetch, with the length it should have.
-    async fn piece(&self, f: &FileRef, b: u64, piece: Piece) -> Result<(u64, Bytes), WorkerError> {
+    async fn piece(&self, f: &FileRef, b: u64, piece: Piece) -> Result<(u64, Buffer), WorkerError> {
         Ok(match piece {
             Piece::Cached(s, e) => (e - s, self.cached_or_ufs(f, b, s, e).await?),
             Piece::Ufs(s, e) => (e - s, self.read_ufs(f, b, s, e).await?),
@@ -182,9 +184,9 @@ impl Worker {
 
     /// `[s, e)` from the cache, or from the UFS if it was evicted (or failed its checksum)
     /// since it was found there.
-    pub(crate) async fn cached_or_ufs(&self, f: &FileRef, b: u64, s: u64, e: u64) -> Result<Bytes, WorkerError> {
+    pub(crate) async fn cached_or_ufs(&self, f: &FileRef, b: u64, s: u64, e: u64) -> Result<Buffer, WorkerError> {
         match self.cached(&f.key, b, s, e).await {
-            Some(d) => Ok(d),
+            Some(d) => Ok(Buffer::from(d)),
             None => self.read_ufs(f, b, s, e).await,
         }
     }
@@ -210,9 +212,14 @@ impl Worker {
 
     /// Stores fetched `data` at `s` in block `b`, on the blocking pool; a failure is counted
     /// and the data served uncached.
-    pub(crate) async fn store(&self, f: &FileRef, b: u64, s: u64, data: Bytes) {
+    pub(crate) async fn store(&self, f: &FileRef, b: u64, s: u64, data: Buffer) {
         let (tiers, key, size) = (self.tiers.clone(), f.key.clone(), f.size);
-        let r = tokio::task::spawn_blocking(move || tiers.insert(&key, b, size, s, &data)).await;
+        let r = tokio::task::spawn_blocking(move || {
+            let pieces: Vec<Bytes> = data.collect();
+            let parts: Vec<&[u8]> = pieces.iter().map(|p| &p[..]).collect();
+            tiers.insert(&key, b, size, s, &parts)
+        })
+        .await;
         if !matches!(r, Ok(Ok(_))) {
             self.counters.cache_errors.fetch_add(1, Ordering::Relaxed);
             let error = match r {
@@ -225,13 +232,13 @@ impl Worker {
     }
 
     /// `[s, e)` of block `b` from the UFS: one request.
-    pub(crate) async fn read_ufs(&self, f: &FileRef, b: u64, s: u64, e: u64) -> Result<Bytes, WorkerError> {
+    pub(crate) async fn read_ufs(&self, f: &FileRef, b: u64, s: u64, e: u64) -> Result<Buffer, WorkerError> {
         tracing::debug!(path = %f.path, block = b, s, e, "fetching from the UFS");
         self.counters.ufs_fetches.fetch_add(1, Ordering::Relaxed);
         let version = cistern_ufs::ObjectVersion { size: f.size, etag: f.etag.clone(), mtime: f.mtime };
         let data = {
             let _timer = self.ufs_latency.time("read");
-            f.ufs.read_version(&f.path, b * BLOCK_SIZE + s, e - s, &version).await?
+            f.ufs.read_version_pieces(&f.path, b * BLOCK_SIZE + s, e - s, &version).await?
         };
         self.counters.ufs_fetched_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(data)
@@ -246,6 +253,11 @@ enum Piece {
     Ufs(u64, u64),
     /// A fetch in flight inside the range.
     Joined(u64, u64, Fetch),
+}
+
+/// Buffers one after another, as one buffer of all their parts (nothing copied).
+pub(crate) fn join(parts: Vec<Buffer>) -> Buffer {
+    parts.into_iter().flatten().collect()
 }
 
 /// The pieces as one buffer: the piece itself when there is one.

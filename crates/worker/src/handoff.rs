@@ -70,7 +70,7 @@ impl Worker {
                 continue; // the peers do not hold it: left for the UFS, when it is read
             };
             taken += data.len() as u64;
-            self.store(f, b, 0, data).await;
+            self.store(f, b, 0, cistern_ufs::Buffer::from(data)).await;
         }
         taken
     }

@@ -29,10 +29,10 @@ pub mod peers;
 pub mod rpc;
 pub mod store;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use cache::DataCache;
 use cistern_rpc::CacheKey;
-use cistern_ufs::{Ufs, UfsError};
+use cistern_ufs::{Buffer, Ufs, UfsError};
 use futures::future::{BoxFuture, Shared};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -141,7 +141,7 @@ pub enum Served {
     Local(LocalRange),
 }
 
-type Fetch = Shared<BoxFuture<'static, Result<Bytes, WorkerError>>>;
+type Fetch = Shared<BoxFuture<'static, Result<Buffer, WorkerError>>>;
 /// A range being fetched: cache key, block, start and end inside the block.
 type RangeId = (CacheKey, u64, u64, u64);
 
@@ -165,7 +165,7 @@ pub struct Worker {
     pub recent_files: handoff::RecentFiles,
     /// The last ranges fetched, kept in memory so that the reader that caused them (and its
     /// readahead) is served without reading back and re-verifying what was just written.
-    recent: Mutex<std::collections::VecDeque<(RangeId, Bytes)>>,
+    recent: Mutex<std::collections::VecDeque<(RangeId, Buffer)>>,
     /// Where the last read of each file ended (sequential detection).
     streams: Mutex<HashMap<String, (u64, u64)>>,
     pub counters: WorkerCounters,
@@ -293,7 +293,9 @@ impl Worker {
                 return Ok(Served::Local(local));
             }
         }
-        Ok(Served::Bytes(data))
+        // The one copy into a single buffer, of the bytes asked for only (none when the
+        // range lies in one part).
+        Ok(Served::Bytes(data.to_bytes()))
     }
 
     /// True when a read at `at` continues the file's last read: near its end, and not the same
@@ -304,27 +306,27 @@ impl Worker {
     }
 
     /// `hits` counts the bytes served from the cache.
-    async fn read_range(self: &Arc<Self>, f: &FileRef, offset: u64, end: u64, near: bool, hits: &AtomicU64, forward: bool) -> Result<Bytes, WorkerError> {
+    async fn read_range(self: &Arc<Self>, f: &FileRef, offset: u64, end: u64, near: bool, hits: &AtomicU64, forward: bool) -> Result<Buffer, WorkerError> {
         let first = offset / BLOCK_SIZE;
         let last = (end - 1) / BLOCK_SIZE;
         if first == last {
             return self.read_in_block(f, first, offset, end, near, hits, forward).await;
         }
-        let mut out = BytesMut::with_capacity((end - offset) as usize);
+        let mut parts = Vec::with_capacity((last - first + 1) as usize);
         for b in first..=last {
             let part = self.read_in_block(f, b, offset.max(b * BLOCK_SIZE), end.min((b + 1) * BLOCK_SIZE), near, hits, forward).await?;
             let short = (part.len() as u64) < end.min((b + 1) * BLOCK_SIZE) - offset.max(b * BLOCK_SIZE);
-            out.extend_from_slice(&part);
+            parts.push(part);
             if short {
                 break;
             }
         }
-        Ok(out.freeze())
+        Ok(fetch::join(parts))
     }
 
     /// Reads `[start, end)` (file offsets) inside block `b`.
     #[allow(clippy::too_many_arguments)]
-    async fn read_in_block(self: &Arc<Self>, f: &FileRef, b: u64, start: u64, end: u64, near: bool, hits: &AtomicU64, forward: bool) -> Result<Bytes, WorkerError> {
+    async fn read_in_block(self: &Arc<Self>, f: &FileRef, b: u64, start: u64, end: u64, near: bool, hits: &AtomicU64, forward: bool) -> Result<Buffer, WorkerError> {
         let base = b * BLOCK_SIZE;
         let (s, e) = (start - base, end - base);
         if let Some(data) = self.recent_range(&f.key, b, s, e) {
@@ -333,7 +335,7 @@ impl Worker {
         }
         if let Some(data) = self.cached(&f.key, b, s, e).await {
             hits.fetch_add(data.len() as u64, Ordering::Relaxed);
-            return Ok(data);
+            return Ok(Buffer::from(data));
         }
         let block_len = BLOCK_SIZE.min(f.size - base);
         // Whatever fetch in flight already covers this range is joined, so concurrent readers of
@@ -387,13 +389,13 @@ impl Worker {
         Ok(data.slice(from..to))
     }
 
-    fn recent_range(&self, key: &str, b: u64, s: u64, e: u64) -> Option<Bytes> {
+    fn recent_range(&self, key: &str, b: u64, s: u64, e: u64) -> Option<Buffer> {
         let recent = self.recent.lock().expect("recent lock");
         let ((_, _, rs, _), data) = recent.iter().find(|((k, rb, rs, re), _)| k.as_str() == key && *rb == b && *rs <= s && e <= *re)?;
         Some(data.slice((s - rs) as usize..(e - rs) as usize))
     }
 
-    fn remember(&self, id: RangeId, data: Bytes) {
+    fn remember(&self, id: RangeId, data: Buffer) {
         let mut recent = self.recent.lock().expect("recent lock");
         if recent.len() >= 2 * (self.options.readahead_blocks as usize + 1) {
             recent.pop_front();

@@ -68,7 +68,7 @@ impl crate::Worker {
             let base = b * BLOCK_SIZE;
             let (s, e) = (offset.max(base) - base, end.min(base + BLOCK_SIZE) - base);
             let part = match self.recent_range(&f.key, b, s, e) {
-                Some(d) => d,
+                Some(d) => d.to_bytes(),
                 None => self.cached(&f.key, b, s, e).await?,
             };
             parts.push(part);

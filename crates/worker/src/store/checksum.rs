@@ -53,18 +53,41 @@ impl BlockSums {
     /// holds whole chunks or ends at the block's end) present, with their checksums. Returns
     /// the bytes newly present.
     pub fn add(&mut self, offset: u64, data: &[u8]) -> u64 {
+        self.add_parts(offset, &[data])
+    }
+
+    /// [`BlockSums::add`] of data given as consecutive parts (a body as it arrived), whose
+    /// boundaries need not fall on chunk boundaries.
+    pub fn add_parts(&mut self, offset: u64, parts: &[&[u8]]) -> u64 {
         let first = (offset / CHUNK) as usize;
         let mut added = 0;
-        for (i, chunk) in data.chunks(CHUNK as usize).enumerate() {
-            let c = first + i;
-            if c >= self.chunks() {
-                break;
+        let (mut c, mut filled, mut crc) = (first, 0u64, 0u32);
+        let mut finish = |sums: &mut BlockSums, c: usize, len: u64, crc: u32| {
+            if sums.present & (1 << c) == 0 {
+                sums.present |= 1 << c;
+                added += len;
             }
-            if self.present & (1 << c) == 0 {
-                self.present |= 1 << c;
-                added += chunk.len() as u64;
+            sums.crcs[c] = crc;
+        };
+        'parts: for part in parts {
+            let mut rest = *part;
+            while !rest.is_empty() {
+                if c >= self.chunks() {
+                    break 'parts;
+                }
+                let take = rest.len().min((CHUNK - filled) as usize);
+                crc = crc32c::crc32c_append(crc, &rest[..take]);
+                filled += take as u64;
+                rest = &rest[take..];
+                if filled == CHUNK {
+                    finish(self, c, filled, crc);
+                    (c, filled, crc) = (c + 1, 0, 0);
+                }
             }
-            self.crcs[c] = crc32c::crc32c(chunk);
+        }
+        // A last, shorter chunk: the block's end.
+        if filled > 0 && c < self.chunks() {
+            finish(self, c, filled, crc);
         }
         added
     }
@@ -193,6 +216,24 @@ mod tests {
         assert_eq!(sums.runs(), vec![(CHUNK, CHUNK), (3 * CHUNK, 10)]);
         assert_eq!(sums.present_bytes(), CHUNK + 10);
         assert!(!sums.is_complete());
+    }
+
+    #[test]
+    fn parts_split_anywhere_give_the_checksums_of_the_whole() {
+        let data: Vec<u8> = (0..(3 * CHUNK + 1000)).map(|i| (i * 7 % 251) as u8).collect();
+        let whole = BlockSums::of(&data);
+        for cuts in [vec![1usize], vec![CHUNK as usize], vec![5, 70_000, 70_001, 200_000], vec![8192; 1]] {
+            let mut parts = Vec::new();
+            let mut at = 0;
+            for c in cuts.iter().copied().chain([data.len()]) {
+                let c = c.clamp(at, data.len());
+                parts.push(&data[at..c]);
+                at = c;
+            }
+            let mut s = BlockSums::empty(data.len() as u64);
+            assert_eq!(s.add_parts(0, &parts), data.len() as u64);
+            assert_eq!(s, whole, "cut at {cuts:?}");
+        }
     }
 
     #[test]

@@ -164,8 +164,13 @@ impl Tiers {
     /// New data enters the top level; when the top cannot take it (its whole quota is being
     /// written by concurrent fetches), the first level below that can.
     pub fn insert(&self, key: &str, b: u64, file_size: u64, offset: u64, data: &[u8]) -> io::Result<bool> {
+        self.insert_parts(key, b, file_size, offset, &[data])
+    }
+
+    /// [`Tiers::insert`] of data given as consecutive parts (a body as it arrived).
+    pub fn insert_parts(&self, key: &str, b: u64, file_size: u64, offset: u64, parts: &[&[u8]]) -> io::Result<bool> {
         for l in &self.levels {
-            if l.store_for(key).insert(key, b, file_size, offset, data)? {
+            if l.store_for(key).insert_parts(key, b, file_size, offset, parts)? {
                 return Ok(true);
             }
         }

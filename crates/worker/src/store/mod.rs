@@ -34,6 +34,7 @@ pub mod health;
 pub mod identity;
 pub mod level;
 mod reindex;
+mod write;
 mod locate;
 
 pub use identity::new_identity;
@@ -247,7 +248,12 @@ impl TierStore {
     /// `file_size` bytes). Returns false when it cannot fit in the quota at all (it is then
     /// simply not cached).
     pub fn insert(&self, key: &str, b: u64, file_size: u64, offset: u64, data: &[u8]) -> io::Result<bool> {
-        let len = data.len() as u64;
+        self.insert_parts(key, b, file_size, offset, &[data])
+    }
+
+    /// [`TierStore::insert`] of data given as consecutive parts (a body as it arrived).
+    pub fn insert_parts(&self, key: &str, b: u64, file_size: u64, offset: u64, parts: &[&[u8]]) -> io::Result<bool> {
+        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
         if len + file_overhead(file_size) > self.quota || !self.health.in_service() {
             return Ok(false);
         }
@@ -292,7 +298,7 @@ impl TierStore {
                 return self.health.record(Err(e), &self.dir);
             }
         }
-        let stored = self.health.record(self.write_and_mark(&key, b, file_size, offset, data), &self.dir);
+        let stored = self.health.record(self.write_and_mark(&key, b, file_size, offset, parts, len), &self.dir);
         if !matches!(stored, Ok(true)) {
             self.index.lock().expect("index lock").used -= len;
         }
@@ -307,11 +313,10 @@ impl TierStore {
     }
 
     /// Writes reserved data and marks it present; false when the file was evicted meanwhile.
-    fn write_and_mark(&self, key: &Arc<str>, b: u64, file_size: u64, offset: u64, data: &[u8]) -> io::Result<bool> {
-        let len = data.len() as u64;
+    fn write_and_mark(&self, key: &Arc<str>, b: u64, file_size: u64, offset: u64, parts: &[&[u8]], len: u64) -> io::Result<bool> {
         let (file, sidecar, _) = self.file_for(key, file_size, 0)?;
         let _gate = self.io_gate.read().expect("io gate");
-        file.write_all_at(data, b * BLOCK_SIZE + offset)?;
+        write::write_parts_at(&file, parts, b * BLOCK_SIZE + offset)?;
         let mut ix = self.index.lock().expect("index lock");
         let Some(cf) = ix.files.get_mut(key).filter(|cf| Arc::ptr_eq(&cf.file, &file)) else {
             return Ok(false); // its last block was evicted and the file removed meanwhile
@@ -319,7 +324,7 @@ impl TierStore {
         let Some(slot) = cf.blocks.get_mut(b as usize) else { return Ok(false) };
         let block_len = BLOCK_SIZE.min(cf.size - b * BLOCK_SIZE);
         let sums = slot.get_or_insert_with(|| BlockSums::empty(block_len));
-        let added = sums.add(offset, data);
+        let added = sums.add_parts(offset, parts);
         if let Err(e) = sums.write_record(&sidecar, b) {
             // Served from memory's view all the same; after a restart these chunks count as absent.
             tracing::warn!(key = &**key, block = b, error = %e, "cannot write a checksum record");
