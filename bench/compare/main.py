@@ -21,13 +21,15 @@ import tempfile
 import concurrent.futures as cf
 
 sys.path.insert(0, os.path.dirname(__file__))
+import far  # noqa: E402
 import servers  # noqa: E402
 import workloads as w  # noqa: E402
 
 MIB = 1 << 20
-PEERS = ["juicefs", "rclone", "s3fs"]
 # Another Cistern binary measured in the same run (`--baseline`): a change's before and after.
 BASELINE = "cistern (baseline)"
+NOT_PEERS = {"cistern", BASELINE, "tmpfs (limit)", "S3 GETs"}
+CPU_ROW = "CPU-s per GiB, seq read cold (lower better)"
 
 SIZES = {
     # large MiB, small files, wide entries, random reads (at most `fio` seconds), stat sample
@@ -71,21 +73,44 @@ def generate(shm, s3, size):
     return [r for r, _ in small]
 
 
-def measure_mount(m, small, size, rows, results):
-    """Every workload on one contender, cold then warm."""
+def settled(s3, quiet=1.0, limit=30.0):
+    """The server's reply bytes once they have stopped growing for `quiet` seconds."""
+    import time
+    deadline, last, since = time.time() + limit, s3.replies.payload_bytes(), time.time()
+    while time.time() < deadline:
+        time.sleep(0.25)
+        now = s3.replies.payload_bytes()
+        if now != last:
+            last, since = now, time.time()
+        elif time.time() - since >= quiet:
+            break
+    return last
+
+
+def epoch_row(readers):
+    return f"small files epoch, {readers} readers (files/s)"
+
+
+def measure_mount(m, s3, small, size, rows, results, extra):
+    """Every workload on one contender, cold then warm. Beside each result, in `extra`: the
+    bytes the S3 server sent per byte read (fetch amplification), the contender's CPU-seconds
+    and the delay proxy's."""
     root = m.root()
     big = os.path.join(root, "large/big.bin")
+    big_size = size["large"] * MIB
     small_paths = [os.path.join(root, r) for r in small]
+    small_bytes = sum(size["small_sizes"])
     stat_paths = small_paths[: size["stats"]]
+    # Each run: its value and the bytes it read.
     runs = [
-        ("seq read, 1 stream (MiB/s)", lambda: w.seq_read(big, 1)),
-        ("seq read, 4 streams (MiB/s)", lambda: w.seq_read(big, 4)),
+        ("seq read, 1 stream (MiB/s)", lambda: (w.seq_read(big, 1), big_size)),
+        ("seq read, 4 streams (MiB/s)", lambda: (w.seq_read(big, 4), big_size)),
         ("random 4 KiB reads (IOPS)", lambda: w.fio_rand(big, "4k", size["ios"], size["fio"])),
         ("random 256 KiB reads (IOPS)", lambda: w.fio_rand(big, "256k", size["ios"] // 4, size["fio"])),
-        ("small files epoch (files/s)", lambda: w.epoch(small_paths)),
-        ("ls -l wide dir (entries/s)", lambda: w.ls_l(os.path.join(root, "wide"))),
-        ("stat (ops/s)", lambda: w.stat_rate(stat_paths)),
-        ("time to first byte (ms, lower better)", lambda: w.ttfb_ms(big)),
+        (epoch_row(size["readers"]), lambda: (w.epoch(small_paths, size["readers"]), small_bytes)),
+        ("ls -l wide dir (entries/s)", lambda: (w.ls_l(os.path.join(root, "wide")), 0)),
+        ("stat (ops/s)", lambda: (w.stat_rate(stat_paths), 0)),
+        ("time to first byte (ms, lower better)", lambda: (w.ttfb_ms(big), 4096)),
     ]
     for name, run in runs:
         for phase in ["cold", "warm"]:
@@ -93,16 +118,31 @@ def measure_mount(m, small, size, rows, results):
                 m.cold()
             else:
                 servers.drop_caches()
+            pids = m.pids()
+            cpu0, ufs0 = far.process_cpu(pids), s3.replies.payload_bytes()
+            proxy0 = s3.proxy.cpu_seconds() if s3.proxy else 0
             try:
-                value = run()
+                value, read = run()
             except Exception as e:  # a contender failing a workload is a result, not a crash
                 print(f"  {m.name}: {name} {phase}: failed: {e}", flush=True)
-                value = None
+                value, read = None, 0
+            # What a workload set going (readahead, the rest of a block, prefetch) is its cost
+            # too: counted until the server has been quiet for a second.
+            ufs = settled(s3) - ufs0
+            cpu = far.process_cpu(pids) - cpu0
+            proxy = (s3.proxy.cpu_seconds() - proxy0) if s3.proxy else None
             results.setdefault((name, phase), {})[m.name] = value
+            cell = extra.setdefault((name, phase), {}).setdefault(m.name, {})
+            cell.update(amp=(ufs / read) if read and value is not None else None, ufs=ufs, cpu=cpu, proxy=proxy)
             if (name, phase) not in rows:
                 rows.append((name, phase))
+            if name.startswith("seq read, 1 stream") and phase == "cold" and value is not None and pids:
+                results.setdefault((CPU_ROW, "cold"), {})[m.name] = cpu / (big_size / (1 << 30))
+                if (CPU_ROW, "cold") not in rows:
+                    rows.append((CPU_ROW, "cold"))
             shown = "failed" if value is None else f"{value:.1f}"
-            print(f"  {m.name:14} {name:40} {phase}: {shown}", flush=True)
+            amp = "" if cell["amp"] is None else f"  amplification {cell['amp']:.2f}"
+            print(f"  {m.name:14} {name:40} {phase}: {shown}  (CPU {cpu:.1f} s{amp})", flush=True)
 
 
 def measure_ufs(s3, small, size, results):
@@ -113,7 +153,7 @@ def measure_ufs(s3, small, size, results):
         "seq read, 4 streams (MiB/s)": lambda: w.ufs_seq(s3, key, nbytes, 4),
         "random 4 KiB reads (IOPS)": lambda: w.ufs_rand(s3, key, nbytes, 4096, size["ios"]),
         "random 256 KiB reads (IOPS)": lambda: w.ufs_rand(s3, key, nbytes, 262144, size["ios"] // 4),
-        "small files epoch (files/s)": lambda: w.ufs_epoch(s3, keys),
+        epoch_row(size["readers"]): lambda: w.ufs_epoch(s3, keys, size["readers"]),
         "ls -l wide dir (entries/s)": lambda: w.ufs_list(s3, "data/wide/"),
         "stat (ops/s)": lambda: w.ufs_head(s3, keys[: size["stats"]]),
         "time to first byte (ms, lower better)": lambda: w.ufs_ttfb_ms(s3, key),
@@ -131,14 +171,23 @@ def ratio(a, b, lower_better):
     return b / a if lower_better else a / b
 
 
-def report(rows, results, columns, meta, out_dir):
+def print_table(cells):
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
+    for i, c in enumerate(cells):
+        print("| " + " | ".join(x.ljust(widths[j]) for j, x in enumerate(c)) + " |")
+        if i == 0:
+            print("|" + "|".join("-" * (wd + 2) for wd in widths) + "|")
+
+
+def report(rows, results, extra, columns, mounts, meta, out_dir):
     baseline = BASELINE in columns
+    peer_columns = [c for c in columns if c not in NOT_PEERS]
     header = ["workload", "phase"] + columns + ["cistern / limit", "cistern / best peer"] + (["cistern / baseline"] if baseline else [])
     table = []
     for name, phase in rows:
         r = results[(name, phase)]
         lower = "lower better" in name
-        peers = [r.get(p) for p in PEERS if r.get(p) is not None]
+        peers = [r.get(p) for p in peer_columns if r.get(p) is not None]
         best = (min(peers) if lower else max(peers)) if peers else None
         line = [name, phase] + [r.get(c) for c in columns]
         line += [ratio(r.get("cistern"), r.get("tmpfs (limit)"), lower), ratio(r.get("cistern"), best, lower)]
@@ -147,17 +196,26 @@ def report(rows, results, columns, meta, out_dir):
         table.append(line)
     fmt = lambda v: "-" if v is None else (f"{v:.2f}" if isinstance(v, float) and v < 10 else (f"{v:.0f}" if isinstance(v, float) else str(v)))
     cells = [header] + [[fmt(v) for v in line] for line in table]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
     print()
     print(f"# {meta['date']} · {meta['machine']} · `{meta['command']}`")
-    for i, c in enumerate(cells):
-        print("| " + " | ".join(x.ljust(widths[j]) for j, x in enumerate(c)) + " |")
-        if i == 0:
-            print("|" + "|".join("-" * (wd + 2) for wd in widths) + "|")
+    print_table(cells)
+    # Fetch amplification: bytes the S3 server sent per byte the workload read (counted by
+    # the kernel); "-" where a row reads no data.
+    mounted = [c for c in columns if c not in ("tmpfs (limit)", "S3 GETs")]
+    amp_header = ["workload", "phase"] + mounted
+    amp = [[name, phase] + [extra.get((name, phase), {}).get(c, {}).get("amp") for c in mounted] for name, phase in rows if (name, phase) in extra]
+    print("\nFetch amplification (bytes from the S3 server / bytes read):")
+    print_table([amp_header] + [[fmt(v) for v in line] for line in amp])
+    if meta.get("far"):
+        proxy = {c: sum((e.get(c, {}).get("proxy") or 0) for e in extra.values()) for c in mounted}
+        print("\nDelay proxy CPU-seconds while each contender ran (it shares the cores): "
+              + ", ".join(f"{c} {v:.1f}" for c, v in proxy.items()))
+    print("\nOptions: " + "; ".join(f"{m.name}: {m.options}" for m in mounts if m.options))
     os.makedirs(out_dir, exist_ok=True)
     stamp = meta["date"].replace(":", "").replace(" ", "T")
     with open(os.path.join(out_dir, f"compare-{meta['mode']}-{stamp}.json"), "w") as f:
-        json.dump({"meta": meta, "columns": header, "rows": table}, f, indent=1)
+        json.dump({"meta": meta, "columns": header, "rows": table, "amplification": {"columns": amp_header, "rows": amp},
+                   "options": {m.name: m.options for m in mounts}}, f, indent=1)
     with open(os.path.join(out_dir, f"compare-{meta['mode']}-{stamp}.csv"), "w", newline="") as f:
         csv.writer(f).writerows([header] + table)
     print(f"\nJSON and CSV in {out_dir}/")
@@ -180,55 +238,74 @@ def main():
     ap.add_argument("--only", help="comma-separated contenders (cistern,juicefs,rclone,s3fs)")
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--baseline", help="another cistern binary (a change's before), measured in the same run")
+    ap.add_argument("--far", action="store_true",
+                    help="the S3 server in its own network namespace: 85 MiB/s per connection, 16 ms round trip")
+    ap.add_argument("--peers", choices=["usual", "tuned", "both"], default="both",
+                    help="peers with their usual options, their documented performance options, or both")
+    ap.add_argument("--proxy", default=os.environ.get("CISTERN_DELAY_PROXY", "target/release/examples/delay_proxy"))
+    ap.add_argument("--rclone-new", default=os.environ.get("CISTERN_BENCH_RCLONE", os.path.expanduser("~/.cache/cistern-bench/rclone/rclone")),
+                    help="a newer rclone for the tuned run (parallel chunk streams)")
     args = ap.parse_args()
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    size = SIZES[mode]
+    size = dict(SIZES[mode], readers=8 if args.far else 4)
     for tool in ["weed", "juicefs", "rclone", "s3fs", "fio"]:
         if shutil.which(tool) is None:
             sys.exit(f"`{tool}` is not on PATH: see the README's benchmark steps (bench/compare.sh installs them)")
-    meta = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "machine": machine(), "mode": mode,
-            "command": "bench/compare.sh" + (" --quick" if args.quick else ""), "sizes": size}
+    meta = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "machine": machine(), "mode": mode + ("-far" if args.far else ""),
+            "command": "bench/compare.sh" + (" --quick" if args.quick else "") + (" --far" if args.far else ""), "sizes": size,
+            "far": {"mib_per_connection": far.MIB_PER_CONNECTION, "round_trip_ms": 2 * far.ONE_WAY_MS} if args.far else None}
     work = tempfile.mkdtemp(prefix="cistern-compare-")
     shm = tempfile.mkdtemp(prefix="cistern-compare-", dir="/dev/shm")
-    s3 = servers.S3Server(work)
-    mounts = []
+    link = far.FarLink() if args.far else None
+    s3, mounts = None, []
     try:
+        s3 = servers.S3Server(work, link, os.path.abspath(args.proxy))
         small = generate(shm, s3, size)
+        size["small_sizes"] = [os.path.getsize(f"{shm}/{r}") for r in small]
         data_mib = size["large"] + sum(os.path.getsize(f"{shm}/{r}") for r in small) // MIB
         quota = data_mib * 2 + 256
+        usual, tuned = args.peers in ("usual", "both"), args.peers in ("tuned", "both")
         wanted = set((args.only or "cistern,juicefs,rclone,s3fs").split(","))
         if args.baseline:
             wanted.add(BASELINE)
         candidates = [
-            ("cistern", lambda: servers.Cistern(work, s3, "data", os.path.abspath(args.cistern), quota)),
-            (BASELINE, lambda: servers.Cistern(work, s3, "data", os.path.abspath(args.baseline), quota, BASELINE)),
-            ("juicefs", lambda: servers.JuiceFs(work, s3, "data", quota)),
-            ("rclone", lambda: servers.Rclone(work, s3, "data")),
-            ("s3fs", lambda: servers.S3fs(work, s3, "data")),
+            ("cistern", True, lambda: servers.Cistern(work, s3, "data", os.path.abspath(args.cistern), quota)),
+            (BASELINE, True, lambda: servers.Cistern(work, s3, "data", os.path.abspath(args.baseline), quota, BASELINE)),
+            ("juicefs", usual, lambda: servers.JuiceFs(work, s3, "data", quota)),
+            ("juicefs", tuned, lambda: servers.JuiceFs(work, s3, "data", quota, tuned=True)),
+            ("rclone", usual, lambda: servers.Rclone(work, s3, "data")),
+            ("rclone", tuned and os.path.exists(args.rclone_new), lambda: servers.Rclone(work, s3, "data", args.rclone_new, tuned=True)),
+            ("s3fs", usual, lambda: servers.S3fs(work, s3, "data")),
+            ("s3fs", tuned, lambda: servers.S3fs(work, s3, "data", tuned=True)),
         ]
-        results, rows = {}, []
+        if tuned and "rclone" in wanted and not os.path.exists(args.rclone_new):
+            print(f"no newer rclone at {args.rclone_new}: the tuned rclone is left out", flush=True)
+        results, rows, extra, columns = {}, [], {}, ["tmpfs (limit)", "S3 GETs"]
         print("measuring: the limit (tmpfs) and the S3 server itself", flush=True)
-        measure_mount(servers.Tmpfs(shm), small, size, rows, results)
+        measure_mount(servers.Tmpfs(shm), s3, small, size, rows, results, extra)
         measure_ufs(s3, small, size, results)
-        for name, make in candidates:
-            if name not in wanted:
+        for name, on, make in candidates:
+            if name not in wanted or not on:
                 continue
-            print(f"measuring: {name}", flush=True)
             m = make()
+            print(f"measuring: {m.name}", flush=True)
             mounts.append(m)
             m.start()
-            if name == "juicefs":
+            if name == "juicefs" and not os.path.exists(os.path.join(m.mnt, "data", "large", "big.bin")):
                 # JuiceFS keeps its own block format: the same data, written through it once.
                 print("  copying the dataset into JuiceFS (not timed) ...", flush=True)
                 subprocess.run(["cp", "-r", shm + "/.", os.path.join(m.mnt, "data")], check=True)
-            measure_mount(m, small, size, rows, results)
+            measure_mount(m, s3, small, size, rows, results, extra)
             m.stop()
-        columns = ["tmpfs (limit)", "S3 GETs"] + [n for n, _ in candidates if n in wanted]
-        report(rows, results, columns, meta, args.out)
+            columns.append(m.name)
+        report(rows, results, extra, columns, mounts, meta, args.out)
     finally:
         for m in mounts:
             m.stop()
-        s3.stop()
+        if s3:
+            s3.stop()
+        if link:
+            link.down()
         shutil.rmtree(shm, ignore_errors=True)
         shutil.rmtree("/dev/shm/cistern-bench-cache", ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)

