@@ -28,7 +28,9 @@ import workloads as w  # noqa: E402
 MIB = 1 << 20
 # Another Cistern binary measured in the same run (`--baseline`): a change's before and after.
 BASELINE = "cistern (baseline)"
-NOT_PEERS = {"cistern", BASELINE, "tmpfs (limit)", "S3 GETs"}
+# The same binary with the epoch prefetch off (`--only ...,cistern-noprefetch`).
+NO_PREFETCH = "cistern (no prefetch)"
+NOT_PEERS = {"cistern", BASELINE, NO_PREFETCH, "tmpfs (limit)", "S3 GETs"}
 CPU_ROW = "CPU-s per GiB, seq read cold (lower better)"
 
 SIZES = {
@@ -87,6 +89,19 @@ def settled(s3, quiet=1.0, limit=30.0):
     return last
 
 
+LOAD_ROW = "load the dataset, 8 threads (MiB/s)"
+
+
+def load_rate(m, nbytes):
+    """MiB/s of the tool's own load command (`cistern load`, `juicefs warmup`) on the whole
+    dataset, cold; a tool without one is left out of the row."""
+    import time
+    t = time.perf_counter()
+    if not m.load(8):
+        raise LookupError("no load command")
+    return nbytes / MIB / (time.perf_counter() - t), nbytes
+
+
 def epoch_row(readers):
     return f"small files epoch, {readers} readers (files/s)"
 
@@ -111,9 +126,10 @@ def measure_mount(m, s3, small, size, rows, results, extra):
         ("ls -l wide dir (entries/s)", lambda: (w.ls_l(os.path.join(root, "wide")), 0)),
         ("stat (ops/s)", lambda: (w.stat_rate(stat_paths), 0)),
         ("time to first byte (ms, lower better)", lambda: (w.ttfb_ms(big), 4096)),
+        (LOAD_ROW, lambda: load_rate(m, big_size + small_bytes)),
     ]
     for name, run in runs:
-        for phase in ["cold", "warm"]:
+        for phase in (["cold"] if name == LOAD_ROW else ["cold", "warm"]):
             if phase == "cold":
                 m.cold()
             else:
@@ -123,6 +139,8 @@ def measure_mount(m, s3, small, size, rows, results, extra):
             proxy0 = s3.proxy.cpu_seconds() if s3.proxy else 0
             try:
                 value, read = run()
+            except LookupError:
+                continue  # the tool has nothing for this row
             except Exception as e:  # a contender failing a workload is a result, not a crash
                 print(f"  {m.name}: {name} {phase}: failed: {e}", flush=True)
                 value, read = None, 0
@@ -157,6 +175,7 @@ def measure_ufs(s3, small, size, results):
         "ls -l wide dir (entries/s)": lambda: w.ufs_list(s3, "data/wide/"),
         "stat (ops/s)": lambda: w.ufs_head(s3, keys[: size["stats"]]),
         "time to first byte (ms, lower better)": lambda: w.ufs_ttfb_ms(s3, key),
+        LOAD_ROW: lambda: w.ufs_seq(s3, key, nbytes, 8),
     }
     for name, run in ufs.items():
         value = run()
@@ -231,11 +250,14 @@ def machine():
 
 
 def main():
+    # A run stopped with SIGTERM still unmounts, stops the server and removes its namespace.
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller data, under 10 minutes on 2 cores")
     ap.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--cistern", default=os.environ.get("CISTERN_BIN", "target/release/cistern"))
-    ap.add_argument("--only", help="comma-separated contenders (cistern,juicefs,rclone,s3fs)")
+    ap.add_argument("--only", help="comma-separated contenders (cistern,juicefs,rclone,s3fs; also cistern-noprefetch)")
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--baseline", help="another cistern binary (a change's before), measured in the same run")
     ap.add_argument("--far", action="store_true",
@@ -248,6 +270,9 @@ def main():
     args = ap.parse_args()
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     size = dict(SIZES[mode], readers=8 if args.far else 4)
+    if args.far:
+        # A cold random read costs a round trip (about 50 a second): time for every read.
+        size["fio"] = max(size["fio"], size["ios"] // 25)
     for tool in ["weed", "juicefs", "rclone", "s3fs", "fio"]:
         if shutil.which(tool) is None:
             sys.exit(f"`{tool}` is not on PATH: see the README's benchmark steps (bench/compare.sh installs them)")
@@ -255,6 +280,11 @@ def main():
             "command": "bench/compare.sh" + (" --quick" if args.quick else "") + (" --far" if args.far else ""), "sizes": size,
             "far": {"mib_per_connection": far.MIB_PER_CONNECTION, "round_trip_ms": 2 * far.ONE_WAY_MS} if args.far else None}
     work = tempfile.mkdtemp(prefix="cistern-compare-")
+    st = os.statvfs(work)
+    if st.f_bavail < 0.2 * st.f_blocks:
+        # JuiceFS stops caching under 10 % free (its --free-space-ratio), and said so only in its
+        # log: a run on a full disk measured it uncached.
+        sys.exit(f"{work}: less than 20 % of its file system is free; the peers' disk caches need room")
     shm = tempfile.mkdtemp(prefix="cistern-compare-", dir="/dev/shm")
     link = far.FarLink() if args.far else None
     s3, mounts = None, []
@@ -271,6 +301,7 @@ def main():
         candidates = [
             ("cistern", True, lambda: servers.Cistern(work, s3, "data", os.path.abspath(args.cistern), quota)),
             (BASELINE, True, lambda: servers.Cistern(work, s3, "data", os.path.abspath(args.baseline), quota, BASELINE)),
+            ("cistern-noprefetch", True, lambda: servers.Cistern(work, s3, "data", os.path.abspath(args.cistern), quota, NO_PREFETCH, prefetch=False)),
             ("juicefs", usual, lambda: servers.JuiceFs(work, s3, "data", quota)),
             ("juicefs", tuned, lambda: servers.JuiceFs(work, s3, "data", quota, tuned=True)),
             ("rclone", usual, lambda: servers.Rclone(work, s3, "data")),

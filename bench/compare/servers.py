@@ -160,6 +160,11 @@ class Mount:
     # The options it runs with that bear on speed, for the table's footnote.
     options = ""
 
+    def load(self, threads):
+        """Loads the whole dataset into its cache with its own command, `threads` at once;
+        None for a tool that has none."""
+        return None
+
     def pids(self):
         """Its processes (the mount command and every process it started)."""
         return far.descendants(self.proc.pid) if self.proc is not None else []
@@ -214,10 +219,12 @@ class Tmpfs(Mount):
 class Cistern(Mount):
     name = "cistern"
 
-    def __init__(self, work, s3, prefix, binary, quota_mib, name="cistern"):
+    def __init__(self, work, s3, prefix, binary, quota_mib, name="cistern", prefetch=True):
         self.binary = binary
         self.quota = quota_mib
         self.name = name
+        self.prefetch = prefetch
+        self.options = "MEM tier, epoch prefetch " + ("on" if prefetch else "off")
         super().__init__(work, s3, prefix)
 
     def root(self):
@@ -249,13 +256,20 @@ spec:
         with open(path, "w") as f:
             f.write(yaml)
         # The epoch prefetch is opt-in (crates/client/src/epoch.rs); the bench measures it on.
-        env = clean_env(CISTERN_WEB_ADDR="127.0.0.1:0", CISTERN_RUN_ROOT=os.path.join(self.work, "run"), CISTERN_EPOCH_PREFETCH="1")
+        self.env = env = clean_env(CISTERN_WEB_ADDR="127.0.0.1:0", CISTERN_RUN_ROOT=os.path.join(self.work, "run"), CISTERN_EPOCH_PREFETCH="1" if self.prefetch else "0")
         self.proc = subprocess.Popen([self.binary, "up", "-f", path, "--mount-root", self.mnt],
                                      stdout=self.log(), stderr=subprocess.STDOUT, env=env)
         wait_mounted(self.root(), self.proc)
 
     # The MEM tier.
     extra_caches = ("/dev/shm/cistern-bench-cache",)
+
+    def load(self, threads):
+        # Through the master and its workers, as a DataLoad's Job does (not through the mount).
+        sock = os.path.join(self.work, "run", "default-bench", "master.sock")
+        subprocess.run([self.binary, "load", "--master", f"unix:{sock}", "--parallel", str(threads)],
+                       check=True, stdout=self.log(), stderr=subprocess.STDOUT, env=self.env)
+        return True
 
 
 class JuiceFs(Mount):
@@ -276,6 +290,11 @@ class JuiceFs(Mount):
             subprocess.run(["juicefs", "format", "--storage", "s3", "--bucket", f"{s3.endpoint}/{BUCKET}",
                             "--trash-days", "0", self.meta, "jfs"], check=True, env=self.env,
                            stdout=self.log(), stderr=subprocess.STDOUT)
+
+    def load(self, threads):
+        subprocess.run(["juicefs", "warmup", "--threads", str(threads), os.path.join(self.mnt, "data")],
+                       check=True, stdout=self.log(), stderr=subprocess.STDOUT, env=self.env)
+        return True
 
     def start(self):
         self.proc = subprocess.Popen(

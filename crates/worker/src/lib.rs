@@ -6,8 +6,8 @@
 //! level, then served.
 //!
 //! How much a miss fetches depends on how the file is being read:
-//! - a *sequential* reader (the miss starts a file, or follows cached data) gets the whole
-//!   block; once it has gone through a whole block, the next [`ReadOptions::readahead_blocks`]
+//! - a *sequential* reader (the miss starts a file, follows cached data, or is the third of
+//!   a chain of reads each near the last: [`streams`]) gets the whole block; once it has gone through a whole block, the next [`ReadOptions::readahead_blocks`]
 //!   blocks are fetched in parallel in the background, so several ranges are in flight at once;
 //! - a *random* reader gets only the [`ReadOptions::random_unit`]-aligned range around its
 //!   read (one 64 KiB checksum chunk by default), so a 4 KiB read of a large object does not
@@ -28,6 +28,7 @@ pub mod handoff;
 pub mod peers;
 pub mod rpc;
 pub mod store;
+mod streams;
 
 use bytes::Bytes;
 use cache::DataCache;
@@ -167,15 +168,12 @@ pub struct Worker {
     /// readahead) is served without reading back and re-verifying what was just written.
     recent: Mutex<std::collections::VecDeque<(RangeId, Buffer)>>,
     /// Where the last read of each file ended (sequential detection).
-    streams: Mutex<HashMap<String, (u64, u64)>>,
+    streams: streams::Streams,
     pub counters: WorkerCounters,
     /// Durations of UFS requests (reported to the master; `cistern_ufs_request_duration_seconds`).
     pub ufs_latency: cistern_rpc::latency::OpLatencies,
 }
 
-/// How far from a file's last read a miss still counts as the same sequential reader: the
-/// kernel's readahead window on our mounts (see the FUSE layer).
-const STREAM_WINDOW: u64 = 4 << 20;
 
 impl Worker {
     /// Opens a worker whose cache has these levels (top first); persistent (SSD/HDD) levels are
@@ -202,7 +200,7 @@ impl Worker {
             peers: std::sync::OnceLock::new(),
             recent_files: handoff::RecentFiles::default(),
             recent: Mutex::default(),
-            streams: Mutex::default(),
+            streams: streams::Streams::default(),
             counters: WorkerCounters::default(),
             ufs_latency: cistern_rpc::latency::OpLatencies::new(&["read"]),
         })
@@ -270,8 +268,7 @@ impl Worker {
             self.recent_files.note(&f.key, signed);
         }
         // Noted on arrival, so that the requests the kernel sends together see each other.
-        let sequential_hint = self.sequential_hint(&f.key, offset);
-        self.track(&f.key, offset, end);
+        let sequential_hint = self.streams.note(&f.key, offset, end) >= streams::SEQUENTIAL_LINKS;
         // A reader going on through a file keeps its readahead window full at every read, hit
         // or miss, so the fetches ahead of it never all finish before the next ones start.
         if sequential_hint && offset >= BLOCK_SIZE {
@@ -296,13 +293,6 @@ impl Worker {
         // The one copy into a single buffer, of the bytes asked for only (none when the
         // range lies in one part).
         Ok(Served::Bytes(data.to_bytes()))
-    }
-
-    /// True when a read at `at` continues the file's last read: near its end, and not the same
-    /// read again (concurrent readers of one range are one range, not a stream).
-    fn sequential_hint(&self, key: &str, at: u64) -> bool {
-        let streams = self.streams.lock().expect("streams lock");
-        streams.get(key).is_some_and(|&(start, end)| at != start && end.abs_diff(at) <= STREAM_WINDOW)
     }
 
     /// `hits` counts the bytes served from the cache.
@@ -403,10 +393,10 @@ impl Worker {
         recent.push_back((id, data));
     }
 
-    /// A miss in the first block, one that starts a block after a cached one, or one near the file's last read
-    /// looks like a sequential reader (`Some`). "Near" is within [`STREAM_WINDOW`]: the kernel
-    /// sends a sequential reader's readahead as several 1 MiB requests at once, which reach us
-    /// in any order. The flag says whether to read ahead: only once a reader has gone past its
+    /// A miss in the first block, one that starts a block after a cached one, or one of a
+    /// stream of reads (`near`, see [`streams`]: the kernel sends a sequential reader's
+    /// readahead as several 1 MiB requests at once, which reach us in any order) looks like a
+    /// sequential reader (`Some`). The flag says whether to read ahead: only once a reader has gone past its
     /// first block, so a peek at a file's header does not pull the next 32 MiB.
     fn sequential(&self, f: &FileRef, b: u64, s: u64, near: bool) -> Option<bool> {
         let chunk = store::checksum::CHUNK;
@@ -421,14 +411,5 @@ impl Worker {
             _ => false,
         };
         (follows || near).then_some(b > 0)
-    }
-
-    /// Notes where a read of `key` started and ended, for [`Worker::sequential_hint`].
-    fn track(&self, key: &str, start: u64, end: u64) {
-        let mut streams = self.streams.lock().expect("streams lock");
-        if streams.len() > 4096 && !streams.contains_key(key) {
-            streams.clear(); // plenty of files open at once: start over rather than grow
-        }
-        streams.insert(key.to_string(), (start, end));
     }
 }
