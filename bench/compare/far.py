@@ -159,3 +159,13 @@ def process_cpu(pids):
         except (OSError, IndexError, ValueError):
             continue
     return total / tick
+
+
+def process_name(pid):
+    """A process's command and first argument (`cistern worker`), for figures per process."""
+    try:
+        with open(f"/proc/{pid}/cmdline") as f:
+            argv = f.read().split("\0")
+        return " ".join([os.path.basename(argv[0])] + [a for a in argv[1:2] if not a.startswith("-")]) + f" ({pid})"
+    except OSError:
+        return str(pid)

@@ -128,6 +128,14 @@ def measure_mount(m, s3, small, size, rows, results, extra):
         ("time to first byte (ms, lower better)", lambda: (w.ttfb_ms(big), 4096)),
         (LOAD_ROW, lambda: load_rate(m, big_size + small_bytes)),
     ]
+    if m.proc is not None:
+        # One untimed cold pass first. The first cold read after the references cost the
+        # contender measured first 2.5 times the CPU (the FUSE daemon and the worker alike)
+        # and half the throughput of a second one, whichever binary it was (order-swapped
+        # runs); the cause is on the machine's side (not found yet), so every contender gets
+        # the same pass before it is measured.
+        m.cold()
+        w.seq_read(big, 1)
     for name, run in runs:
         for phase in (["cold"] if name == LOAD_ROW else ["cold", "warm"]):
             if phase == "cold":
@@ -135,7 +143,8 @@ def measure_mount(m, s3, small, size, rows, results, extra):
             else:
                 servers.drop_caches()
             pids = m.pids()
-            cpu0, ufs0 = far.process_cpu(pids), s3.replies.payload_bytes()
+            each0 = {p: far.process_cpu([p]) for p in pids}
+            cpu0, ufs0 = sum(each0.values()), s3.replies.payload_bytes()
             proxy0 = s3.proxy.cpu_seconds() if s3.proxy else 0
             try:
                 value, read = run()
@@ -155,6 +164,8 @@ def measure_mount(m, s3, small, size, rows, results, extra):
             if (name, phase) not in rows:
                 rows.append((name, phase))
             if name.startswith("seq read, 1 stream") and phase == "cold" and value is not None and pids:
+                each = {far.process_name(p): far.process_cpu([p]) - c for p, c in each0.items()}
+                print("    CPU-s by process: " + ", ".join(f"{n} {c:.2f}" for n, c in each.items() if c >= 0.01), flush=True)
                 results.setdefault((CPU_ROW, "cold"), {})[m.name] = cpu / (big_size / (1 << 30))
                 if (CPU_ROW, "cold") not in rows:
                     rows.append((CPU_ROW, "cold"))
@@ -281,10 +292,10 @@ def main():
             "far": {"mib_per_connection": far.MIB_PER_CONNECTION, "round_trip_ms": 2 * far.ONE_WAY_MS} if args.far else None}
     work = tempfile.mkdtemp(prefix="cistern-compare-")
     st = os.statvfs(work)
-    if st.f_bavail < 0.2 * st.f_blocks:
+    if st.f_bavail < 0.12 * st.f_blocks:
         # JuiceFS stops caching under 10 % free (its --free-space-ratio), and said so only in its
         # log: a run on a full disk measured it uncached.
-        sys.exit(f"{work}: less than 20 % of its file system is free; the peers' disk caches need room")
+        sys.exit(f"{work}: less than 12 % of its file system is free; the peers' disk caches need room")
     shm = tempfile.mkdtemp(prefix="cistern-compare-", dir="/dev/shm")
     link = far.FarLink() if args.far else None
     s3, mounts = None, []

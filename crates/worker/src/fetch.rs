@@ -26,6 +26,22 @@ impl Worker {
         Ok(fetched)
     }
 
+    /// Fetches and keeps every block of `[start, end)` of `f` not cached yet, all at once (a
+    /// load's work item: it needs no bytes back, only the blocks in the cache); returns the
+    /// bytes fetched (or taken from peers).
+    pub async fn prefetch_range(self: &Arc<Self>, f: &FileRef, start: u64, end: u64) -> Result<u64, WorkerError> {
+        let end = end.min(f.size);
+        if start >= end {
+            return Ok(0);
+        }
+        let fetches = (start / BLOCK_SIZE..end.div_ceil(BLOCK_SIZE)).filter(|b| !self.tiers.contains(&f.key, *b)).map(|b| {
+            let block_len = BLOCK_SIZE.min(f.size - b * BLOCK_SIZE);
+            self.fetch(f, b, 0, block_len, true).1
+        });
+        let blocks = futures::future::try_join_all(fetches.collect::<Vec<_>>()).await?;
+        Ok(blocks.iter().map(|d| d.len() as u64).sum())
+    }
+
     pub(crate) fn read_ahead(self: &Arc<Self>, f: &FileRef, b: u64, forward: bool) {
         self.read_ahead_blocks(f, b, self.options.readahead_blocks, forward);
     }

@@ -100,7 +100,11 @@ impl WorkerRpc for WorkerService {
         tracing::debug!(path = %file.path, offset = r.offset, len = r.len, client_node = %r.client_node, peer = ?mode, "read");
         let caller = Caller { short_circuit, remote: !r.client_node.is_empty() && r.client_node != *here, for_peer: mode == pb::PeerRead::Fetch };
         if r.prefetch && mode == pb::PeerRead::NotAPeer {
-            self.worker.prefetch(&file).await.map_err(status)?;
+            if r.len == 0 {
+                self.worker.prefetch(&file).await.map_err(status)?;
+            } else {
+                self.worker.prefetch_range(&file, r.offset, r.offset.saturating_add(r.len)).await.map_err(status)?;
+            }
             return Ok(Response::new(pb::ReadReply::default()));
         }
         if mode == pb::PeerRead::CachedOnly {

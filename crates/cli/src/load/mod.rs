@@ -82,6 +82,8 @@ pub struct Target {
 
 /// How much of a file one load thread reads at a time.
 const LOAD_RANGE: u64 = 16 << 20;
+// A work item is one request to its owner (`Client::load_range`), which takes at most this.
+const _: () = assert!(LOAD_RANGE <= cistern_rpc::MAX_READ_LEN);
 
 /// Copies of a file a DataLoad may ask for (a worker each).
 const MAX_REPLICAS: u32 = 16;
