@@ -25,8 +25,11 @@ use std::sync::{Arc, Mutex};
 
 /// Distinct files opened in a directory before its other files are prefetched.
 pub const TRIGGER: usize = 3;
-/// Prefetches in flight per client.
-pub const PREFETCH_FILES: usize = 4;
+/// Prefetches in flight per client. Against a far store each file costs a round trip or two
+/// before its bytes flow, so it takes many at once to keep the link busy (the far bench's
+/// small files: 4 in flight gained 1.21 over none, while the peers stayed at the store's rate
+/// for 8 readers).
+pub const PREFETCH_FILES: usize = 16;
 /// Files prefetched for one directory at most.
 pub const MAX_FILES: usize = 65_536;
 /// Directories tracked at once (the oldest are forgotten past this).
