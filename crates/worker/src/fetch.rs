@@ -3,7 +3,7 @@
 //! stored and remembered; readahead of the blocks after a sequential reader.
 
 use crate::{store, CacheKey, Fetch, FileRef, Worker, WorkerError, BLOCK_SIZE};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use cistern_ufs::Buffer;
 use futures::future::FutureExt;
 use std::sync::atomic::Ordering;
@@ -274,16 +274,4 @@ enum Piece {
 /// Buffers one after another, as one buffer of all their parts (nothing copied).
 pub(crate) fn join(parts: Vec<Buffer>) -> Buffer {
     parts.into_iter().flatten().collect()
-}
-
-/// The pieces as one buffer: the piece itself when there is one.
-pub(crate) fn concat(mut parts: Vec<Bytes>) -> Bytes {
-    if parts.len() == 1 {
-        return parts.pop().expect("one part");
-    }
-    let mut out = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
-    for p in parts {
-        out.extend_from_slice(&p);
-    }
-    out.freeze()
 }

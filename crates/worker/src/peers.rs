@@ -14,7 +14,6 @@
 //! deadline is passed over for [`UNREACHABLE_FOR`] and the UFS is read: peers make misses
 //! cheaper, they never make a read fail.
 
-use crate::fetch::concat;
 use crate::{FileRef, BLOCK_SIZE};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -68,12 +67,13 @@ impl crate::Worker {
             let base = b * BLOCK_SIZE;
             let (s, e) = (offset.max(base) - base, end.min(base + BLOCK_SIZE) - base);
             let part = match self.recent_range(&f.key, b, s, e) {
-                Some(d) => d.to_bytes(),
-                None => self.cached(&f.key, b, s, e).await?,
+                Some(d) => d,
+                None => cistern_ufs::Buffer::from(self.cached(&f.key, b, s, e).await?),
             };
             parts.push(part);
         }
-        let data = concat(parts);
+        // One copy into the reply's buffer, none when the range lies in one part.
+        let data = crate::fetch::join(parts).to_bytes();
         self.counters.peer_served_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
         Some(data)
     }
