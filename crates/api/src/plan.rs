@@ -130,6 +130,9 @@ pub struct DatasetPlan {
     pub mounts: Vec<MountPlan>,
     pub tiers: Vec<TierPlan>,
     pub replicas: u32,
+    /// How many masters replicate the namespace (`spec.master.replicas`: 1, 3, 5 or 7; Raft
+    /// when more than one).
+    pub masters: u32,
     /// On how many workers each file is kept: AlluxioRuntime `spec.data.replicas`, or the
     /// runtime property `cistern.data.replicas` (any kind); 1 by default. Extra copies are
     /// made from the owner, not from the UFS.
@@ -145,6 +148,19 @@ pub struct DatasetPlan {
 }
 
 impl DatasetPlan {
+    /// Master `i`'s store directory on one machine (`cistern up`): master 0 keeps
+    /// `namespace.meta-dir` itself (so a single master's store becomes the first member's
+    /// state), master `i` uses `<meta-dir>-master-<i>` beside it. On Kubernetes every master
+    /// pod mounts its own volume at `namespace.meta-dir` instead.
+    pub fn master_meta_dir(&self, i: u32) -> std::path::PathBuf {
+        if i == 0 {
+            return self.meta_dir.clone();
+        }
+        let mut name = self.meta_dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(format!("-master-{i}"));
+        self.meta_dir.with_file_name(name)
+    }
+
     /// Cache capacity of the whole runtime: every worker has every tier's quota.
     pub fn cache_capacity(&self) -> u64 {
         self.tiers.iter().map(TierPlan::quota).sum::<u64>() * self.replicas as u64
@@ -194,11 +210,18 @@ impl Manifest {
         let mounts = plan_mounts(dataset, self)?;
         let spec = runtime.spec();
         let tiers = runtime_tiers(&runtime)?;
-        if let Some(n) = spec.master.replicas.filter(|n| *n > 1) {
-            return Err(format!(
-                "spec.master.replicas: {n} masters need multi-master replication, which Cistern does not have yet; remove it or set 1 (one master's metadata survives restarts on its meta-dir)"
-            ));
-        }
+        let masters = match spec.master.replicas {
+            None | Some(1) => 1,
+            Some(n @ (3 | 5 | 7)) => n as u32,
+            Some(n) if n < 1 => return Err(format!("spec.master.replicas: {n} masters is not possible; use 1, 3 or 5")),
+            Some(n) if n % 2 == 0 => {
+                return Err(format!(
+                    "spec.master.replicas: {n} masters survive no more losses than {} do (a Raft quorum is a majority); use 1, 3 or 5",
+                    n - 1
+                ))
+            }
+            Some(n) => return Err(format!("spec.master.replicas: {n} masters is more than the 7 Cistern runs; use 1, 3 or 5")),
+        };
         let replicas = match spec.replicas {
             None => 1,
             Some(n) if n >= 1 => n as u32,
@@ -235,6 +258,7 @@ impl Manifest {
             mounts,
             tiers,
             replicas,
+            masters,
             data_replicas,
             meta_dir,
             auto_sync: spec.management.metadata_sync_policy.auto_sync.unwrap_or(true),
@@ -461,8 +485,14 @@ mod fluid_quirk_tests {
     }
 
     #[test]
-    fn several_masters_are_refused_by_name() {
-        let e = plan(&format!("{DATASET}apiVersion: data.fluid.io/v1alpha1\nkind: JindoRuntime\nmetadata: {{name: d}}\nspec:\n  master: {{replicas: 3}}\n")).unwrap_err();
-        assert!(e.contains("spec.master.replicas: 3 masters"), "{e}");
+    fn masters_are_an_odd_number_up_to_seven() {
+        let with = |n: i32| plan(&format!("{DATASET}apiVersion: data.fluid.io/v1alpha1\nkind: JindoRuntime\nmetadata: {{name: d}}\nspec:\n  master: {{replicas: {n}}}\n"));
+        assert_eq!(with(3).unwrap().masters, 3);
+        assert_eq!(with(5).unwrap().masters, 5);
+        assert_eq!(with(1).unwrap().masters, 1);
+        let e = with(2).unwrap_err();
+        assert!(e.contains("spec.master.replicas: 2 masters") && e.contains("majority"), "{e}");
+        assert!(with(9).unwrap_err().contains("more than the 7"));
+        assert!(with(0).unwrap_err().contains("not possible"));
     }
 }

@@ -131,7 +131,7 @@ fn status_file(plan: &DatasetPlan, vol: &JuiceFsVolume, mountpoint: &Path, creat
     rt["metadata"]["namespace"] = plan.namespace.clone().into();
     rt["metadata"]["creationTimestamp"] = created.into();
     rt["status"] = serde_json::to_value(status::runtime_status(1, 1, &stats)).unwrap_or_default();
-    StatusFile { pid: std::process::id(), mountpoint: mountpoint.to_path_buf(), web: None, dataset: ds, runtime: rt }
+    StatusFile { pid: std::process::id(), mountpoint: mountpoint.to_path_buf(), web: None, dataset: ds, runtime: rt, masters: None }
 }
 
 /// Bytes on disk under `dir` (cache blocks may be sparse).

@@ -25,6 +25,10 @@ fn with_defaults(level: &str) -> String {
     if !level.contains("opendal") {
         text.push_str(",opendal=error");
     }
+    // openraft narrates every vote and snapshot at info; its warnings and errors still show.
+    if !level.contains("openraft") {
+        text.push_str(",openraft=warn");
+    }
     text.push_str(",reqsign=info");
     text
 }

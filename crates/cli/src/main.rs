@@ -9,6 +9,7 @@ mod juicefs;
 mod load;
 mod logging;
 mod loglevel;
+mod quorum;
 mod mountpoint;
 mod render;
 mod run_as;
@@ -56,6 +57,8 @@ enum Command {
     Crd,
     /// Print the Kubernetes objects the operator would create for a Dataset (no cluster needed).
     Render(render::RenderArgs),
+    /// Show or change the masters' Raft quorum (spec.master.replicas > 1).
+    Quorum(quorum::QuorumArgs),
     /// Wipe a master's metadata store (Alluxio's formatJournal); it is reloaded from the UFS.
     Format(format::FormatArgs),
     /// Change the log level of a running Dataset's master, workers or FUSE clients (Alluxio's logLevel).
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Command::Render(a) => render::run(a),
         Command::Format(a) => format::run(a),
         Command::LogLevel(a) => loglevel::run(a),
+        Command::Quorum(a) => quorum::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

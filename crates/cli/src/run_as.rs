@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 /// The directories a master and its workers write, on this machine.
 fn written_dirs(plan: &DatasetPlan, run_dir: &Path) -> Vec<PathBuf> {
-    let mut dirs = vec![run_dir.to_path_buf(), plan.meta_dir.clone()];
+    let mut dirs = vec![run_dir.to_path_buf()];
+    dirs.extend((0..plan.masters.max(1)).map(|i| plan.master_meta_dir(i)));
     for tier in &plan.tiers {
         dirs.extend(tier.paths.iter().map(|p| p.join("cistern").join(format!("{}-{}", plan.namespace, plan.name))));
     }

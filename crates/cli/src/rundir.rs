@@ -24,6 +24,19 @@ pub struct StatusFile {
     pub web: Option<String>,
     pub dataset: serde_json::Value,
     pub runtime: serde_json::Value,
+    /// With several masters: which leads (the leader writes this file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masters: Option<MastersStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MastersStatus {
+    pub desired: u32,
+    pub ready: u32,
+    /// The leader's id: `master-<leader>.pid` in the run directory.
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub written_by: u64,
 }
 
 pub struct RunDir {

@@ -30,6 +30,10 @@ pub struct Served {
     pub refs: cistern_rpc::RefKey,
     /// Where `cistern load` writes `dataload-<name>.json` (embedded mode).
     pub run_dir: PathBuf,
+    /// This master's part in a quorum of several (`None`: the only master).
+    pub quorum: Option<Arc<cistern_master::raft::Replicated>>,
+    /// Masters that answered the last poll, this one included (see `component::master`).
+    pub masters_ready: std::sync::atomic::AtomicU32,
 }
 
 /// DataLoad status files read for the page, at most, and the largest read.
@@ -83,13 +87,35 @@ impl Served {
         rtv["metadata"]["creationTimestamp"] = self.created.clone().into();
         let replicas = self.replicas.load(std::sync::atomic::Ordering::Relaxed);
         rtv["spec"]["replicas"] = replicas.into();
-        rtv["status"] = serde_json::to_value(status::runtime_status(replicas, self.registry.live().len() as u32, &stats))?;
+        let mut rs = status::runtime_status(replicas, self.registry.live().len() as u32, &stats);
+        let (desired, ready) = (self.plan.masters.max(1), self.masters_ready.load(std::sync::atomic::Ordering::Relaxed).max(1));
+        rs.desired_master_number_scheduled = desired as i32;
+        rs.master_number_ready = ready.min(desired) as i32;
+        // Fluid's phases: all masters up, a quorum up (it serves), or not even a quorum.
+        rs.master_phase = match ready {
+            r if r >= desired => "Ready",
+            r if r > desired / 2 => "PartialReady",
+            _ => "NotReady",
+        }
+        .into();
+        rtv["status"] = serde_json::to_value(rs)?;
+        // Not Fluid's: what `cistern get runtime` shows of the masters (ready/desired, leader).
+        rtv["status"]["masters"] = format!("{}/{desired}", ready.min(desired)).into();
+        rtv["status"]["leader"] = match &self.quorum {
+            Some(q) => q.view().leader.map_or("none".to_string(), |l| format!("master-{l}")),
+            None => "master".to_string(),
+        }
+        .into();
         Ok(StatusFile {
             pid: std::process::id(),
             mountpoint: self.mountpoint.clone(),
             web: self.web.get().cloned(),
             dataset: ds,
             runtime: rtv,
+            masters: self.quorum.as_ref().map(|q| {
+                let view = q.view();
+                crate::rundir::MastersStatus { desired: self.plan.masters, ready: self.masters_ready.load(std::sync::atomic::Ordering::Relaxed), leader: view.leader, term: view.term, written_by: q.id }
+            }),
         })
     }
 }

@@ -130,9 +130,13 @@ const RUNTIME_COLUMNS: &[Column] = &[
     ("MASTER PHASE", &["status", "masterPhase"]),
     ("WORKER PHASE", &["status", "workerPhase"]),
     ("FUSE PHASE", &["status", "fusePhase"]),
+    ("MASTERS", &["status", "masters"]),
+    ("LEADER", &["status", "leader"]),
 ];
 const RUNTIME_WIDE: &[Column] = &[
     ("KIND", &["kind"]),
+    ("READY MASTERS", &["status", "masterNumberReady"]),
+    ("DESIRED MASTERS", &["status", "desiredMasterNumberScheduled"]),
     ("READY WORKERS", &["status", "workerNumberReady"]),
     ("DESIRED WORKERS", &["status", "desiredWorkerNumberScheduled"]),
 ];

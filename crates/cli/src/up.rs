@@ -128,15 +128,36 @@ fn serve(args: &UpArgs, plan: &DatasetPlan, run_dir: &Path, mountpoint: &Path, l
         v
     };
     let web: &dyn AsRef<std::ffi::OsStr> = &args.web_addr;
-    sup.start(
-        ChildSpec::cistern(
-            "master".into(),
-            child_args("master", &[&"--web-addr", web, &"--mountpoint", &mountpoint]),
-            Ready::Socket(master_socket(run_dir)),
-        )
-        .as_user(user),
-        &STOP,
-    )?;
+    if plan.masters <= 1 {
+        sup.start(
+            ChildSpec::cistern(
+                "master".into(),
+                child_args("master", &[&"--web-addr", web, &"--mountpoint", &mountpoint]),
+                Ready::Socket(master_socket(run_dir)),
+            )
+            .as_user(user),
+            &STOP,
+        )?;
+    }
+    // Several masters: `master-N` with its own store (`DatasetPlan::master_meta_dir`) and
+    // socket; master 0 takes the web port asked for, the others a free one each.
+    for i in 0..plan.masters {
+        if plan.masters <= 1 {
+            break;
+        }
+        let (id, meta_dir) = (i.to_string(), plan.master_meta_dir(i));
+        let free_web = "127.0.0.1:0".to_string();
+        let web_i: &dyn AsRef<std::ffi::OsStr> = if i == 0 { web } else { &free_web };
+        sup.start(
+            ChildSpec::cistern(
+                format!("master-{i}"),
+                child_args("master", &[&"--web-addr", web_i, &"--mountpoint", &mountpoint, &"--id", &id, &"--meta-dir", &meta_dir]),
+                Ready::Socket(component::master_n_socket(run_dir, i)),
+            )
+            .as_user(user),
+            &STOP,
+        )?;
+    }
     for i in 0..plan.replicas as usize {
         let index = i.to_string();
         sup.start(
@@ -175,7 +196,8 @@ fn serve(args: &UpArgs, plan: &DatasetPlan, run_dir: &Path, mountpoint: &Path, l
         print!("{}", status::dataset_table(std::slice::from_ref(&sf.dataset), false));
     }
     let fuse = if args.fuse_standalone { "FUSE (standalone)" } else { "FUSE supervisor and daemon" };
-    println!("Components: master, {} worker(s), {fuse}; PIDs and sockets in {}", plan.replicas, run_dir.display());
+    let masters = if plan.masters > 1 { format!("{} masters (Raft)", plan.masters) } else { "master".to_string() };
+    println!("Components: {masters}, {} worker(s), {fuse}; PIDs and sockets in {}", plan.replicas, run_dir.display());
     use std::io::Write;
     let _ = std::io::stdout().flush();
 

@@ -230,7 +230,13 @@ impl Client {
     /// A client of the master at `master`; workers are found through it (see
     /// [`Client::refresh_workers`]).
     pub fn remote(master: &Address) -> Result<Client, ClientError> {
-        let meta = remote::RemoteMaster::new(master).map_err(|message| ClientError { errno: Errno::InvalidArgument, message })?;
+        Client::remote_any(std::slice::from_ref(master))
+    }
+
+    /// A client of the masters at `masters` (a Raft quorum): any one answers, and a master
+    /// that fails in transport hands the next call to another.
+    pub fn remote_any(masters: &[Address]) -> Result<Client, ClientError> {
+        let meta = remote::RemoteMaster::new(masters).map_err(|message| ClientError { errno: Errno::InvalidArgument, message })?;
         Ok(Client::with(Arc::new(meta), WorkerSet::default(), true))
     }
 

@@ -37,7 +37,7 @@ pub struct Listing {
 pub async fn browse(ns: &Namespace, refs: &RefKey, registry: &WorkerRegistry, path: &str) -> Result<Listing, MetaError> {
     let dir = resolve(ns, path).await?;
     if !dir.is_dir() {
-        return Err(MetaError { errno: Errno::NotADirectory, message: format!("{path}: not a directory") });
+        return Err(MetaError { retryable: false, errno: Errno::NotADirectory, message: format!("{path}: not a directory") });
     }
     let children = ns.readdir(dir.ino).await?;
     // Every file to ask about, with the index of the entry it counts for.
@@ -91,7 +91,7 @@ async fn walk(ns: &Namespace, refs: &RefKey, dir: &Inode, i: usize, budget: &mut
 
 /// The inode at `path` (components separated by `/`), looked up from the root.
 async fn resolve(ns: &Namespace, path: &str) -> Result<Inode, MetaError> {
-    let invalid = |why: &str| MetaError { errno: Errno::InvalidArgument, message: format!("path {path:?}: {why}; give a directory of the Dataset such as / or /train") };
+    let invalid = |why: &str| MetaError { retryable: false, errno: Errno::InvalidArgument, message: format!("path {path:?}: {why}; give a directory of the Dataset such as / or /train") };
     if path.len() > MAX_PATH {
         return Err(invalid("too long"));
     }

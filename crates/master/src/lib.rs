@@ -4,9 +4,11 @@
 
 pub mod browse;
 pub mod inode;
+pub mod listing;
 pub mod log_levels;
 pub mod metrics;
 pub mod namespace;
+pub mod raft;
 pub mod rpc;
 pub mod store;
 pub mod summary;
@@ -21,25 +23,31 @@ pub use summary::{spawn_summary, Summary, UfsSummary};
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct MetaError {
+    /// A failure that waiting may cure (no Raft leader yet): it crosses the wire as a
+    /// transport failure, so clients retry it (on another master) rather than answer `errno`.
+    pub retryable: bool,
     pub errno: Errno,
     pub message: String,
 }
 
 impl MetaError {
+    pub fn unavailable(message: String) -> Self {
+        MetaError { retryable: true, errno: Errno::Io, message }
+    }
     pub fn not_found(name: &str) -> Self {
-        MetaError { errno: Errno::NotFound, message: format!("{name}: no such file or directory") }
+        MetaError { retryable: false, errno: Errno::NotFound, message: format!("{name}: no such file or directory") }
     }
     pub fn not_dir(ino: Ino) -> Self {
-        MetaError { errno: Errno::NotADirectory, message: format!("inode {ino}: not a directory") }
+        MetaError { retryable: false, errno: Errno::NotADirectory, message: format!("inode {ino}: not a directory") }
     }
     pub fn stale(ino: Ino) -> Self {
-        MetaError { errno: Errno::NotFound, message: format!("inode {ino}: unknown (removed from the UFS?)") }
+        MetaError { retryable: false, errno: Errno::NotFound, message: format!("inode {ino}: unknown (removed from the UFS?)") }
     }
 }
 
 impl From<cistern_ufs::UfsError> for MetaError {
     fn from(e: cistern_ufs::UfsError) -> Self {
-        MetaError { errno: e.errno(), message: e.message }
+        MetaError { retryable: false, errno: e.errno(), message: e.message }
     }
 }
 

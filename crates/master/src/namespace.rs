@@ -15,13 +15,16 @@
 //! different one drops the stored namespace and lists again.
 
 use crate::inode::*;
+use crate::listing::{apply_listing, child_path, db_err, Listing};
 use crate::store::{self, decode, decode_u64, encode, DENTRIES, INODES, LISTED, META};
 use crate::MetaError;
 use cistern_ufs::Ufs;
-use redb::{Database, ReadableDatabase, ReadableTable, Table};
+use redb::{Database, ReadableDatabase, ReadableTable};
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A mount as the namespace needs it: its UFS and where it appears.
@@ -31,9 +34,34 @@ pub struct NsMount {
     pub path: String,
 }
 
+/// The namespace's link to the other masters when there are several (see [`crate::raft`]).
+pub trait Replica: Send + Sync {
+    /// Whether this master leads: it lists the UFS and commits listings.
+    fn is_leader(&self) -> bool;
+    /// Commits a listing through the log; returns once this master has applied it.
+    fn commit(&self, listing: Listing) -> BoxFuture<'_, Result<(), MetaError>>;
+    /// Asks the leader to list directory `ino` (as a lookup or a `sync` read would); returns
+    /// once this master has applied the result. [`Forwarded::Leading`] when this master leads
+    /// by now and should list itself.
+    fn forward(&self, ino: Ino, sync: bool) -> BoxFuture<'_, Result<Forwarded, MetaError>>;
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forwarded {
+    Applied,
+    Leading,
+}
+
 pub struct Namespace {
     mounts: Vec<NsMount>,
-    db: Database,
+    db: Arc<Database>,
+    /// Set once when this master is one of several.
+    replica: OnceLock<Arc<dyn Replica>>,
+    /// The stored namespace was dropped at open (a new mount table): a Raft log beside it no
+    /// longer describes it either.
+    reset: bool,
     /// One listing at a time per directory: concurrent lookups wait for it rather than list too.
     /// Each gate holds when its last listing started (a `sync` read asked before that one
     /// started takes its result rather than list again).
@@ -43,25 +71,15 @@ pub struct Namespace {
     /// Mounts whose UFS failed a re-listing, with when to try again: until then, stale
     /// listings are served at once instead of each directory waiting out the UFS's retries.
     unreachable: Mutex<HashMap<usize, std::time::Instant>>,
+    /// A follower that found no leader: until then, stale listings are served at once.
+    no_leader_until: Mutex<Option<std::time::Instant>>,
 }
 
 /// How long a UFS that failed is left alone before the next re-listing tries it again.
 pub const UFS_RETRY_AFTER: Duration = Duration::from_secs(10);
 
-fn db_err(e: impl std::fmt::Display) -> MetaError {
-    MetaError { errno: cistern_rpc::Errno::Io, message: format!("metadata store: {e}") }
-}
-
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-fn child_path(dir_path: &str, name: &str) -> String {
-    if dir_path.is_empty() {
-        name.to_string()
-    } else {
-        format!("{dir_path}/{name}")
-    }
 }
 
 impl Namespace {
@@ -80,7 +98,8 @@ impl Namespace {
         let table = serde_json::to_vec(&table).map_err(db_err)?;
         let txn = db.begin_write().map_err(db_err)?;
         let stored = txn.open_table(META).map_err(db_err)?.get("mounts").map_err(db_err)?.map(|v| v.value().to_vec());
-        if stored.as_deref() != Some(table.as_slice()) {
+        let reset = stored.as_deref() != Some(table.as_slice());
+        if reset {
             if stored.is_some() {
                 tracing::info!("the mount table changed since the last run; the namespace is listed again");
             }
@@ -90,12 +109,34 @@ impl Namespace {
             {
                 let mut meta = txn.open_table(META).map_err(db_err)?;
                 meta.remove("summary").map_err(db_err)?;
+                meta.remove(crate::raft::state_machine::APPLIED).map_err(db_err)?;
+                meta.remove(crate::raft::state_machine::MEMBERSHIP).map_err(db_err)?;
                 meta.insert("mounts", table.as_slice()).map_err(db_err)?;
             }
             build_mount_dirs(&txn, &mounts)?;
         }
         txn.commit().map_err(db_err)?;
-        Ok(Namespace { mounts, db, listing: Mutex::default(), sync_ttl, unreachable: Mutex::default() })
+        Ok(Namespace { mounts, db: Arc::new(db), replica: OnceLock::new(), reset, listing: Mutex::default(), sync_ttl, unreachable: Mutex::default(), no_leader_until: Mutex::default() })
+    }
+
+    /// The store, for the Raft state machine that applies listings to it.
+    pub(crate) fn db(&self) -> Arc<Database> {
+        self.db.clone()
+    }
+
+    /// Whether the stored namespace was dropped when opened (a new store, or a new mount table).
+    pub fn was_reset(&self) -> bool {
+        self.reset
+    }
+
+    /// Lists directory `ino` unless its listing is fresh (what a follower asks the leader).
+    pub async fn list(&self, ino: Ino, sync: bool) -> Result<(), MetaError> {
+        self.ensure_listed(ino, sync).await.map(|_| ())
+    }
+
+    /// Makes this namespace one replica of several: listings go through `replica`.
+    pub fn set_replica(&self, replica: Arc<dyn Replica>) {
+        let _ = self.replica.set(replica);
     }
 
     pub fn mounts(&self) -> &[NsMount] {
@@ -191,6 +232,25 @@ impl Namespace {
         if !sync && self.fresh(listed) {
             return Ok(node);
         }
+        if let Some(replica) = self.replica.get().filter(|r| !r.is_leader()) {
+            // No leader a moment ago: serve what is stored at once rather than each directory
+            // waiting out the search for one.
+            if listed.is_some() && self.no_leader_until.lock().expect("no-leader lock").is_some_and(|t| std::time::Instant::now() < t) {
+                return Ok(node);
+            }
+            match replica.forward(ino, sync).await {
+                Ok(Forwarded::Applied) => return Ok(node),
+                Ok(Forwarded::Leading) => {}
+                // No leader to list it (no quorum): the last listing, when there is one, is
+                // served as an unreachable UFS's would be.
+                Err(e) if listed.is_some() && e.retryable => {
+                    tracing::warn!(dir = %node.ufs_path, error = %e.message, "no leader to re-list; serving the last listings for {UFS_RETRY_AFTER:?}");
+                    *self.no_leader_until.lock().expect("no-leader lock") = Some(std::time::Instant::now() + UFS_RETRY_AFTER);
+                    return Ok(node);
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let gate = self.listing.lock().expect("listing lock").entry(ino).or_default().clone();
         let mut last_started = gate.lock().await;
         let listed = self.listed_at(ino)?;
@@ -204,7 +264,7 @@ impl Namespace {
         }
         match self.mounts[mount].ufs.list(&node.ufs_path).await {
             Ok(entries) => {
-                self.merge_listing(&node, mount, entries)?;
+                self.commit_listing(&node, mount, entries).await?;
                 self.unreachable.lock().expect("unreachable lock").remove(&mount);
             }
             Err(e) if listed.is_some() => {
@@ -239,83 +299,19 @@ impl Namespace {
         }
     }
 
-    /// Replaces a directory's entries with a listing, in one transaction.
-    fn merge_listing(&self, dir: &Inode, mount: usize, entries: Vec<cistern_ufs::UfsEntry>) -> Result<(), MetaError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut meta = txn.open_table(META).map_err(db_err)?;
-            let mut inodes = txn.open_table(INODES).map_err(db_err)?;
-            let mut dentries = txn.open_table(DENTRIES).map_err(db_err)?;
-            let mut listed = txn.open_table(LISTED).map_err(db_err)?;
-            let mut next = meta.get("next_ino").map_err(db_err)?.and_then(|v| decode_u64(v.value())).unwrap_or(ROOT_INO + 1);
-            let mut old = BTreeMap::new();
-            for entry in dentries.range((dir.ino, "")..(dir.ino + 1, "")).map_err(db_err)? {
-                let (k, v) = entry.map_err(db_err)?;
-                old.insert(k.value().1.to_string(), v.value());
+    /// Puts a listing into the namespace: through the Raft log when there are several masters
+    /// (every member then applies it identically), else in one local transaction.
+    async fn commit_listing(&self, dir: &Inode, mount: usize, entries: Vec<cistern_ufs::UfsEntry>) -> Result<(), MetaError> {
+        let listing = Listing::new(dir.ino, mount, now_secs(), entries);
+        match self.replica.get() {
+            Some(replica) => replica.commit(listing).await,
+            None => {
+                let txn = self.db.begin_write().map_err(db_err)?;
+                apply_listing(&txn, &listing)?;
+                txn.commit().map_err(db_err)
             }
-            let mut new = BTreeMap::new();
-            for e in entries {
-                let kind = if e.is_dir { Kind::Dir } else { Kind::File };
-                let same_kind = |ino: Ino| -> Result<bool, MetaError> {
-                    Ok(inodes.get(ino).map_err(db_err)?.and_then(|v| decode(ino, v.value())).is_some_and(|n| n.kind == kind))
-                };
-                let ino = match old.get(&e.name) {
-                    Some(&ino) if same_kind(ino)? => ino,
-                    _ => {
-                        next += 1;
-                        next - 1
-                    }
-                };
-                let node = Inode {
-                    ino,
-                    parent: dir.ino,
-                    name: e.name.clone(),
-                    kind,
-                    size: e.size,
-                    mtime: to_mtime(e.mtime),
-                    etag: e.etag,
-                    mount: Some(mount),
-                    ufs_path: if e.is_dir { child_path(&dir.ufs_path, &e.name) } else { String::new() },
-                    file_ref: None,
-                };
-                inodes.insert(ino, encode(&node).as_slice()).map_err(db_err)?;
-                dentries.insert((dir.ino, e.name.as_str()), ino).map_err(db_err)?;
-                new.insert(e.name, ino);
-            }
-            // Names gone from the UFS (or now of another kind): forget them and their subtrees.
-            for (name, ino) in &old {
-                if new.get(name) != Some(ino) {
-                    if !new.contains_key(name) {
-                        dentries.remove((dir.ino, name.as_str())).map_err(db_err)?;
-                    }
-                    forget_subtree(&mut inodes, &mut dentries, &mut listed, *ino)?;
-                }
-            }
-            listed.insert(dir.ino, now_secs()).map_err(db_err)?;
-            meta.insert("next_ino", next.to_le_bytes().as_slice()).map_err(db_err)?;
         }
-        txn.commit().map_err(db_err)
     }
-}
-
-fn forget_subtree(
-    inodes: &mut Table<u64, &[u8]>,
-    dentries: &mut Table<(u64, &str), u64>,
-    listed: &mut Table<u64, u64>,
-    ino: Ino,
-) -> Result<(), MetaError> {
-    inodes.remove(ino).map_err(db_err)?;
-    listed.remove(ino).map_err(db_err)?;
-    let mut children = Vec::new();
-    for entry in dentries.range((ino, "")..(ino + 1, "")).map_err(db_err)? {
-        let (k, v) = entry.map_err(db_err)?;
-        children.push((k.value().1.to_string(), v.value()));
-    }
-    for (name, child) in children {
-        dentries.remove((ino, name.as_str())).map_err(db_err)?;
-        forget_subtree(inodes, dentries, listed, child)?;
-    }
-    Ok(())
 }
 
 /// The root, the made-up directories above mounts, and each mount's root directory.

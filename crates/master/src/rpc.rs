@@ -56,7 +56,10 @@ impl From<pb::Inode> for Inode {
     }
 }
 
-fn status(e: MetaError) -> Status {
+pub(crate) fn status(e: MetaError) -> Status {
+    if e.retryable {
+        return Status::unavailable(e.message);
+    }
     status_with_errno(e.errno, e.message)
 }
 

@@ -30,7 +30,7 @@ pub const STORE_FILE: &str = "namespace.redb";
 
 /// Opens (or creates) the store in `meta_dir`.
 pub fn open(meta_dir: &Path) -> Result<Database, MetaError> {
-    let bad = |what: String| MetaError { errno: cistern_rpc::Errno::Io, message: what };
+    let bad = |what: String| MetaError { retryable: false, errno: cistern_rpc::Errno::Io, message: what };
     std::fs::create_dir_all(meta_dir).map_err(|e| {
         bad(format!(
             "namespace.meta-dir {}: cannot create it ({e}); give a writable directory in master.properties[\"namespace.meta-dir\"]",
@@ -85,7 +85,7 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> MetaError {
         },
         other => format!("{}: the metadata store is damaged or not a cistern store ({other}); {fix}", path.display()),
     };
-    MetaError { errno: cistern_rpc::Errno::Io, message }
+    MetaError { retryable: false, errno: cistern_rpc::Errno::Io, message }
 }
 
 fn parent(path: &Path) -> PathBuf {
@@ -94,7 +94,7 @@ fn parent(path: &Path) -> PathBuf {
 
 /// Stamps a new store with [`FORMAT_VERSION`]; refuses one written by a newer version.
 fn check_format(db: &Database, path: &Path) -> Result<(), MetaError> {
-    let err = |e: String| MetaError { errno: cistern_rpc::Errno::Io, message: format!("{}: {e}", path.display()) };
+    let err = |e: String| MetaError { retryable: false, errno: cistern_rpc::Errno::Io, message: format!("{}: {e}", path.display()) };
     let txn = db.begin_write().map_err(|e| err(e.to_string()))?;
     {
         let mut meta = txn.open_table(META).map_err(|e| err(e.to_string()))?;
@@ -136,7 +136,16 @@ pub fn format(meta_dir: &Path) -> Result<bool, MetaError> {
         Ok(db) => drop(db),
         Err(_) => {} // damaged: wiping it is the point
     }
-    std::fs::remove_file(&path).map_err(|e| MetaError { errno: cistern_rpc::Errno::Io, message: format!("{}: cannot remove it: {e}", path.display()) })?;
+    std::fs::remove_file(&path).map_err(|e| MetaError { retryable: false, errno: cistern_rpc::Errno::Io, message: format!("{}: cannot remove it: {e}", path.display()) })?;
+    // One master of several: its Raft log and snapshot go too (it catches up from the others).
+    for raft_file in [crate::raft::log_store::LOG_FILE, crate::raft::state_machine::SNAPSHOT_FILE] {
+        match std::fs::remove_file(meta_dir.join(raft_file)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(MetaError { retryable: false, errno: cistern_rpc::Errno::Io, message: format!("{}: cannot remove it: {e}", meta_dir.join(raft_file).display()) })
+            }
+            _ => {}
+        }
+    }
     Ok(true)
 }
 

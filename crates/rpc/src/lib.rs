@@ -8,11 +8,13 @@ pub mod errno;
 pub mod errors;
 pub mod fileref;
 pub mod latency;
+pub mod masters;
 pub mod placement;
 pub mod retry;
 pub mod tls;
 
 pub use address::Address;
+pub use masters::MasterSet;
 pub use errno::Errno;
 pub use errors::{errno_of, status_with_errno, RpcError};
 pub use fileref::{CacheKey, RefKey, VerifiedRef, MAX_CACHED_FILES, MAX_READ_LEN};

@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use bytes::Bytes;
 use cistern_rpc::pb::worker_client::WorkerClient;
-use cistern_rpc::pb::{self, master_client::MasterClient};
+use cistern_rpc::pb;
 use cistern_rpc::{placement, Address};
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -147,11 +147,11 @@ impl GrpcPeers {
     ///
     /// With `log`, the worker also takes the log filter the master asks workers for
     /// (`cistern loglevel --target workers`), once per change.
-    pub async fn follow(self: std::sync::Arc<Self>, mut master: MasterClient<Channel>, period: Duration, log: Option<cistern_rpc::LogControl>) {
+    pub async fn follow(self: std::sync::Arc<Self>, master: cistern_rpc::MasterSet, period: Duration, log: Option<cistern_rpc::LogControl>) {
         let (mut quick, mut known) = (QUICK_REFRESH, usize::MAX);
         let mut applied = String::new();
         loop {
-            let whole = match tokio::time::timeout(period.max(Duration::from_secs(1)), master.cluster(pb::ClusterRequest::default())).await {
+            let whole = match tokio::time::timeout(period.max(Duration::from_secs(1)), master.call(|mut m| async move { m.cluster(pb::ClusterRequest::default()).await })).await {
                 Ok(Ok(reply)) => {
                     let reply = reply.into_inner();
                     self.update(&reply);

@@ -11,9 +11,9 @@
 //! serves in one process, the fallback for kernels without FUSE_NOTIFY_RESEND (6.9+): a dead
 //! daemon then leaves a dead mount, which the next one takes down and mounts again.
 
-use super::{connect, default_run_dir, fsname, master_socket, DatasetArgs};
+use super::{connect, default_run_dir, fsname, DatasetArgs};
 use crate::mountpoint::prepare_mountpoint;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use cistern_client::Client;
 use cistern_fuse::passthrough::table_memfd;
 use cistern_fuse::{CisternFs, FuseMount, MountHolder, Passthrough};
@@ -82,7 +82,7 @@ const TABLE_FD: RawFd = 4;
 struct Target {
     plan: cistern_api::DatasetPlan,
     run_dir: PathBuf,
-    master: Address,
+    masters: Vec<Address>,
     mountpoint: PathBuf,
 }
 
@@ -90,14 +90,11 @@ fn target(args: &FuseArgs) -> Result<Target> {
     // Only the standalone mode reads the UFS itself and needs its credentials.
     let plan = if args.standalone { args.dataset.plan()? } else { args.dataset.plan_without_credentials()? };
     let run_dir = args.run_dir.clone().unwrap_or_else(|| default_run_dir(&plan));
-    let master = match &args.master {
-        Some(a) => Address::parse(a).map_err(|e| anyhow!("--master {e}"))?,
-        None => Address::Unix(master_socket(&run_dir)),
-    };
+    let masters = super::master_addresses(args.master.as_deref(), &plan, &run_dir)?;
     let mountpoint = args.mountpoint.clone().unwrap_or_else(|| args.mount_root.join(&plan.namespace).join(&plan.name));
     // The client's certificate, for a master and workers reached over TCP.
     crate::credentials::install_tls(&args.credentials.dir(&run_dir), cistern_rpc::tls::Role::Client)?;
-    Ok(Target { plan, run_dir, master, mountpoint })
+    Ok(Target { plan, run_dir, masters, mountpoint })
 }
 
 pub fn run(args: FuseArgs, log_level: &str) -> Result<()> {
@@ -128,11 +125,11 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn standalone(args: &FuseArgs, t: &Target) -> Result<()> {
     let rt = runtime()?;
-    let client = connect(&rt, &t.master, None, Some(&t.run_dir))?;
+    let client = connect(&rt, &t.masters, None, Some(&t.run_dir))?;
     let created = prepare_mountpoint(&t.mountpoint, &fsname(&t.plan), args.mountpoint_is_volume)?;
     let mount = FuseMount::mount(&t.mountpoint, &fsname(&t.plan), file_system(t, client, &rt), args.threads)
         .with_context(|| format!("cannot mount {}", t.mountpoint.display()))?;
-    tracing::info!("mounted {} (master {})", t.mountpoint.display(), t.master);
+    tracing::info!("mounted {} (master {})", t.mountpoint.display(), cistern_rpc::masters::join(&t.masters));
     rt.block_on(super::stop_requested());
     tracing::info!("unmounting {}", t.mountpoint.display());
     let result = mount.unmount().with_context(|| format!("cannot unmount {}", t.mountpoint.display()));
@@ -149,7 +146,7 @@ fn daemon(args: &FuseArgs, t: &Target, fd: RawFd) -> Result<()> {
     let file = unsafe { std::fs::File::from_raw_fd(fd) };
     let rt = runtime()?;
     // Requests wait in the kernel until the threads below start reading.
-    let client = connect(&rt, &t.master, None, Some(&t.run_dir))?;
+    let client = connect(&rt, &t.masters, None, Some(&t.run_dir))?;
     let mut fs = file_system(t, client, &rt);
     if let Some(table) = args.open_table_fd {
         // SAFETY: as above, a descriptor the supervisor placed for this process.
@@ -158,7 +155,7 @@ fn daemon(args: &FuseArgs, t: &Target, fd: RawFd) -> Result<()> {
     }
     let mount = FuseMount::adopt(file, &fsname(&t.plan), fs, args.threads)
         .context("cannot serve the FUSE connection")?;
-    tracing::info!("serving {} (master {})", t.mountpoint.display(), t.master);
+    tracing::info!("serving {} (master {})", t.mountpoint.display(), cistern_rpc::masters::join(&t.masters));
     rt.block_on(super::stop_requested());
     // Finish what the threads hold; what is queued waits for the next daemon.
     mount.unmount()?;
@@ -229,7 +226,7 @@ fn supervise(args: &FuseArgs, t: &Target, log_level: &str) -> Result<()> {
         "--run-dir".into(),
         t.run_dir.clone().into(),
         "--master".into(),
-        t.master.to_string().into(),
+        cistern_rpc::masters::join(&t.masters).into(),
         "--mountpoint".into(),
         t.mountpoint.clone().into(),
         "--threads".into(),

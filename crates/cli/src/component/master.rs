@@ -7,6 +7,7 @@ use super::{default_run_dir, master_socket, namespace_stored, open_mounts, Datas
 use crate::served::Served;
 use anyhow::{anyhow, Context, Result};
 use cistern_master::rpc::{MasterService, WorkerRegistry};
+use cistern_master::raft::{service::RaftService, RaftOptions, Replicated};
 use cistern_master::{spawn_summary, Namespace, NsMount};
 use cistern_rpc::Address;
 use std::path::PathBuf;
@@ -32,26 +33,70 @@ pub struct MasterArgs {
     /// Where the FUSE client mounts the Dataset, for the status.
     #[arg(long)]
     pub mountpoint: Option<PathBuf>,
+    /// This master's id among several (`spec.master.replicas` > 1): its ordinal, 0 to
+    /// replicas-1 [default: the ordinal ending the host name (`...-master-2`), else 0].
+    #[arg(long)]
+    pub id: Option<u64>,
+    /// Every master's address, in id order, comma-separated (`spec.master.replicas` > 1)
+    /// [default: unix:<run-dir>/master-N.sock for each].
+    #[arg(long)]
+    pub masters: Option<String>,
+    /// The namespace store's directory [default: master.properties["namespace.meta-dir"]].
+    #[arg(long)]
+    pub meta_dir: Option<PathBuf>,
     #[command(flatten)]
     pub credentials: crate::credentials::CredentialsArgs,
 }
 
 pub fn run(args: MasterArgs) -> Result<()> {
-    let plan = args.dataset.plan()?;
+    let mut plan = args.dataset.plan()?;
+    if let Some(dir) = &args.meta_dir {
+        plan.meta_dir = dir.clone();
+    }
     let run_dir = args.run_dir.clone().unwrap_or_else(|| default_run_dir(&plan));
     crate::rundir::create_private_dir(&run_dir)?;
-    let listen = match &args.listen {
-        Some(a) => Address::parse(a).map_err(|e| anyhow!("--listen {e}"))?,
-        None => Address::Unix(master_socket(&run_dir)),
+    let quorum = quorum_of(&args, &plan, &run_dir)?;
+    let listen = match (&args.listen, &quorum) {
+        (Some(a), _) => Address::parse(a).map_err(|e| anyhow!("--listen {e}"))?,
+        (None, Some(q)) => Address::parse(&q.members[&q.id]).map_err(|e| anyhow!("--masters {e}"))?,
+        (None, None) => Address::Unix(master_socket(&run_dir)),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(4).build()?;
-    let result = rt.block_on(serve(args, plan, run_dir, listen));
+    let result = rt.block_on(serve(args, plan, run_dir, listen, quorum));
     rt.shutdown_timeout(Duration::from_secs(2));
     result
 }
 
-async fn serve(args: MasterArgs, plan: cistern_api::DatasetPlan, run_dir: PathBuf, listen: Address) -> Result<()> {
-    let ufs = open_mounts(&plan, true, namespace_stored(&plan)).await?;
+/// This master's place among several, from `--id`, `--masters` and the runtime's
+/// `master.replicas`; `None` for a single master.
+fn quorum_of(args: &MasterArgs, plan: &cistern_api::DatasetPlan, run_dir: &std::path::Path) -> Result<Option<RaftOptions>> {
+    let addresses: Vec<String> = match &args.masters {
+        Some(list) => cistern_rpc::masters::parse_list(list).map_err(|e| anyhow!("--masters {e}"))?.iter().map(|a| a.to_string()).collect(),
+        None if plan.masters > 1 => super::master_sockets(plan, run_dir).iter().map(|a| a.to_string()).collect(),
+        None => return Ok(None),
+    };
+    if addresses.len() == 1 {
+        return Ok(None);
+    }
+    let id = match args.id {
+        Some(id) => id,
+        None => hostname_ordinal().unwrap_or(0),
+    };
+    if id as usize >= addresses.len() {
+        anyhow::bail!("--id {id}: there are {} masters (ids 0..{})", addresses.len(), addresses.len() - 1);
+    }
+    Ok(Some(RaftOptions { id, members: cistern_master::raft::members_from(&addresses), meta_dir: Some(plan.meta_dir.clone()) }))
+}
+
+/// The ordinal a StatefulSet gives its pod in the host name (`dataset-master-2` → 2).
+fn hostname_ordinal() -> Option<u64> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    name.trim().rsplit_once('-')?.1.parse().ok()
+}
+
+async fn serve(args: MasterArgs, plan: cistern_api::DatasetPlan, run_dir: PathBuf, listen: Address, quorum: Option<RaftOptions>) -> Result<()> {
+    // A member of a quorum starts without the UFS too: it catches up from the others.
+    let ufs = open_mounts(&plan, true, quorum.is_some() || namespace_stored(&plan)).await?;
     let reached: Vec<bool> = ufs.iter().map(|(_, r)| *r).collect();
     let mounts = ufs.into_iter().zip(&plan.mounts).map(|((ufs, _), m)| NsMount { ufs, path: m.path.clone() }).collect();
     let ttl = plan.auto_sync.then_some(plan.sync_interval);
@@ -64,6 +109,16 @@ async fn serve(args: MasterArgs, plan: cistern_api::DatasetPlan, run_dir: PathBu
     let refs = crate::credentials::ensure_ref_key(&credentials)?;
     crate::credentials::ensure_tls(&credentials)?;
     crate::credentials::install_tls(&credentials, cistern_rpc::tls::Role::Master)?;
+    // Several masters: this one joins the quorum before it serves anything.
+    let quorum = match quorum {
+        Some(q) => {
+            let id = q.id;
+            let replicated = cistern_master::raft::start(ns.clone(), q).await.map_err(|e| anyhow!(e))?;
+            tracing::info!(master = id, "member of a quorum of {} masters", plan.masters.max(2));
+            Some(replicated)
+        }
+        None => None,
+    };
     let summary = spawn_summary(ns.clone());
     let registry = Arc::new(WorkerRegistry::default());
     let replicas = Arc::new(std::sync::atomic::AtomicU32::new(plan.replicas));
@@ -93,10 +148,16 @@ async fn serve(args: MasterArgs, plan: cistern_api::DatasetPlan, run_dir: PathBu
         ns,
         refs,
         run_dir: run_dir.clone(),
+        quorum: quorum.clone(),
+        masters_ready: std::sync::atomic::AtomicU32::new(1),
     });
     let _ = served.web.set(format!("http://{}", web.local_addr()?));
     tokio::spawn(cistern_master::web::serve(web, served.clone()));
     let publish = || {
+        // With several masters only the leader writes the status (the others would race it).
+        if served.quorum.as_ref().is_some_and(|q| q.view().leader != Some(q.id)) {
+            return;
+        }
         // Fresh worker figures are polled on the tick below; this writes what is known.
         if let Err(e) = served.status_file().and_then(|sf| crate::rundir::write_status(&run_dir, &sf)) {
             tracing::warn!(error = %e, "cannot write the status file");
@@ -105,6 +166,7 @@ async fn serve(args: MasterArgs, plan: cistern_api::DatasetPlan, run_dir: PathBu
     publish();
     tracing::info!("master serving on {bound}");
     let grpc = incoming.server().map_err(|e| anyhow!("--listen {listen}: {e}"))?.add_service(service.into_server());
+    let grpc = grpc.add_optional_service(quorum.clone().map(|replicated| RaftService { replicated }.into_server()));
     let mut server = tokio::spawn(incoming.serve(grpc, super::stop_requested()));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -115,10 +177,22 @@ async fn serve(args: MasterArgs, plan: cistern_api::DatasetPlan, run_dir: PathBu
             }
             _ = tick.tick() => {
                 served.registry.poll().await;
+                if let Some(q) = &served.quorum {
+                    served.masters_ready.store(masters_answering(q).await, std::sync::atomic::Ordering::Relaxed);
+                }
                 publish();
             }
         }
     }
+}
+
+/// The members of the quorum that answer within half a second, this one included.
+async fn masters_answering(q: &Replicated) -> u32 {
+    let asks = q.view().members.into_iter().filter(|(id, _)| *id != q.id).map(|(_, (addr, _))| async move {
+        let Ok(mut client) = cistern_master::raft::network::raft_client(&addr) else { return false };
+        matches!(tokio::time::timeout(Duration::from_millis(500), client.quorum(cistern_rpc::pb::QuorumRequest::default())).await, Ok(Ok(_)))
+    });
+    1 + futures::future::join_all(asks).await.into_iter().filter(|ok| *ok).count() as u32
 }
 
 /// Binds the web port; when the default port is taken (another Dataset on this machine),

@@ -75,6 +75,47 @@ pub fn master_socket(run_dir: &Path) -> PathBuf {
     run_dir.join("master.sock")
 }
 
+/// Master `i`'s socket when the runtime has several (`master-0.sock`...).
+pub fn master_n_socket(run_dir: &Path, i: u32) -> PathBuf {
+    run_dir.join(format!("master-{i}.sock"))
+}
+
+/// Where the Dataset's masters listen on this node: `master.sock`, or one socket per master.
+pub fn master_sockets(plan: &DatasetPlan, run_dir: &Path) -> Vec<Address> {
+    match plan.masters {
+        0 | 1 => vec![Address::Unix(master_socket(run_dir))],
+        n => (0..n).map(|i| Address::Unix(master_n_socket(run_dir, i))).collect(),
+    }
+}
+
+/// The master sockets a run directory holds: `master-N.sock` of several masters, else
+/// `master.sock` (for tools that know the run directory but not the runtime).
+pub fn sockets_in(run_dir: &Path) -> Vec<Address> {
+    let mut several: Vec<(u32, PathBuf)> = std::fs::read_dir(run_dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let i = name.strip_prefix("master-")?.strip_suffix(".sock")?.parse().ok()?;
+            Some((i, e.path()))
+        })
+        .collect();
+    several.sort();
+    if several.is_empty() || master_socket(run_dir).exists() {
+        return vec![Address::Unix(master_socket(run_dir))];
+    }
+    several.into_iter().take(cistern_rpc::masters::MAX_MASTERS).map(|(_, p)| Address::Unix(p)).collect()
+}
+
+/// `--master` as given (one address or a comma-separated list), else the node's sockets.
+pub fn master_addresses(given: Option<&str>, plan: &DatasetPlan, run_dir: &Path) -> Result<Vec<Address>> {
+    match given {
+        Some(list) => cistern_rpc::masters::parse_list(list).map_err(|e| anyhow!("--master {e}")),
+        None => Ok(master_sockets(plan, run_dir)),
+    }
+}
+
 pub fn worker_socket(run_dir: &Path, i: usize) -> PathBuf {
     run_dir.join(format!("worker-{i}.sock"))
 }
@@ -163,10 +204,11 @@ const WORKER_REFRESH: Duration = Duration::from_secs(2);
 /// peer for `patience` (the client's default when `None`). `run_dir`: the run directory on
 /// this node, where workers here keep their descriptor sockets (short-circuit reads and
 /// passthrough); `None` reads every byte over gRPC.
-pub fn connect(rt: &tokio::runtime::Runtime, master: &Address, patience: Option<Duration>, run_dir: Option<&Path>) -> Result<Arc<Client>> {
+pub fn connect(rt: &tokio::runtime::Runtime, masters: &[Address], patience: Option<Duration>, run_dir: Option<&Path>) -> Result<Arc<Client>> {
+    let master = cistern_rpc::masters::join(masters);
     // Channels spawn their connection tasks on the runtime they are made in.
     let mut client = rt
-        .block_on(async { Client::remote(master) })
+        .block_on(async { Client::remote_any(masters) })
         .map_err(|e| anyhow!("the master at {master}: {}", e.message))?
         .with_short_circuit(run_dir.map(Path::to_path_buf))
         .with_log_control(crate::logging::CONTROL);

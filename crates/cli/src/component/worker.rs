@@ -1,9 +1,8 @@
 //! `cistern worker`: one worker of a Dataset, the cache on this node, read through from the
 //! UFS, served over gRPC and reported to the master by heartbeat.
 
-use super::{default_run_dir, master_socket, open_mounts, worker_levels, worker_socket, DatasetArgs};
+use super::{default_run_dir, open_mounts, worker_levels, worker_socket, DatasetArgs};
 use anyhow::{anyhow, Context, Result};
-use cistern_rpc::pb::master_client::MasterClient;
 use cistern_rpc::Address;
 use cistern_worker::rpc::{heartbeat, WorkerService};
 use cistern_worker::{ReadOptions, Worker};
@@ -59,10 +58,8 @@ pub fn run(args: WorkerArgs) -> Result<()> {
         anyhow::bail!("--index {}: the runtime has spec.replicas {} (indexes 0..{})", args.index, plan.replicas, plan.replicas);
     }
     let run_dir = args.run_dir.clone().unwrap_or_else(|| default_run_dir(&plan));
-    let master = match &args.master {
-        Some(a) => Address::parse(a).map_err(|e| anyhow!("--master {e}"))?,
-        None => Address::Unix(master_socket(&run_dir)),
-    };
+    let masters = super::master_addresses(args.master.as_deref(), &plan, &run_dir)?;
+    let master = cistern_rpc::masters::join(&masters);
     let listen = match &args.listen {
         Some(a) => Address::parse(a).map_err(|e| anyhow!("--listen {e}"))?,
         None => Address::Unix(worker_socket(&run_dir, args.index)),
@@ -81,8 +78,11 @@ pub fn run(args: WorkerArgs) -> Result<()> {
         let mounts = open_mounts(&plan, false, true).await?.into_iter().map(|(ufs, _)| ufs).collect();
         let (incoming, bound) = listen.bind().await.with_context(|| format!("cannot listen on {listen}"))?;
         let advertise = args.advertise.clone().unwrap_or_else(|| bound.to_string());
-        let master_client = MasterClient::new(master.channel(cistern_rpc::tls::Role::Master).map_err(|e| anyhow!("--master {master}: {e}"))?);
-        tokio::spawn(heartbeat(master_client.clone(), worker.clone(), advertise.clone(), cistern_rpc::node_name(), HEARTBEAT, Some(crate::logging::CONTROL)));
+        let master_client = cistern_rpc::MasterSet::new(&masters).map_err(|e| anyhow!("--master {master}: {e}"))?;
+        // Every master hears the heartbeat: any of them answers clients with the live workers.
+        for (_, client) in master_client.all() {
+            tokio::spawn(heartbeat(client, worker.clone(), advertise.clone(), cistern_rpc::node_name(), HEARTBEAT, Some(crate::logging::CONTROL)));
+        }
         // The other workers, from the master's list: asked before the UFS on a miss.
         let peers = std::sync::Arc::new(cistern_worker::peers::GrpcPeers::new(worker.identity, cistern_rpc::node_name()));
         worker.set_peers(peers.clone());
@@ -121,13 +121,13 @@ pub fn run(args: WorkerArgs) -> Result<()> {
 /// master's `replicas`), hands its recently used files to their new owners; otherwise (a
 /// restart, which keeps the cache and its identity) nothing.
 async fn hand_off_if_leaving(
-    mut master: MasterClient<tonic::transport::Channel>,
+    master: cistern_rpc::MasterSet,
     peers: std::sync::Arc<cistern_worker::peers::GrpcPeers>,
     worker: std::sync::Arc<Worker>,
     index: u32,
     deadline: Duration,
 ) {
-    let cluster = match tokio::time::timeout(Duration::from_secs(2), master.cluster(cistern_rpc::pb::ClusterRequest::default())).await {
+    let cluster = match tokio::time::timeout(Duration::from_secs(2), master.call(|mut m| async move { m.cluster(cistern_rpc::pb::ClusterRequest::default()).await })).await {
         Ok(Ok(c)) => c.into_inner(),
         _ => {
             tracing::warn!("stopping without a hand-off: the master did not answer");

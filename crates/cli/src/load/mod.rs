@@ -140,7 +140,8 @@ pub fn run(args: LoadArgs) -> Result<()> {
     let (source, status_file) = match (&args.master, &args.mount) {
         (_, Some(dir)) => (Source::Mount(dir.clone()), None),
         (Some(master), None) => {
-            let address = cistern_rpc::Address::parse(master).map_err(|e| anyhow!("--master {e}"))?;
+            let addresses = cistern_rpc::masters::parse_list(master).map_err(|e| anyhow!("--master {e}"))?;
+            let address = addresses[0].clone();
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
             // A master reached by its socket runs on this node: workers here have their
             // descriptor sockets beside it.
@@ -152,7 +153,7 @@ pub fn run(args: LoadArgs) -> Result<()> {
             if let Some(dir) = &credentials {
                 crate::credentials::install_tls(dir, cistern_rpc::tls::Role::Client)?;
             }
-            let client = crate::component::connect(&rt, &address, Some(Duration::from_secs(args.master_timeout_secs)), run_dir.as_deref())?;
+            let client = crate::component::connect(&rt, &addresses, Some(Duration::from_secs(args.master_timeout_secs)), run_dir.as_deref())?;
             (Source::Master { rt, client }, None)
         }
         (None, None) => {
@@ -172,8 +173,8 @@ pub fn run(args: LoadArgs) -> Result<()> {
             if through_master {
                 let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
                 crate::credentials::install_tls(&crate::credentials::default_dir(&run_dir), cistern_rpc::tls::Role::Client)?;
-                let master = cistern_rpc::Address::Unix(crate::component::master_socket(&run_dir));
-                let client = crate::component::connect(&rt, &master, Some(Duration::from_secs(args.master_timeout_secs)), Some(&run_dir))?;
+                let masters = crate::component::sockets_in(&run_dir);
+                let client = crate::component::connect(&rt, &masters, Some(Duration::from_secs(args.master_timeout_secs)), Some(&run_dir))?;
                 (Source::Master { rt, client }, status_file)
             } else {
                 (Source::Mount(status.mountpoint.clone()), status_file)
