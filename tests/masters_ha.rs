@@ -250,3 +250,91 @@ fn three_masters_lose_no_entry_and_readers_see_no_error() {
         f
     });
 }
+
+/// Online membership changes: the three masters of `up` grow to five with `cistern quorum add`
+/// (two more `cistern master` processes), every member applies the same log, and `quorum
+/// remove` takes the quorum back to three while it serves. A local directory is the UFS.
+#[test]
+fn the_quorum_grows_to_five_and_shrinks_back_to_three() {
+    let s = Scratch::new();
+    let ufs = s.path("ufs");
+    for d in 0..4 {
+        std::fs::create_dir_all(ufs.join(format!("d{d}"))).unwrap();
+        for f in 0..20 {
+            std::fs::write(ufs.join(format!("d{d}/f{f}.txt")), format!("{d}/{f}\n")).unwrap();
+        }
+    }
+    let spec = persistent_jindo_spec(&s.path("meta"), &s.path("ssd")).replace("  master:\n", "  master:\n    replicas: 3\n");
+    let file = s.write("q.yaml", &dataset_with_runtime("q", &format!("local://{}", ufs.display()), "", "JindoRuntime", &spec));
+    let up = Up::start(&s, &file, &[], "default", "q");
+    let mnt = up.mountpoint.clone();
+    let quorum = |args: &[&str]| {
+        let masters: Vec<String> = (0..3).map(|i| format!("unix:{}", up.run_dir.join(format!("master-{i}.sock")).display())).collect();
+        let out = Command::new(cistern_bin()).arg("quorum").args(args).arg("--master").arg(masters.join(",")).output().unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    eventually(60, "three voters", || (quorum(&[]).1.matches(" voter ").count() == 3).then_some(()));
+    assert_eq!(std::fs::read_dir(mnt.join("d0")).unwrap().count(), 20);
+
+    // Two more masters, each with its own store, named in a list of five.
+    let five: Vec<String> = (0..5).map(|i| format!("unix:{}", up.run_dir.join(format!("master-{i}.sock")).display())).collect();
+    let extra: Vec<std::process::Child> = (3..5)
+        .map(|i| {
+            Command::new(cistern_bin())
+                .args(["master", "--web-addr", "127.0.0.1:0", "--id", &i.to_string(), "--masters", &five.join(",")])
+                .arg("-f")
+                .arg(&file)
+                .arg("--run-dir")
+                .arg(&up.run_dir)
+                .arg("--meta-dir")
+                .arg(s.path(&format!("meta-extra-{i}")))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for i in 3..5 {
+        let sock = up.run_dir.join(format!("master-{i}.sock"));
+        eventually(30, "the extra master listening", || sock.exists().then_some(()));
+        let (ok, text) = quorum(&["add", &i.to_string(), &format!("unix:{}", sock.display())]);
+        assert!(ok, "quorum add {i}: {text}");
+    }
+    let (_, text) = quorum(&[]);
+    assert_eq!(text.matches(" voter ").count(), 5, "{text}");
+    println!("{text}");
+
+    // A listing committed by five: every member applies it.
+    std::fs::write(ufs.join("d1/new.txt"), b"new\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(std::fs::read_dir(mnt.join("d3")).unwrap().count(), 20);
+    let digest_of = |i: usize| {
+        let out = Command::new(cistern_bin()).args(["quorum", "--master", &five[i]]).output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines().find(|l| l.starts_with("NAMESPACE: "))?.split_whitespace().nth(1).map(str::to_string)
+    };
+    eventually(60, "five masters with one namespace", || {
+        let d: Vec<String> = (0..5).map(digest_of).collect::<Option<_>>()?;
+        d.iter().all(|x| *x == d[0]).then_some(())
+    });
+
+    // Back to three, online: a configured master cannot be removed, the added ones can.
+    let (ok, text) = quorum(&["remove", "1"]);
+    assert!(!ok && text.contains("is configured"), "{text}");
+    for i in [4, 3] {
+        let (ok, text) = quorum(&["remove", &i.to_string()]);
+        assert!(ok, "quorum remove {i}: {text}");
+    }
+    let (_, text) = quorum(&[]);
+    assert_eq!(text.matches(" voter ").count(), 3, "{text}");
+    assert!(!text.contains("master-3 ") && !text.contains("master-4 "), "{text}");
+    for mut c in extra {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    // Three again, and still serving: a leader's death is survived as before.
+    let l = leader(&up);
+    up.kill9_component(&format!("master-{l}"));
+    assert_eq!(std::fs::read_dir(mnt.join("d2")).unwrap().count(), 20);
+    eventually(30, "the new file listed", || mnt.join("d1/new.txt").exists().then_some(()));
+}

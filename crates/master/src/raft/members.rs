@@ -7,9 +7,12 @@
 //!   the log up to it, so every other member starts from that snapshot. This is also the
 //!   upgrade from a single master: the existing `namespace.redb` is master 0's state and
 //!   reaches the others whole.
-//! - **The configuration.** The leader adds every configured master missing from the quorum
-//!   (a learner first, then a voter) and removes voters no longer configured, one change at a
-//!   time. `cistern quorum` shows the result ([`super::service`]).
+//! - **The configuration grows the quorum; a command shrinks it.** The leader adds every
+//!   configured master missing from the quorum (a learner first, a voter once it has caught
+//!   up), one change at a time. It never removes a voter by itself: a master that is merely down
+//!   looks the same as one taken away. `cistern quorum remove ID` removes one that is no longer
+//!   configured (after `master.replicas` was lowered); `cistern quorum add ID ADDRESS` adds one
+//!   the configuration does not name ([`super::service`]).
 
 use super::{basic, network, Replicated};
 use openraft::ChangeMembers;
@@ -90,21 +93,18 @@ async fn reconcile(r: &Replicated) -> Result<(), String> {
             return Ok(());
         }
     }
-    let want: BTreeSet<u64> = configured.keys().copied().collect();
-    if want != voters && !want.is_empty() {
-        // A learner becomes a voter only once it holds most of the log: promoting a member that
-        // is down or far behind would cost the quorum a vote it cannot give.
-        let matched = m.replication.clone().unwrap_or_default();
-        let last = m.last_log_index.unwrap_or(0);
-        let ready: BTreeSet<u64> = want
-            .iter()
-            .copied()
-            .filter(|id| voters.contains(id) || *id == r.id || matched.get(id).copied().flatten().is_some_and(|l| l.index + 100 >= last))
-            .collect();
-        if ready != voters {
-            tracing::info!(from = ?voters, to = ?ready, "quorum: changing the voters");
-            r.raft.change_membership(ChangeMembers::ReplaceAllVoters(ready), false).await.map_err(|e| format!("changing the voters: {e}"))?;
-        }
+    // A learner becomes a voter only once it holds most of the log: promoting a member that
+    // is down or far behind would cost the quorum a vote it cannot give.
+    let matched = m.replication.clone().unwrap_or_default();
+    let last = m.last_log_index.unwrap_or(0);
+    let ready: BTreeSet<u64> = configured
+        .keys()
+        .copied()
+        .filter(|id| !voters.contains(id) && matched.get(id).copied().flatten().is_some_and(|l| l.index + 100 >= last))
+        .collect();
+    if !ready.is_empty() {
+        tracing::info!(voters = ?voters, adding = ?ready, "quorum: promoting caught-up members to voters");
+        r.raft.change_membership(ChangeMembers::AddVoterIds(ready), false).await.map_err(|e| format!("promoting voters: {e}"))?;
     }
     Ok(())
 }

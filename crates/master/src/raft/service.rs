@@ -89,9 +89,10 @@ impl MasterRaft for RaftService {
             "add" => {
                 cistern_rpc::Address::parse(&q.address).map_err(|e| status_with_errno(Errno::InvalidArgument, format!("quorum add: address {e}")))?;
                 rep.raft.add_learner(q.id, basic(&q.address), true).await.map_err(|e| Status::unavailable(format!("quorum add: {e}")))?;
-                let mut voters: std::collections::BTreeSet<u64> = rep.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
-                voters.insert(q.id);
-                rep.raft.change_membership(openraft::ChangeMembers::ReplaceAllVoters(voters), false).await.map_err(|e| Status::unavailable(format!("quorum add: {e}")))?;
+                rep.raft
+                    .change_membership(openraft::ChangeMembers::AddVoterIds([q.id].into()), false)
+                    .await
+                    .map_err(|e| Status::unavailable(format!("quorum add: {e}")))?;
             }
             "remove" => {
                 if rep.configured().contains_key(&q.id) {
