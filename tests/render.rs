@@ -400,3 +400,68 @@ fn fluid_documentation_samples_validate_and_render_offline() {
     }
     assert!(rendered >= 12, "only {rendered} Datasets rendered");
 }
+
+/// `master.replicas: 3`: one StatefulSet of three masters, each with its own claim from the
+/// template `meta`, finding the others by name under the headless Service, a
+/// PodDisruptionBudget keeping two, and workers and FUSE clients given every master.
+#[test]
+fn three_masters_render_a_quorum_with_a_claim_each() {
+    let s = Scratch::new();
+    let yaml = "apiVersion: data.fluid.io/v1alpha1
+kind: Dataset
+metadata: {name: ha, namespace: team}
+spec:
+  mounts: [{mountPoint: 'https://example.com/data/', name: web}]
+---
+apiVersion: data.fluid.io/v1alpha1
+kind: AlluxioRuntime
+metadata: {name: ha, namespace: team}
+spec:
+  replicas: 2
+  master:
+    replicas: 3
+    properties:
+      namespace.meta-dir: /var/lib/cistern-meta
+      cistern.master.meta.size: 5Gi
+  tieredstore:
+    levels: [{mediumtype: MEM, path: /dev/shm, quota: 1Gi}]
+";
+    let input = s.write("ha.yaml", yaml);
+    let out = s.cistern(&["render", "-f", input.to_str().unwrap(), "--image", "cistern:test"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = stdout_of(&out);
+    let objects = objects_of(&text);
+    validate(&s.write("ha.rendered.yaml", &text));
+    let master = find(&objects, "StatefulSet", "ha-master");
+    assert_eq!(master["spec"]["replicas"], 3);
+    assert_eq!(master["spec"]["podManagementPolicy"], "Parallel");
+    let claim = &master["spec"]["volumeClaimTemplates"][0];
+    assert_eq!(claim["metadata"]["name"], "meta");
+    assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "5Gi");
+    let c = &master["spec"]["template"]["spec"]["containers"][0];
+    assert!(c["volumeMounts"].as_array().unwrap().iter().any(|m| m["name"] == "meta" && m["mountPath"] == "/var/lib/cistern-meta"), "{c}");
+    let args: Vec<&str> = c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let list = "ha-master-0.ha-master.team.svc:19998,ha-master-1.ha-master.team.svc:19998,ha-master-2.ha-master.team.svc:19998";
+    assert!(args.windows(2).any(|w| w == ["--masters", list]), "{args:?}");
+    assert!(c["env"].as_array().unwrap().iter().any(|e| e["name"] == "CISTERN_MASTER_ID"), "{c}");
+    // No hostPath for the store: each master's is its claim.
+    let vols = master["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
+    assert!(!vols.iter().any(|v| v["hostPath"]["path"] == "/var/lib/cistern-meta"), "{vols:?}");
+    assert_eq!(find(&objects, "Service", "ha-master")["spec"]["publishNotReadyAddresses"], true);
+    let pdb = find(&objects, "PodDisruptionBudget", "ha-master");
+    assert_eq!(pdb["spec"]["minAvailable"], 2);
+    for (kind, name) in [("StatefulSet", "ha-worker"), ("DaemonSet", "ha-fuse")] {
+        let args = &find(&objects, kind, name)["spec"]["template"]["spec"]["containers"][0]["args"];
+        assert!(args.as_array().unwrap().windows(2).any(|w| w[0] == "--master" && w[1] == list), "{kind}: {args}");
+    }
+
+    // Seed 002's single claim at the meta dir cannot serve three masters: refused, with the fix.
+    let one_claim = yaml.replace(
+        "    properties:\n",
+        "    volumeMounts: [{name: meta, mountPath: /var/lib/cistern-meta}]\n    properties:\n",
+    ) + "  volumes: [{name: meta, persistentVolumeClaim: {claimName: ha-meta}}]\n";
+    let input = s.write("ha-one-claim.yaml", &one_claim);
+    let out = s.cistern(&["render", "-f", input.to_str().unwrap(), "--image", "cistern:test"]);
+    let err = stderr_of(&out);
+    assert!(!out.status.success() && err.contains("spec.master.volumeMounts") && err.contains("meta-ha-master-N"), "{err}");
+}

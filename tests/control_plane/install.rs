@@ -247,3 +247,44 @@ fn a_deleted_runtime_cleans_its_cache_off_the_nodes_within_its_policy() {
     let events = c.kubectl(&["get", "events", "-n", &ns, "--field-selector", "reason=CacheCleaned"]);
     assert!(events.contains("emptied /var/cache/cistern/cistern/"), "{events}");
 }
+
+/// `master.replicas: 3` on the cluster: three master pods, each bound to its own claim made
+/// from the StatefulSet's template (the PVs are made here: the test cluster has no
+/// provisioner), a PodDisruptionBudget keeping two, and the runtime's status counting ready
+/// and desired masters as Fluid's wide columns do.
+#[test]
+fn three_masters_get_a_claim_each_a_budget_and_their_count_in_the_status() {
+    let _ = installed();
+    let c = cluster();
+    let ns = c.namespace("ha");
+    for i in 0..3 {
+        let pv = format!(
+            r#"{{"apiVersion":"v1","kind":"PersistentVolume","metadata":{{"name":"{ns}-meta-{i}"}},"spec":{{"capacity":{{"storage":"2Gi"}},"accessModes":["ReadWriteOnce"],"persistentVolumeReclaimPolicy":"Delete","hostPath":{{"path":"/var/lib/cistern-test/{ns}-{i}"}},"claimRef":{{"namespace":"{ns}","name":"meta-demo-master-{i}"}}}}}}"#
+        );
+        c.kubectl_in(&["apply", "-f", "-"], &pv);
+    }
+    let yaml = demo_yaml(1).replace("  replicas: 1\n", "  replicas: 1\n  master:\n    replicas: 3\n");
+    c.kubectl_in(&["apply", "--validate=strict", "-n", &ns, "-f", "-"], &yaml);
+    wait_until(120, "three masters ready in the status", || {
+        c.get_json(&["jindoruntime", "demo", "-n", &ns]).is_some_and(|o| {
+            o["status"]["masterNumberReady"] == 3 && o["status"]["desiredMasterNumberScheduled"] == 3 && o["status"]["masterPhase"] == "Ready"
+        })
+    });
+    for i in 0..3 {
+        let claim = json_of(c, &["pvc", &format!("meta-demo-master-{i}"), "-n", &ns]);
+        assert_eq!(claim["status"]["phase"], "Bound", "{claim}");
+        assert_eq!(claim["spec"]["volumeName"], format!("{ns}-meta-{i}"));
+    }
+    let pdb = json_of(c, &["pdb", "demo-master", "-n", &ns]);
+    assert_eq!(pdb["spec"]["minAvailable"], 2, "{pdb}");
+    let wide = c.kubectl(&["get", "jindoruntime", "demo", "-n", &ns, "-o", "wide"]);
+    println!("{wide}");
+    assert!(wide.contains("READY MASTERS") && wide.contains("DESIRED MASTERS"), "{wide}");
+    // One master deleted (a node lost): the status says PartialReady until it is back.
+    c.kubectl(&["delete", "pod", "demo-master-1", "-n", &ns, "--wait=false"]);
+    wait_until(90, "three masters again", || {
+        c.get_json(&["jindoruntime", "demo", "-n", &ns]).is_some_and(|o| o["status"]["masterNumberReady"] == 3)
+    });
+    let claim = json_of(c, &["pvc", "meta-demo-master-1", "-n", &ns]);
+    assert_eq!(claim["spec"]["volumeName"], format!("{ns}-meta-1"), "the rescheduled master kept its claim");
+}

@@ -374,7 +374,7 @@ pub async fn reconcile_runtime<K: RuntimeKind>(rt: Arc<K>, ctx: Arc<Context>) ->
     }
     // JuiceFS runs its own engine: no Cistern master to wait for or to ask for figures.
     let has_master = !matches!(plan.runtime, Runtime::JuiceFS(_));
-    let mut status = runtime_status(&ctx.client, &ns, &name, plan.replicas, has_master).await?;
+    let mut status = runtime_status(&ctx.client, &ns, &name, plan.replicas, if has_master { plan.masters.max(1) } else { 0 }).await?;
     let holding = crate::locality::label_cache_nodes(&ctx.client, &ns, &name).await?;
     if !holding.is_empty() {
         let on_cache_nodes = NodeSelectorRequirement { key: crate::locality::cache_label(&ns, &name), operator: "In".into(), values: Some(vec!["true".into()]) };
@@ -423,10 +423,14 @@ pub(crate) fn hold_scale_in(current: Option<i32>, desired: u32, master_has_it: O
 }
 
 /// Phases from the StatefulSets and the DaemonSet, as Fluid reports them.
-async fn runtime_status(client: &Client, ns: &str, name: &str, replicas: u32, has_master: bool) -> Result<RuntimeStatus, Error> {
+/// `masters`: how many the runtime asks for (0: a JuiceFS runtime, which has none of ours).
+async fn runtime_status(client: &Client, ns: &str, name: &str, replicas: u32, masters: u32) -> Result<RuntimeStatus, Error> {
+    let has_master = masters > 0;
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     let ready = |s: Option<StatefulSet>| s.and_then(|s| s.status).and_then(|s| s.ready_replicas).unwrap_or(0);
-    let master_ready = if has_master { ready(sets.get_opt(&format!("{name}-master")).await?) } else { 1 };
+    let master_set = if has_master { sets.get_opt(&format!("{name}-master")).await? } else { None };
+    let masters_current = master_set.as_ref().and_then(|s| s.status.as_ref()).map_or(0, |s| s.replicas);
+    let master_ready = if has_master { ready(master_set) } else { 1 };
     let worker_set = sets.get_opt(&format!("{name}-worker")).await?;
     // Pods the workers' StatefulSet has now (the scale subresource's status replicas).
     let workers_current = worker_set.as_ref().and_then(|s| s.status.as_ref()).map_or(0, |s| s.replicas);
@@ -438,19 +442,26 @@ async fn runtime_status(client: &Client, ns: &str, name: &str, replicas: u32, ha
         (r, _) if r > 0 => "PartialReady",
         _ => "NotReady",
     };
-    let master_count = i32::from(has_master);
+    let masters_wanted = masters.max(1) as i32;
+    // Several masters serve while a majority runs: fewer than all is PartialReady, as Fluid
+    // says of workers; fewer than a majority serves no new listing (NotReady).
+    let master_phase = match master_ready {
+        r if r >= masters_wanted => "Ready",
+        r if r > masters_wanted / 2 => "PartialReady",
+        _ => "NotReady",
+    };
     Ok(RuntimeStatus {
-        master_phase: phase(master_ready, 1).into(),
+        master_phase: master_phase.into(),
         worker_phase: phase(workers_ready, replicas as i32).into(),
         // FUSE pods run only where a pod uses the Dataset: none wanted is fine.
         fuse_phase: if fuse_desired == 0 { "Ready".into() } else { phase(fuse_ready, fuse_desired).into() },
-        desired_master_number_scheduled: 1,
+        desired_master_number_scheduled: masters_wanted,
         master_number_ready: master_ready,
         desired_worker_number_scheduled: replicas as i32,
         worker_number_ready: workers_ready,
         worker_number_available: workers_ready,
         current_worker_number_scheduled: workers_current,
-        current_master_number_scheduled: master_count,
+        current_master_number_scheduled: if has_master { masters_current } else { 0 },
         // The workers' pods, for the scale subresource (an HPA reads it).
         selector: format!("app=cistern,release={},role=worker", cistern_api::names::label_value(name)),
         desired_fuse_number_scheduled: fuse_desired,

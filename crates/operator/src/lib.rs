@@ -10,6 +10,7 @@ pub mod dataload_policy;
 pub mod host_ports;
 pub mod leader;
 pub mod locality;
+pub mod masters;
 pub mod network_policy;
 pub mod objects;
 pub mod pod_shape;

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{
     Service, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
@@ -29,6 +30,7 @@ pub enum Object {
     PersistentVolume(PersistentVolume),
     PersistentVolumeClaim(PersistentVolumeClaim),
     NetworkPolicy(NetworkPolicy),
+    PodDisruptionBudget(PodDisruptionBudget),
     Job(Job),
     CronJob(CronJob),
 }
@@ -44,6 +46,7 @@ macro_rules! each {
             Object::PersistentVolume($o) => $e,
             Object::PersistentVolumeClaim($o) => $e,
             Object::NetworkPolicy($o) => $e,
+            Object::PodDisruptionBudget($o) => $e,
             Object::Job($o) => $e,
             Object::CronJob($o) => $e,
         }
@@ -59,7 +62,7 @@ macro_rules! from {
         }
     )*};
 }
-from!(ConfigMap, Secret, Service, StatefulSet, DaemonSet, PersistentVolume, PersistentVolumeClaim, NetworkPolicy, Job, CronJob);
+from!(ConfigMap, Secret, Service, StatefulSet, DaemonSet, PersistentVolume, PersistentVolumeClaim, NetworkPolicy, PodDisruptionBudget, Job, CronJob);
 
 impl Object {
     pub fn kind(&self) -> &'static str {
@@ -119,6 +122,7 @@ impl Object {
             Object::DaemonSet(o) => apply_namespaced(client, &ns, &name, o, params).await,
             Object::PersistentVolumeClaim(o) => apply_namespaced(client, &ns, &name, o, params).await,
             Object::NetworkPolicy(o) => apply_namespaced(client, &ns, &name, o, params).await,
+            Object::PodDisruptionBudget(o) => apply_namespaced(client, &ns, &name, o, params).await,
             Object::Job(o) => apply_namespaced(client, &ns, &name, o, params).await,
             Object::CronJob(o) => apply_namespaced(client, &ns, &name, o, params).await,
             Object::PersistentVolume(o) => {

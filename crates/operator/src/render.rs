@@ -126,6 +126,15 @@ impl Names<'_> {
     fn master_address(&self, ports: Ports) -> String {
         format!("{}-master.{}.svc:{}", self.name, self.ns, ports.master)
     }
+
+    /// What workers and FUSE clients dial: the one master, or every master by its stable name
+    /// (any answers; a client moves on from one that fails).
+    fn master_addresses(&self, plan: &DatasetPlan, ports: Ports) -> String {
+        match plan.masters {
+            0 | 1 => self.master_address(ports),
+            n => crate::masters::addresses(self, n, ports.master).join(","),
+        }
+    }
 }
 
 /// Where the FUSE client mounts the Dataset on a node (the PV's `fluid_path`).
@@ -149,16 +158,20 @@ pub fn render(plan: &DatasetPlan, opts: &RenderOptions) -> Result<Vec<Object>, S
 
 fn cistern_objects(plan: &DatasetPlan, opts: &RenderOptions) -> Result<Vec<Object>, String> {
     let n = Names { ns: &plan.namespace, name: &plan.name };
-    Ok(vec![
+    let mut objects = vec![
         config_map(plan, &n)?.into(),
-        master_service(&n, Ports::of_plan(plan)).into(),
-        master(plan, &n, opts).into(),
+        master_service(plan, &n, Ports::of_plan(plan)).into(),
+        master(plan, &n, opts)?.into(),
         workers(plan, &n, opts)?.into(),
         fuse(plan, &n, opts).into(),
         crate::volume::persistent_volume(plan, &n, opts, MOUNT_TYPE).into(),
         crate::volume::persistent_volume_claim(plan, &n).into(),
         crate::network_policy::network_policy(&n, opts, Ports::of_plan(plan), &referencing(plan)).into(),
-    ])
+    ];
+    if plan.masters > 1 {
+        objects.push(crate::masters::disruption_budget(plan, &n));
+    }
+    Ok(objects)
 }
 
 /// Every hostPath the Dataset's pods would mount, against the allow-list.
@@ -169,7 +182,7 @@ fn check_host_paths(plan: &DatasetPlan, opts: &RenderOptions) -> Result<(), Stri
             opts.check_host_path(&format!("spec.tieredstore.levels[{i}].path"), p)?;
         }
     }
-    if !covered(&plan.meta_dir, &spec.master.volume_mounts) {
+    if !covered(&plan.meta_dir, &spec.master.volume_mounts) && plan.masters <= 1 {
         opts.check_host_path("spec.master.properties.namespace.meta-dir", &plan.meta_dir)?;
     }
     for (i, v) in spec.volumes.iter().enumerate() {
@@ -246,11 +259,13 @@ fn container_port(name: &str, port: u16) -> ContainerPort {
     ContainerPort { name: Some(name.into()), container_port: port.into(), ..Default::default() }
 }
 
-fn master_service(n: &Names, ports: Ports) -> Service {
+fn master_service(plan: &DatasetPlan, n: &Names, ports: Ports) -> Service {
     Service {
         metadata: n.meta(format!("{}-master", n.name), "master"),
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".into()),
+            // Masters find each other by name before any is ready.
+            publish_not_ready_addresses: (plan.masters > 1).then_some(true),
             selector: Some(n.labels("master")),
             ports: Some(vec![service_port("rpc", ports.master), service_port("web", ports.web)]),
             ..Default::default()
@@ -333,14 +348,29 @@ fn selector(map: &BTreeMap<String, String>) -> Option<BTreeMap<String, String>> 
     (!map.is_empty()).then(|| map.clone())
 }
 
-fn master(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> StatefulSet {
+fn master(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Result<StatefulSet, String> {
     let spec = plan.runtime.spec();
     let ports = Ports::of_plan(plan);
     let (mut volumes, mut mounts) = runtime_volumes(plan, &spec.master.volume_mounts);
     let mut owned = Vec::new();
-    // The metadata store must outlive the pod: on the runtime's volume when a mount covers
+    let mut claims = None;
+    // The metadata store must outlive the pod: with several masters, on a claim of each
+    // master's own (crate::masters); else on the runtime's volume when a mount covers
     // `namespace.meta-dir` (seed 000), else on the node's disk.
-    if !covered(&plan.meta_dir, &spec.master.volume_mounts) {
+    if plan.masters > 1 {
+        if covered(&plan.meta_dir, &spec.master.volume_mounts) {
+            return Err(format!(
+                "spec.master.volumeMounts: a volume at namespace.meta-dir ({}) serves one master, and spec.master.replicas is {}; remove it: each master gets its own claim `{}-{}-master-N` ({} sizes them)",
+                plan.meta_dir.display(),
+                plan.masters,
+                crate::masters::META_VOLUME,
+                n.name,
+                crate::masters::META_SIZE
+            ));
+        }
+        claims = Some(vec![crate::masters::claim_template(plan)?]);
+        mounts.push(mount(crate::masters::META_VOLUME, plan.meta_dir.display().to_string(), false));
+    } else if !covered(&plan.meta_dir, &spec.master.volume_mounts) {
         volumes.push(host_path_volume("meta", plan.meta_dir.display().to_string()));
         mounts.push(mount("meta", plan.meta_dir.display().to_string(), false));
     }
@@ -360,27 +390,38 @@ fn master(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> StatefulSet {
         "--credentials".into(),
         CREDENTIALS_DIR.into(),
     ];
+    let mut args = args;
+    if plan.masters > 1 {
+        // Each master knows the others by their stable names; its own id is its ordinal.
+        args.extend(["--masters".into(), crate::masters::addresses(n, plan.masters, ports.master).join(",")]);
+    }
     mounts.push(credentials_mount());
     volumes.push(credentials_volume(n, cistern_rpc::tls::Role::Master));
     let mut c = container(plan, opts, "master", args, mounts);
     c.ports = Some(vec![container_port("rpc", ports.master), container_port("web", ports.web)]);
+    if plan.masters > 1 {
+        add_env(&mut c, &[env_field("CISTERN_MASTER_ID", "metadata.labels['apps.kubernetes.io/pod-index']")]);
+    }
     add_env(&mut c, &spec.master.env);
     let mut all_volumes = base_volumes(plan, n);
     all_volumes.extend(volumes);
     let pod = PodSpec { node_selector: selector(&spec.master.node_selector), ..Default::default() };
     let mut template = pod_template(n, "master", vec![c], all_volumes, pod);
     crate::run_as::apply(&mut template, plan, opts, &owned);
-    StatefulSet {
+    Ok(StatefulSet {
         metadata: n.meta(format!("{}-master", n.name), "master"),
         spec: StatefulSetSpec {
-            replicas: Some(1),
+            replicas: Some(plan.masters.max(1) as i32),
             service_name: Some(format!("{}-master", n.name)),
             selector: match_labels(n.labels("master")),
             template,
+            volume_claim_templates: claims,
+            // A quorum forms from masters that start together, not one after another's readiness.
+            pod_management_policy: (plan.masters > 1).then(|| "Parallel".to_string()),
             ..Default::default()
         },
         ..Default::default()
-    }
+    })
 }
 
 fn covered(path: &Path, mounts: &[VolumeMount]) -> bool {
@@ -405,7 +446,7 @@ fn workers(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> Result<Statef
     mounts.extend(tier_mounts);
     let args = vec![
         "--master".into(),
-        n.master_address(Ports::of_plan(plan)),
+        n.master_addresses(plan, Ports::of_plan(plan)),
         "--listen".into(),
         format!("0.0.0.0:{}", ports.worker),
         "--advertise".into(),
@@ -473,7 +514,7 @@ fn fuse(plan: &DatasetPlan, n: &Names, opts: &RenderOptions) -> DaemonSet {
     mounts.push(credentials_mount());
     let args = vec![
         "--master".into(),
-        n.master_address(Ports::of_plan(plan)),
+        n.master_addresses(plan, Ports::of_plan(plan)),
         "--mountpoint".into(),
         fluid_path(plan, opts),
         "--run-dir".into(),

@@ -35,7 +35,7 @@ pub struct MasterArgs {
     pub mountpoint: Option<PathBuf>,
     /// This master's id among several (`spec.master.replicas` > 1): its ordinal, 0 to
     /// replicas-1 [default: the ordinal ending the host name (`...-master-2`), else 0].
-    #[arg(long)]
+    #[arg(long, env = "CISTERN_MASTER_ID")]
     pub id: Option<u64>,
     /// Every master's address, in id order, comma-separated (`spec.master.replicas` > 1)
     /// [default: unix:<run-dir>/master-N.sock for each].
