@@ -338,3 +338,62 @@ fn the_quorum_grows_to_five_and_shrinks_back_to_three() {
     assert_eq!(std::fs::read_dir(mnt.join("d2")).unwrap().count(), 20);
     eventually(30, "the new file listed", || mnt.join("d1/new.txt").exists().then_some(()));
 }
+
+/// The upgrade from one master: its `namespace.redb` becomes master 0's state and reaches the
+/// two new masters as a snapshot, with the UFS gone (nothing is listed again, inode numbers
+/// kept). Then `cistern format` of one master's store: it comes back from the others.
+#[test]
+fn a_single_masters_store_becomes_the_quorums_and_a_formatted_master_catches_up() {
+    use std::os::unix::fs::MetadataExt;
+    let s = Scratch::new();
+    let ufs = s.path("ufs");
+    for d in 0..5 {
+        std::fs::create_dir_all(ufs.join(format!("d{d}/sub"))).unwrap();
+        for f in 0..30 {
+            std::fs::write(ufs.join(format!("d{d}/f{f}.txt")), format!("{d}/{f}\n")).unwrap();
+        }
+        std::fs::write(ufs.join(format!("d{d}/sub/deep.txt")), b"deep\n").unwrap();
+    }
+    let one = persistent_jindo_spec(&s.path("meta"), &s.path("ssd"));
+    let file = s.write("u.yaml", &dataset_with_runtime("u", &format!("local://{}", ufs.display()), "", "JindoRuntime", &one));
+    let inodes = |mnt: &Path| -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for d in 0..5 {
+            for name in [format!("d{d}/f7.txt"), format!("d{d}/sub/deep.txt"), format!("d{d}")] {
+                out.insert(name.clone(), std::fs::metadata(mnt.join(&name)).unwrap().ino());
+            }
+        }
+        out
+    };
+    let before;
+    let namespace;
+    {
+        let mut up = Up::start(&s, &file, &[], "default", "u");
+        tree::walk(&up.mountpoint);
+        namespace = tree::snapshot(&up.mountpoint);
+        before = inodes(&up.mountpoint);
+        assert!(s.path("meta").join("namespace.redb").exists());
+        up.terminate();
+    }
+    // The UFS goes away, and the runtime asks for three masters.
+    std::fs::rename(&ufs, s.path("ufs-away")).unwrap();
+    let three = one.replace("  master:\n", "  master:\n    replicas: 3\n");
+    let file = s.write("u.yaml", &dataset_with_runtime("u", &format!("local://{}", ufs.display()), "", "JindoRuntime", &three));
+    {
+        let mut up = Up::start(&s, &file, &[], "default", "u");
+        assert_eq!(tree::snapshot(&up.mountpoint), namespace, "the upgraded quorum serves another namespace");
+        assert_eq!(inodes(&up.mountpoint), before, "inode numbers changed across the upgrade");
+        let (index, digest) = all_agree(&up, "the two new masters hold the single master's namespace");
+        println!("upgraded: sha256:{digest} at index {index} on all three");
+        up.terminate();
+    }
+    // One master's store formatted (Alluxio's formatJournal, per master): it catches up.
+    let formatted = PathBuf::from(format!("{}-master-2", s.path("meta").display()));
+    let out = s.cistern(&["format", "--yes", "--meta-dir", formatted.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(!formatted.join("namespace.redb").exists() && !formatted.join("raft.redb").exists());
+    let up = Up::start(&s, &file, &[], "default", "u");
+    all_agree(&up, "the formatted master caught up");
+    assert_eq!(inodes(&up.mountpoint), before);
+    assert!(up.stderr().contains("installed from the leader's snapshot"), "{}", up.stderr());
+}
