@@ -38,6 +38,8 @@ fn yaml(name: &str, s: &Scratch) -> String {
     // (and the log) all through the test.
     let spec = persistent_jindo_spec(&s.path("meta"), &s.path("ssd"))
         .replace("  master:\n", "  master:\n    replicas: 3\n")
+        // A snapshot every 50 entries: the log is compacted many times during the test.
+        .replace("    properties:\n", "    properties:\n      alluxio.master.journal.checkpoint.period.entries: \"50\"\n")
         .replace("  tieredstore:", "  properties:\n    alluxio.user.file.metadata.sync.interval: 2s\n  tieredstore:");
     secret + &dataset_with_runtime(name, &format!("s3://{BUCKET}/{name}"), &extra, "JindoRuntime", &spec)
 }
@@ -243,6 +245,12 @@ fn three_masters_lose_no_entry_and_readers_see_no_error() {
     assert_eq!(tree::snapshot(&mnt), namespace_now, "the namespace changed across the kills");
     let (index, digest) = all_agree(&up, "every master holds the same namespace");
     println!("UFS stopped, each master killed in turn: namespace sha256:{digest} at log index {index} on all three");
+    // Compacted: each log keeps about one checkpoint period, however long the test ran.
+    for i in 0..3 {
+        let (_, _, text) = quorum_of(&up, i).unwrap();
+        let kept: u64 = text.split("LOG: ").nth(1).and_then(|t| t.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap();
+        assert!(kept <= 60 && text.contains("last snapshot at index"), "master-{i} log not compacted:\n{text}");
+    }
     tree::drop_page_cache(&mnt);
     tree::assert_mount_matches(&mnt, &{
         let mut f = files.clone();

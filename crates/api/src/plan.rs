@@ -119,6 +119,9 @@ impl TierPlan {
     }
 }
 
+/// The master property that sets [`DatasetPlan::checkpoint_entries`] (Alluxio's name).
+pub const CHECKPOINT_ENTRIES: &str = "alluxio.master.journal.checkpoint.period.entries";
+
 /// The runtime property that sets [`DatasetPlan::data_replicas`] for any runtime kind.
 pub const DATA_REPLICAS: &str = "cistern.data.replicas";
 
@@ -133,6 +136,10 @@ pub struct DatasetPlan {
     /// How many masters replicate the namespace (`spec.master.replicas`: 1, 3, 5 or 7; Raft
     /// when more than one).
     pub masters: u32,
+    /// With several masters: a snapshot after this many log entries, and the log compacted up
+    /// to it (`spec.master.properties["alluxio.master.journal.checkpoint.period.entries"]`,
+    /// Alluxio's name; 10 000 by default).
+    pub checkpoint_entries: u64,
     /// On how many workers each file is kept: AlluxioRuntime `spec.data.replicas`, or the
     /// runtime property `cistern.data.replicas` (any kind); 1 by default. Extra copies are
     /// made from the owner, not from the UFS.
@@ -239,6 +246,13 @@ impl Manifest {
             },
             (None, _) => 1,
         };
+        let checkpoint_entries = match spec.master.properties.get(CHECKPOINT_ENTRIES) {
+            None => 10_000,
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) if (10..=10_000_000).contains(&n) => n,
+                _ => return Err(format!("spec.master.properties.{CHECKPOINT_ENTRIES}: `{v}` is not a number of log entries from 10 to 10000000")),
+            },
+        };
         let meta_dir = match spec.master.properties.get("namespace.meta-dir") {
             Some(dir) if dir.split('/').any(|c| c == "..") => {
                 return Err(format!("spec.master.properties.namespace.meta-dir: `{dir}` holds `..`; give the directory itself"))
@@ -259,6 +273,7 @@ impl Manifest {
             tiers,
             replicas,
             masters,
+            checkpoint_entries,
             data_replicas,
             meta_dir,
             auto_sync: spec.management.metadata_sync_policy.auto_sync.unwrap_or(true),

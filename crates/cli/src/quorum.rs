@@ -125,6 +125,11 @@ fn table(r: &pb::QuorumReply) -> String {
         r.last_applied,
         r.answered_by
     );
+    out.push_str(&format!(
+        "LOG: {} entries kept, last snapshot at {}\n",
+        r.log_entries,
+        r.snapshot_index.map_or("none".to_string(), |i| format!("index {i}"))
+    ));
     if !r.namespace_digest.is_empty() {
         out.push_str(&format!("NAMESPACE: sha256:{} at index {}\n", r.namespace_digest, r.last_applied));
     }

@@ -85,7 +85,12 @@ fn quorum_of(args: &MasterArgs, plan: &cistern_api::DatasetPlan, run_dir: &std::
     if id as usize >= addresses.len() {
         anyhow::bail!("--id {id}: there are {} masters (ids 0..{})", addresses.len(), addresses.len() - 1);
     }
-    Ok(Some(RaftOptions { id, members: cistern_master::raft::members_from(&addresses), meta_dir: Some(plan.meta_dir.clone()) }))
+    Ok(Some(RaftOptions {
+        id,
+        members: cistern_master::raft::members_from(&addresses),
+        meta_dir: Some(plan.meta_dir.clone()),
+        checkpoint_entries: plan.checkpoint_entries,
+    }))
 }
 
 /// The ordinal a StatefulSet gives its pod in the host name (`dataset-master-2` → 2).

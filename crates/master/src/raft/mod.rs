@@ -61,16 +61,17 @@ pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const FORWARD_BUDGET: Duration = Duration::from_secs(3);
 
 /// Heartbeats every 150 ms, an election after 600–1200 ms without one: a leader's death is
-/// noticed, and a new one elected, within about 1.5 s.
-pub fn config() -> openraft::Config {
+/// noticed, and a new one elected, within about 1.5 s. A snapshot every `checkpoint_entries`
+/// entries, after which the log keeps a tenth of that (at most 1 000) for followers just behind.
+pub fn config(checkpoint_entries: u64) -> openraft::Config {
     openraft::Config {
         cluster_name: "cistern-masters".into(),
         heartbeat_interval: 150,
         election_timeout_min: 600,
         election_timeout_max: 1200,
         install_snapshot_timeout: 10_000,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
-        max_in_snapshot_log_to_keep: 1_000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(checkpoint_entries),
+        max_in_snapshot_log_to_keep: (checkpoint_entries / 10).min(1_000),
         snapshot_max_chunk_size: 8 << 20,
         ..Default::default()
     }
@@ -84,6 +85,8 @@ pub struct RaftOptions {
     pub members: BTreeMap<u64, String>,
     /// Where `raft.redb` and the snapshot go (the namespace's meta dir); `None`: in memory.
     pub meta_dir: Option<PathBuf>,
+    /// A snapshot (and log compaction) after this many entries.
+    pub checkpoint_entries: u64,
 }
 
 /// This master's part in the quorum.
@@ -107,7 +110,7 @@ pub async fn start(ns: Arc<Namespace>, options: RaftOptions) -> Result<Arc<Repli
         None => log_store::LogStore::in_memory(),
     };
     let sm = state_machine::StateMachine::new(ns.db(), options.meta_dir.clone(), wipe);
-    let config = Arc::new(config().validate().map_err(|e| format!("raft configuration: {e}"))?);
+    let config = Arc::new(config(options.checkpoint_entries).validate().map_err(|e| format!("raft configuration: {e}"))?);
     let raft = Raft::new(options.id, config, network::Network, log.clone(), sm).await.map_err(|e| format!("raft: {e}"))?;
     let replicated = Arc::new(Replicated { raft, id: options.id, ns: ns.clone(), configured: Mutex::new(options.members), log });
     ns.set_replica(replicated.clone());

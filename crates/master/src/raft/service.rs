@@ -144,5 +144,7 @@ pub fn quorum_reply(rep: &Replicated) -> pb::QuorumReply {
             .collect(),
         answered_by: rep.id,
         namespace_digest: String::new(),
+        log_entries: rep.log_len(),
+        snapshot_index: m.snapshot.map(|l| l.index),
     }
 }
