@@ -159,8 +159,9 @@ async fn serve(args: MasterArgs, plan: cistern_api::DatasetPlan, run_dir: PathBu
     let _ = served.web.set(format!("http://{}", web.local_addr()?));
     tokio::spawn(cistern_master::web::serve(web, served.clone()));
     let publish = || {
-        // With several masters only the leader writes the status (the others would race it).
-        if served.quorum.as_ref().is_some_and(|q| q.view().leader != Some(q.id)) {
+        // With several masters the leader writes the status (the others would race it); with
+        // no leader, whoever is left does, so the status says the masters are not ready.
+        if served.quorum.as_ref().is_some_and(|q| q.view().leader.is_some_and(|l| l != q.id)) {
             return;
         }
         // Fresh worker figures are polled on the tick below; this writes what is known.
@@ -174,6 +175,7 @@ async fn serve(args: MasterArgs, plan: cistern_api::DatasetPlan, run_dir: PathBu
     let grpc = grpc.add_optional_service(quorum.clone().map(|replicated| RaftService { replicated }.into_server()));
     let mut server = tokio::spawn(incoming.serve(grpc, super::stop_requested()));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut peer_clients = std::collections::HashMap::new();
     loop {
         tokio::select! {
             r = &mut server => {
@@ -183,7 +185,7 @@ async fn serve(args: MasterArgs, plan: cistern_api::DatasetPlan, run_dir: PathBu
             _ = tick.tick() => {
                 served.registry.poll().await;
                 if let Some(q) = &served.quorum {
-                    served.masters_ready.store(masters_answering(q).await, std::sync::atomic::Ordering::Relaxed);
+                    served.masters_ready.store(masters_answering(q, &mut peer_clients).await, std::sync::atomic::Ordering::Relaxed);
                 }
                 publish();
             }
@@ -192,13 +194,31 @@ async fn serve(args: MasterArgs, plan: cistern_api::DatasetPlan, run_dir: PathBu
 }
 
 /// The members of the quorum that answer within half a second, this one included.
-async fn masters_answering(q: &Replicated) -> u32 {
-    let asks = q.view().members.into_iter().filter(|(id, _)| *id != q.id).map(|(_, (addr, _))| async move {
-        let Ok(mut client) = cistern_master::raft::network::raft_client(&addr) else { return false };
-        matches!(tokio::time::timeout(Duration::from_millis(500), client.quorum(cistern_rpc::pb::QuorumRequest::default())).await, Ok(Ok(_)))
-    });
+async fn masters_answering(q: &Replicated, clients: &mut std::collections::HashMap<String, RaftClient>) -> u32 {
+    let members = q.view().members;
+    clients.retain(|addr, _| members.values().any(|(a, _)| a == addr));
+    let asks: Vec<_> = members
+        .into_iter()
+        .filter(|(id, _)| *id != q.id)
+        .filter_map(|(_, (addr, _))| {
+            let client = match clients.get(&addr) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = cistern_master::raft::network::raft_client(&addr).ok()?;
+                    clients.insert(addr, c.clone());
+                    c
+                }
+            };
+            Some(async move {
+                let mut client = client;
+                matches!(tokio::time::timeout(Duration::from_millis(500), client.quorum(cistern_rpc::pb::QuorumRequest::default())).await, Ok(Ok(_)))
+            })
+        })
+        .collect();
     1 + futures::future::join_all(asks).await.into_iter().filter(|ok| *ok).count() as u32
 }
+
+type RaftClient = cistern_rpc::pb::master_raft_client::MasterRaftClient<tonic::transport::Channel>;
 
 /// Binds the web port; when the default port is taken (another Dataset on this machine),
 /// falls back to a free one and says so, since the URL is printed and written to the status.
