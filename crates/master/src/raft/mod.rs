@@ -133,8 +133,11 @@ impl Replicated {
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
         let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        // A master restarted from a vote it won before its death names itself until it hears
+        // of the new term: it leads only once it is Leader again.
+        let leader = m.current_leader.filter(|l| *l != self.id || m.state == ServerState::Leader);
         QuorumView {
-            leader: m.current_leader,
+            leader,
             term: m.current_term,
             last_applied: m.last_applied.map_or(0, |l| l.index),
             members: membership.nodes().map(|(id, n)| (*id, (n.addr.clone(), voters.contains(id)))).collect(),
