@@ -187,8 +187,8 @@ fn three_masters_lose_no_entry_and_readers_see_no_error() {
     let out = load.wait_with_output().unwrap();
     let err = stderr_of(&out);
     assert!(out.status.success() && err.contains("Complete"), "the load failed across an election: {err}");
-    let (index, _) = all_agree(&up, "the three masters agree after the elections");
-    println!("after three elections every master holds the same namespace at log index {index}");
+    let (index, _) = all_agree(&up, "the three masters agree after the leader kills");
+    println!("after three leader kills every master holds the same namespace at log index {index}");
 
     // 2. A follower's store wiped: it comes back from the leader's snapshot.
     let l = leader(&up);

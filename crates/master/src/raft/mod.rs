@@ -187,7 +187,26 @@ impl Replicated {
                 return Ok(Forwarded::Leading);
             }
             if let Some((leader, addr)) = self.leader_address().filter(|(l, _)| *l != self.id) {
-                match self.ask_leader(&addr, ino, sync).await {
+                // A leader that hangs (frozen, or its node cut off) may never answer, and a
+                // listing may rightly take long: the ask is given up only when the quorum
+                // elects someone else, and asked again of the new leader.
+                let mut metrics = self.raft.metrics();
+                let leader_changed = async move {
+                    while metrics.changed().await.is_ok() {
+                        if metrics.borrow().current_leader != Some(leader) {
+                            return;
+                        }
+                    }
+                    std::future::pending::<()>().await
+                };
+                let answer = tokio::select! {
+                    answer = self.ask_leader(&addr, ino, sync) => answer,
+                    _ = leader_changed => {
+                        last_error = format!("master {leader} stopped leading while asked");
+                        continue;
+                    }
+                };
+                match answer {
                     Ok(applied) => {
                         let waiter = self.raft.wait(Some(COMMIT_TIMEOUT));
                         return match waiter.applied_index_at_least(Some(applied), "forwarded listing").await {
