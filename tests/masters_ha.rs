@@ -349,7 +349,8 @@ fn the_quorum_grows_to_five_and_shrinks_back_to_three() {
 
 /// The upgrade from one master: its `namespace.redb` becomes master 0's state and reaches the
 /// two new masters as a snapshot, with the UFS gone (nothing is listed again, inode numbers
-/// kept). Then `cistern format` of one master's store: it comes back from the others.
+/// kept). Then `cistern format` of one master's store: it comes back from the others. Then
+/// the Dataset's mounts change: the quorum's mount table follows, through the log.
 #[test]
 fn a_single_masters_store_becomes_the_quorums_and_a_formatted_master_catches_up() {
     use std::os::unix::fs::MetadataExt;
@@ -400,8 +401,21 @@ fn a_single_masters_store_becomes_the_quorums_and_a_formatted_master_catches_up(
     let out = s.cistern(&["format", "--yes", "--meta-dir", formatted.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(!formatted.join("namespace.redb").exists() && !formatted.join("raft.redb").exists());
-    let up = Up::start(&s, &file, &[], "default", "u");
+    let mut up = Up::start(&s, &file, &[], "default", "u");
     all_agree(&up, "the formatted master caught up");
     assert_eq!(inodes(&up.mountpoint), before);
     assert!(up.stderr().contains("installed from the leader's snapshot"), "{}", up.stderr());
+    up.terminate();
+
+    // The Dataset's mounts change (the UFS back, shown under /data): the leader commits the
+    // new mount table and every master starts the namespace again from it, alike.
+    std::fs::rename(s.path("ufs-away"), &ufs).unwrap();
+    let moved = dataset_with_runtime("u", &format!("local://{}", ufs.display()), "", "JindoRuntime", &three).replace("      path: /\n", "      path: /data\n");
+    let file = s.write("u.yaml", &moved);
+    let up = Up::start(&s, &file, &[], "default", "u");
+    eventually(30, "the new mount table served", || up.mountpoint.join("data/d3/sub/deep.txt").exists().then_some(()));
+    assert!(!up.mountpoint.join("d3").exists());
+    assert_eq!(read_all(&up.mountpoint.join("data/d4/f9.txt")), b"4/9\n");
+    all_agree(&up, "the masters agree on the new mount table");
+    assert!(up.stderr().contains("differ from the quorum's"), "{}", up.stderr());
 }

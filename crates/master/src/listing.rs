@@ -137,3 +137,70 @@ fn forget_subtree(
     }
     Ok(())
 }
+
+/// The root, the made-up directories above mounts, and each mount's root directory (`paths`:
+/// where each mount appears), every one with `mtime`.
+pub(crate) fn build_mount_dirs(txn: &WriteTransaction, paths: &[&str], mtime: (i64, u32)) -> Result<(), MetaError> {
+    let mut inodes = txn.open_table(INODES).map_err(db_err)?;
+    let mut dentries = txn.open_table(DENTRIES).map_err(db_err)?;
+    let mut meta = txn.open_table(META).map_err(db_err)?;
+    txn.open_table(LISTED).map_err(db_err)?; // (re)created empty
+    let root = Inode {
+        ino: ROOT_INO,
+        parent: ROOT_INO,
+        name: String::new(),
+        kind: Kind::Dir,
+        size: 0,
+        mtime,
+        etag: None,
+        mount: None,
+        file_ref: None,
+        ufs_path: String::new(),
+    };
+    let mut nodes: BTreeMap<Ino, Inode> = BTreeMap::from([(ROOT_INO, root.clone())]);
+    let mut children: BTreeMap<(Ino, String), Ino> = BTreeMap::new();
+    let mut next = ROOT_INO + 1;
+    for (i, path) in paths.iter().enumerate() {
+        let mut dir = ROOT_INO;
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            dir = *children.entry((dir, part.to_string())).or_insert_with(|| {
+                let ino = next;
+                next += 1;
+                nodes.insert(ino, Inode { ino, parent: dir, name: part.to_string(), ..root.clone() });
+                ino
+            });
+        }
+        nodes.get_mut(&dir).expect("mount dir").mount = Some(i);
+    }
+    for (ino, node) in &nodes {
+        inodes.insert(*ino, encode(node).as_slice()).map_err(db_err)?;
+    }
+    for ((parent, name), ino) in &children {
+        dentries.insert((*parent, name.as_str()), *ino).map_err(db_err)?;
+    }
+    meta.insert("next_ino", next.to_le_bytes().as_slice()).map_err(db_err)?;
+    Ok(())
+}
+
+/// The quorum's mount table replaced (a master leads whose configuration names other mounts):
+/// the namespace starts again from the mount directories, alike on every master. A table
+/// equal to the stored one changes nothing.
+pub(crate) fn apply_mounts(txn: &WriteTransaction, table: &[(String, String)], root_mtime: (i64, u32)) -> Result<(), MetaError> {
+    let json = serde_json::to_vec(table).map_err(db_err)?;
+    {
+        let meta = txn.open_table(META).map_err(db_err)?;
+        if meta.get("mounts").map_err(db_err)?.is_some_and(|v| v.value() == json.as_slice()) {
+            return Ok(());
+        }
+    }
+    txn.delete_table(INODES).map_err(db_err)?;
+    txn.delete_table(LISTED).map_err(db_err)?;
+    txn.delete_table(DENTRIES).map_err(db_err)?;
+    {
+        let mut meta = txn.open_table(META).map_err(db_err)?;
+        meta.remove("summary").map_err(db_err)?;
+        meta.insert("mounts", json.as_slice()).map_err(db_err)?;
+    }
+    let paths: Vec<&str> = table.iter().map(|(_, p)| p.as_str()).collect();
+    build_mount_dirs(txn, &paths, root_mtime)
+}

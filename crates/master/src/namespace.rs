@@ -16,11 +16,11 @@
 
 use crate::inode::*;
 use crate::listing::{apply_listing, child_path, db_err, Listing};
-use crate::store::{self, decode, decode_u64, encode, DENTRIES, INODES, LISTED, META};
+use crate::store::{self, decode, decode_u64, DENTRIES, INODES, LISTED, META};
 use crate::MetaError;
 use cistern_ufs::Ufs;
 use redb::{Database, ReadableDatabase, ReadableTable};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -93,12 +93,23 @@ impl Namespace {
         Namespace::with_db(store::open(meta_dir)?, mounts, sync_ttl)
     }
 
+    /// The namespace of one master of several: a stored namespace is kept even when this
+    /// master's mount table differs, since the quorum's table is the one in the store, changed
+    /// only through the log (the leader commits its own when they differ; see
+    /// [`crate::raft`]).
+    pub fn open_replicated(meta_dir: &Path, mounts: Vec<NsMount>, sync_ttl: Option<Duration>) -> Result<Namespace, MetaError> {
+        Namespace::with_db_as(store::open(meta_dir)?, mounts, sync_ttl, true)
+    }
+
     fn with_db(db: Database, mounts: Vec<NsMount>, sync_ttl: Option<Duration>) -> Result<Namespace, MetaError> {
-        let table: Vec<(&str, &str)> = mounts.iter().map(|m| (m.ufs.display.as_str(), m.path.as_str())).collect();
-        let table = serde_json::to_vec(&table).map_err(db_err)?;
+        Namespace::with_db_as(db, mounts, sync_ttl, false)
+    }
+
+    fn with_db_as(db: Database, mounts: Vec<NsMount>, sync_ttl: Option<Duration>, replicated: bool) -> Result<Namespace, MetaError> {
+        let table = mount_table_of(&mounts)?;
         let txn = db.begin_write().map_err(db_err)?;
         let stored = txn.open_table(META).map_err(db_err)?.get("mounts").map_err(db_err)?.map(|v| v.value().to_vec());
-        let reset = stored.as_deref() != Some(table.as_slice());
+        let reset = stored.as_deref() != Some(table.as_slice()) && !(replicated && stored.is_some());
         if reset {
             if stored.is_some() {
                 tracing::info!("the mount table changed since the last run; the namespace is listed again");
@@ -113,10 +124,23 @@ impl Namespace {
                 meta.remove(crate::raft::state_machine::MEMBERSHIP).map_err(db_err)?;
                 meta.insert("mounts", table.as_slice()).map_err(db_err)?;
             }
-            build_mount_dirs(&txn, &mounts)?;
+            let paths: Vec<&str> = mounts.iter().map(|m| m.path.as_str()).collect();
+            crate::listing::build_mount_dirs(&txn, &paths, to_mtime(Some(SystemTime::now())))?;
         }
         txn.commit().map_err(db_err)?;
         Ok(Namespace { mounts, db: Arc::new(db), replica: OnceLock::new(), reset, listing: Mutex::default(), sync_ttl, unreachable: Mutex::default(), no_leader_until: Mutex::default() })
+    }
+
+    /// This master's mount table as the store records it (URIs without options, and paths).
+    pub fn mount_table(&self) -> Vec<(String, String)> {
+        self.mounts.iter().map(|m| (m.ufs.display.clone(), m.path.clone())).collect()
+    }
+
+    /// Whether the stored namespace was made for this master's mount table.
+    pub fn serves_own_mount_table(&self) -> Result<bool, MetaError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let stored = txn.open_table(META).map_err(db_err)?.get("mounts").map_err(db_err)?.map(|v| v.value().to_vec());
+        Ok(stored == Some(mount_table_of(&self.mounts)?))
     }
 
     /// The store, for the Raft state machine that applies listings to it.
@@ -314,45 +338,7 @@ impl Namespace {
     }
 }
 
-/// The root, the made-up directories above mounts, and each mount's root directory.
-fn build_mount_dirs(txn: &redb::WriteTransaction, mounts: &[NsMount]) -> Result<(), MetaError> {
-    let mut inodes = txn.open_table(INODES).map_err(db_err)?;
-    let mut dentries = txn.open_table(DENTRIES).map_err(db_err)?;
-    let mut meta = txn.open_table(META).map_err(db_err)?;
-    txn.open_table(LISTED).map_err(db_err)?; // (re)created empty
-    let root = Inode {
-        ino: ROOT_INO,
-        parent: ROOT_INO,
-        name: String::new(),
-        kind: Kind::Dir,
-        size: 0,
-        mtime: to_mtime(Some(SystemTime::now())),
-        etag: None,
-        mount: None,
-                    file_ref: None,
-        ufs_path: String::new(),
-    };
-    let mut nodes: BTreeMap<Ino, Inode> = BTreeMap::from([(ROOT_INO, root.clone())]);
-    let mut children: BTreeMap<(Ino, String), Ino> = BTreeMap::new();
-    let mut next = ROOT_INO + 1;
-    for (i, m) in mounts.iter().enumerate() {
-        let mut dir = ROOT_INO;
-        for part in m.path.split('/').filter(|p| !p.is_empty()) {
-            dir = *children.entry((dir, part.to_string())).or_insert_with(|| {
-                let ino = next;
-                next += 1;
-                nodes.insert(ino, Inode { ino, parent: dir, name: part.to_string(), ..root.clone() });
-                ino
-            });
-        }
-        nodes.get_mut(&dir).expect("mount dir").mount = Some(i);
-    }
-    for (ino, node) in &nodes {
-        inodes.insert(*ino, encode(node).as_slice()).map_err(db_err)?;
-    }
-    for ((parent, name), ino) in &children {
-        dentries.insert((*parent, name.as_str()), *ino).map_err(db_err)?;
-    }
-    meta.insert("next_ino", next.to_le_bytes().as_slice()).map_err(db_err)?;
-    Ok(())
+fn mount_table_of(mounts: &[NsMount]) -> Result<Vec<u8>, MetaError> {
+    let table: Vec<(&str, &str)> = mounts.iter().map(|m| (m.ufs.display.as_str(), m.path.as_str())).collect();
+    serde_json::to_vec(&table).map_err(db_err)
 }

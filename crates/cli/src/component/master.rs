@@ -106,7 +106,13 @@ async fn serve(args: MasterArgs, plan: cistern_api::DatasetPlan, run_dir: PathBu
     let mounts = ufs.into_iter().zip(&plan.mounts).map(|((ufs, _), m)| NsMount { ufs, path: m.path.clone() }).collect();
     let ttl = plan.auto_sync.then_some(plan.sync_interval);
     // The namespace and mount table persist in namespace.meta-dir (seeds 000 and 002).
-    let ns = Arc::new(Namespace::open(&plan.meta_dir, mounts, ttl).map_err(|e| anyhow!(e.message))?);
+    let ns = match quorum {
+        // The quorum's mount table is the one in the store; a different one here is committed
+        // by this master once it leads (crate cistern_master::raft).
+        Some(_) => Namespace::open_replicated(&plan.meta_dir, mounts, ttl),
+        None => Namespace::open(&plan.meta_dir, mounts, ttl),
+    };
+    let ns = Arc::new(ns.map_err(|e| anyhow!(e.message))?);
     for (i, _) in reached.iter().enumerate().filter(|(_, r)| !**r) {
         ns.mark_unreachable(i);
     }

@@ -30,6 +30,9 @@ pub(super) async fn run(r: Arc<Replicated>) {
     loop {
         tick.tick().await;
         if r.leads() {
+            if let Err(e) = r.ensure_own_mount_table().await {
+                tracing::warn!("quorum: the mount table: {}", e.message);
+            }
             if let Err(e) = reconcile(&r).await {
                 tracing::warn!("quorum: {e}");
             }

@@ -36,12 +36,16 @@ pub use state_machine::Applied;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     Listing(Listing),
+    /// The mount table (URIs without options, and where each appears) and the new root's
+    /// mtime: committed by a leader whose configuration differs from the stored table.
+    Mounts { table: Vec<(String, String)>, root_mtime: (i64, u32) },
 }
 
 impl std::fmt::Display for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Command::Listing(l) => write!(f, "listing of inode {} ({} entries)", l.dir, l.entries.len()),
+            Command::Mounts { table, .. } => write!(f, "mount table of {} mounts", table.len()),
         }
     }
 }
@@ -171,7 +175,31 @@ impl Replicated {
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
     }
 
+    /// Commits this master's mount table when the quorum's differs (its configuration changed):
+    /// every master then drops its namespace alike. True when it was committed.
+    pub(crate) async fn ensure_own_mount_table(&self) -> Result<bool, MetaError> {
+        if self.ns.serves_own_mount_table()? {
+            return Ok(false);
+        }
+        tracing::info!("the Dataset's mounts differ from the quorum's: committing this master's mount table (the namespace is listed again)");
+        let root_mtime = crate::inode::to_mtime(Some(std::time::SystemTime::now()));
+        self.write(Command::Mounts { table: self.ns.mount_table(), root_mtime }).await?;
+        Ok(true)
+    }
+
+    async fn write(&self, command: Command) -> Result<(), MetaError> {
+        match tokio::time::timeout(COMMIT_TIMEOUT, self.raft.client_write(command)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(MetaError::unavailable(format!("not committed: {e}"))),
+            Err(_) => Err(MetaError::unavailable(format!("not committed within {COMMIT_TIMEOUT:?} (no quorum?)"))),
+        }
+    }
+
     async fn commit_listing(&self, listing: Listing) -> Result<(), MetaError> {
+        // A listing is of this master's mounts: never put into a namespace of others.
+        if self.ensure_own_mount_table().await? {
+            return Err(MetaError::unavailable("the mount table changed; the namespace is listed again".into()));
+        }
         match tokio::time::timeout(COMMIT_TIMEOUT, self.raft.client_write(Command::Listing(listing))).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(MetaError::unavailable(format!("listing not committed: {e}"))),

@@ -15,7 +15,8 @@ use redb::{ReadableTable, ReadTransaction, WriteTransaction};
 
 const MAGIC: &[u8] = b"CSNAP1\n";
 /// Meta rows that describe this master rather than the namespace: never sent, never replaced.
-pub(crate) const LOCAL_META: [&str; 5] = ["format", "mounts", "summary", super::state_machine::APPLIED, super::state_machine::MEMBERSHIP];
+/// (The mount table is the quorum's: it travels with the namespace it describes.)
+pub(crate) const LOCAL_META: [&str; 4] = ["format", "summary", super::state_machine::APPLIED, super::state_machine::MEMBERSHIP];
 
 /// The namespace as one byte string.
 pub(crate) fn dump(txn: &ReadTransaction) -> Result<Vec<u8>, MetaError> {

@@ -141,6 +141,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 match &e.payload {
                     EntryPayload::Blank => {}
                     EntryPayload::Normal(Command::Listing(l)) => apply_listing(&txn, l).map_err(|e| sm_err(e.message))?,
+                    EntryPayload::Normal(Command::Mounts { table, root_mtime }) => {
+                        crate::listing::apply_mounts(&txn, table, *root_mtime).map_err(|e| sm_err(e.message))?
+                    }
                     EntryPayload::Membership(m) => membership = Some(StoredMembership::new(Some(e.log_id), m.clone())),
                 }
                 last = Some(e.log_id);
