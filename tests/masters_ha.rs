@@ -284,6 +284,15 @@ fn the_quorum_grows_to_five_and_shrinks_back_to_three() {
     eventually(60, "three voters", || (quorum(&[]).1.matches(" voter ").count() == 3).then_some(()));
     assert_eq!(std::fs::read_dir(mnt.join("d0")).unwrap().count(), 20);
 
+    // `cistern loglevel -f` finds the three masters' sockets and sets each one's filter.
+    let out = Command::new(cistern_bin()).args(["loglevel", "--target", "master", "debug", "-f"]).arg(&file).env("CISTERN_RUN_ROOT", s.run_root()).output().unwrap();
+    assert!(out.status.success() && stdout_of(&out).contains("master: debug"), "{}", stderr_of(&out));
+    for i in 0..3 {
+        let sock = format!("unix:{}", up.run_dir.join(format!("master-{i}.sock")).display());
+        let out = Command::new(cistern_bin()).args(["loglevel", "--target", "workers", "info", "--master", &sock]).output().unwrap();
+        assert!(stdout_of(&out).contains("master: debug"), "master-{i} was not set: {}{}", stdout_of(&out), stderr_of(&out));
+    }
+
     // Two more masters, each with its own store, named in a list of five.
     let five: Vec<String> = (0..5).map(|i| format!("unix:{}", up.run_dir.join(format!("master-{i}.sock")).display())).collect();
     let extra: Vec<std::process::Child> = (3..5)

@@ -4,10 +4,8 @@
 //! master (within about 2 s). Over the components' own authenticated channel: the master's
 //! socket on this node, or TCP with the Dataset's client certificate.
 
-use crate::component::{default_run_dir, master_socket, DatasetArgs};
 use anyhow::{anyhow, bail, Context, Result};
 use cistern_rpc::pb::{self, master_client::MasterClient};
-use cistern_rpc::Address;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,7 +24,7 @@ pub struct LogLevelArgs {
     pub name: Option<String>,
     #[command(flatten)]
     pub run_root: crate::RunRootArg,
-    /// The master instead: `HOST:PORT` or `unix:/path.sock`.
+    /// The master(s) instead: `HOST:PORT` or `unix:/path.sock`, comma-separated for several.
     #[arg(long)]
     pub master: Option<String>,
     /// The Dataset's credentials (client certificate), for a master reached over TCP
@@ -36,35 +34,32 @@ pub struct LogLevelArgs {
 }
 
 pub fn run(args: LogLevelArgs) -> Result<()> {
-    let (address, run_dir) = match (&args.master, &args.file) {
-        (Some(m), _) => {
-            let a = Address::parse(m).map_err(|e| anyhow!("--master {e}"))?;
-            let dir = match &a {
-                Address::Unix(p) => p.parent().map(PathBuf::from),
-                Address::Tcp(_) => None,
-            };
-            (a, dir)
-        }
-        (None, Some(file)) => {
-            let plan = DatasetArgs { file: file.clone(), name: args.name.clone(), secret_dir: None }.plan()?;
-            let dir = args.run_root.run_root.join(default_run_dir(&plan).file_name().expect("a run directory name"));
-            (Address::Unix(master_socket(&dir)), Some(dir))
-        }
-        (None, None) => bail!("give -f FILE (a Dataset served on this machine) or --master HOST:PORT"),
-    };
-    if let Some(dir) = args.credentials.clone().or_else(|| run_dir.as_deref().map(crate::credentials::default_dir)) {
-        crate::credentials::install_tls(&dir, cistern_rpc::tls::Role::Client)?;
-    }
+    let masters = crate::component::tool_masters(args.master.as_deref(), args.file.as_deref(), args.name.as_deref(), &args.run_root.run_root, args.credentials.clone())?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let levels = rt.block_on(async {
-        let channel = address.channel(cistern_rpc::tls::Role::Master).map_err(|e| anyhow!("--master {address}: {e}"))?;
-        let mut master = MasterClient::new(channel);
-        let request = pb::SetLogLevelRequest { target: args.target.clone(), level: args.level.clone() };
-        let reply = tokio::time::timeout(Duration::from_secs(10), master.set_log_level(request))
-            .await
-            .map_err(|_| anyhow!("the master at {address} did not answer within 10 s"))?;
-        reply.map(|r| r.into_inner()).map_err(|s| anyhow!("{}", cistern_rpc::RpcError::from(s).message)).context(format!("master {address}"))
-    })?;
+    // Each master holds its own filters (and hands them to the workers and clients that ask
+    // it): with several masters, every one is set.
+    let mut answered = None;
+    let mut failures = Vec::new();
+    for address in &masters {
+        let reply = rt.block_on(async {
+            let channel = address.channel(cistern_rpc::tls::Role::Master).map_err(|e| anyhow!("--master {address}: {e}"))?;
+            let mut master = MasterClient::new(channel);
+            let request = pb::SetLogLevelRequest { target: args.target.clone(), level: args.level.clone() };
+            let reply = tokio::time::timeout(Duration::from_secs(10), master.set_log_level(request))
+                .await
+                .map_err(|_| anyhow!("the master at {address} did not answer within 10 s"))?;
+            reply.map(|r| r.into_inner()).map_err(|s| anyhow!("{}", cistern_rpc::RpcError::from(s).message)).context(format!("master {address}"))
+        });
+        match reply {
+            Ok(levels) => answered = answered.or(Some(levels)),
+            Err(e) if masters.len() > 1 => failures.push(format!("{e:#}")),
+            Err(e) => return Err(e),
+        }
+    }
+    for f in &failures {
+        eprintln!("warning: not set on one master: {f}");
+    }
+    let Some(levels) = answered else { bail!("no master answered: {}", failures.join("; ")) };
     let or_own = |v: &str| if v.is_empty() { "(as started)".to_string() } else { v.to_string() };
     println!("master: {}", levels.master);
     println!("workers: {} (taken within about 2 s)", or_own(&levels.workers));

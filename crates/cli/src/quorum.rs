@@ -6,7 +6,7 @@
 //! Over the masters' own channel: their sockets on this node (`-f`), or TCP with the Dataset's
 //! client certificate to show, a master's certificate to edit.
 
-use crate::component::{default_run_dir, sockets_in, DatasetArgs};
+use crate::component::tool_masters;
 use anyhow::{anyhow, bail, Result};
 use cistern_rpc::pb;
 use cistern_rpc::Address;
@@ -48,25 +48,7 @@ pub fn run(args: QuorumArgs) -> Result<()> {
         ("remove", Some(id), None) => pb::QuorumRequest { action: "remove".into(), id, address: String::new(), with_digest: false },
         _ => bail!("usage: cistern quorum [show | add ID ADDRESS | remove ID] (-f FILE | --master ADDRESSES)"),
     };
-    let (masters, run_dir) = match (&args.master, &args.file) {
-        (Some(m), _) => {
-            let list = cistern_rpc::masters::parse_list(m).map_err(|e| anyhow!("--master {e}"))?;
-            let dir = match &list[0] {
-                Address::Unix(p) => p.parent().map(PathBuf::from),
-                Address::Tcp(_) => None,
-            };
-            (list, dir)
-        }
-        (None, Some(file)) => {
-            let plan = DatasetArgs { file: file.clone(), name: args.name.clone(), secret_dir: None }.plan_without_credentials()?;
-            let dir = args.run_root.run_root.join(default_run_dir(&plan).file_name().expect("a run directory name"));
-            (sockets_in(&dir), Some(dir))
-        }
-        (None, None) => bail!("give -f FILE (a Dataset served on this machine) or --master ADDRESSES"),
-    };
-    if let Some(dir) = args.credentials.clone().or_else(|| run_dir.as_deref().map(crate::credentials::default_dir)) {
-        crate::credentials::install_tls(&dir, cistern_rpc::tls::Role::Client)?;
-    }
+    let masters = tool_masters(args.master.as_deref(), args.file.as_deref(), args.name.as_deref(), &args.run_root.run_root, args.credentials.clone())?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let reply = rt.block_on(ask(&masters, request))?;
     print!("{}", table(&reply));

@@ -108,6 +108,33 @@ pub fn sockets_in(run_dir: &Path) -> Vec<Address> {
     several.into_iter().take(cistern_rpc::masters::MAX_MASTERS).map(|(_, p)| Address::Unix(p)).collect()
 }
 
+/// The masters a tool (`loglevel`, `quorum`) talks to: `--master` as given (one address or a
+/// comma-separated list), else the sockets in the run directory, on this node, of the Dataset
+/// in `file`; with that run directory when known. The tool's client certificate is installed
+/// from `credentials`, else from beside a socket.
+pub fn tool_masters(master: Option<&str>, file: Option<&Path>, name: Option<&str>, run_root: &Path, credentials: Option<PathBuf>) -> Result<Vec<Address>> {
+    let (masters, run_dir) = match (master, file) {
+        (Some(m), _) => {
+            let list = cistern_rpc::masters::parse_list(m).map_err(|e| anyhow!("--master {e}"))?;
+            let dir = match &list[0] {
+                Address::Unix(p) => p.parent().map(PathBuf::from),
+                Address::Tcp(_) => None,
+            };
+            (list, dir)
+        }
+        (None, Some(file)) => {
+            let plan = DatasetArgs { file: file.to_path_buf(), name: name.map(str::to_string), secret_dir: None }.plan_without_credentials()?;
+            let dir = run_root.join(default_run_dir(&plan).file_name().expect("a run directory name"));
+            (sockets_in(&dir), Some(dir))
+        }
+        (None, None) => anyhow::bail!("give -f FILE (a Dataset served on this machine) or --master ADDRESSES"),
+    };
+    if let Some(dir) = credentials.or_else(|| run_dir.as_deref().map(crate::credentials::default_dir)) {
+        crate::credentials::install_tls(&dir, cistern_rpc::tls::Role::Client)?;
+    }
+    Ok(masters)
+}
+
 /// `--master` as given (one address or a comma-separated list), else the node's sockets.
 pub fn master_addresses(given: Option<&str>, plan: &DatasetPlan, run_dir: &Path) -> Result<Vec<Address>> {
     match given {

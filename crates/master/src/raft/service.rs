@@ -16,6 +16,9 @@ use serde::Serialize;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
+/// Member ids are master ordinals: a quorum never needs more.
+pub const MAX_MEMBER_ID: u64 = 64;
+
 pub struct RaftService {
     pub replicated: Arc<Replicated>,
 }
@@ -87,6 +90,9 @@ impl MasterRaft for RaftService {
             }
             _ if !rep.leads() => return Err(Status::unavailable(format!("master {} does not lead; ask the leader", rep.id))),
             "add" => {
+                if q.id >= MAX_MEMBER_ID {
+                    return Err(status_with_errno(Errno::InvalidArgument, format!("quorum add: member id {} is not below {MAX_MEMBER_ID}", q.id)));
+                }
                 cistern_rpc::Address::parse(&q.address).map_err(|e| status_with_errno(Errno::InvalidArgument, format!("quorum add: address {e}")))?;
                 rep.raft.add_learner(q.id, basic(&q.address), true).await.map_err(|e| Status::unavailable(format!("quorum add: {e}")))?;
                 rep.raft
