@@ -9,27 +9,11 @@ mod support;
 
 use std::io::{Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
-use support::s3::{self, ACCESS_KEY, BUCKET, SECRET_KEY};
+use support::s3;
 use support::*;
 
 fn yaml(name: &str, s: &Scratch) -> String {
-    let endpoint = &s3::server().endpoint;
-    let secret = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: keys\nstringData:\n  id: {ACCESS_KEY}\n  secret: {SECRET_KEY}\n---\n"
-    );
-    let extra = format!(
-        "      options:
-        fs.s3.endpoint: {endpoint}
-        fs.s3.region: us-east-1
-      encryptOptions:
-        - name: fs.s3.accessKeyId
-          valueFrom: {{secretKeyRef: {{name: keys, key: id}}}}
-        - name: fs.s3.accessKeySecret
-          valueFrom: {{secretKeyRef: {{name: keys, key: secret}}}}
-"
-    );
-    let spec = persistent_jindo_spec(&s.path("meta"), &s.path("ssd"));
-    secret + &dataset_with_runtime(name, &format!("s3://{BUCKET}/{name}"), &extra, "JindoRuntime", &spec)
+    s3::dataset_yaml(name, "JindoRuntime", &persistent_jindo_spec(&s.path("meta"), &s.path("ssd")))
 }
 
 

@@ -17,23 +17,10 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::s3::{self, ACCESS_KEY, BUCKET, SECRET_KEY};
+use support::s3;
 use support::*;
 
 fn yaml(name: &str, s: &Scratch) -> String {
-    let endpoint = &s3::server().endpoint;
-    let secret = format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: keys\nstringData:\n  id: {ACCESS_KEY}\n  secret: {SECRET_KEY}\n---\n");
-    let extra = format!(
-        "      options:
-        fs.s3.endpoint: {endpoint}
-        fs.s3.region: us-east-1
-      encryptOptions:
-        - name: fs.s3.accessKeyId
-          valueFrom: {{secretKeyRef: {{name: keys, key: id}}}}
-        - name: fs.s3.accessKeySecret
-          valueFrom: {{secretKeyRef: {{name: keys, key: secret}}}}
-"
-    );
     // Three masters; listings older than 2 s are listed again, so changes reach the namespace
     // (and the log) all through the test.
     let spec = persistent_jindo_spec(&s.path("meta"), &s.path("ssd"))
@@ -41,7 +28,7 @@ fn yaml(name: &str, s: &Scratch) -> String {
         // A snapshot every 50 entries: the log is compacted many times during the test.
         .replace("    properties:\n", "    properties:\n      alluxio.master.journal.checkpoint.period.entries: \"50\"\n")
         .replace("  tieredstore:", "  properties:\n    alluxio.user.file.metadata.sync.interval: 2s\n  tieredstore:");
-    secret + &dataset_with_runtime(name, &format!("s3://{BUCKET}/{name}"), &extra, "JindoRuntime", &spec)
+    s3::dataset_yaml(name, "JindoRuntime", &spec)
 }
 
 /// Which master leads, from the status file the leader writes.

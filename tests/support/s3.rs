@@ -194,3 +194,22 @@ pub fn upload_to(s: &S3Server, prefix: &str, files: &std::collections::BTreeMap<
         }
     });
 }
+
+/// A Secret `keys` with the test server's credentials, then a Dataset on `s3://BUCKET/<name>`
+/// of this server (its credentials from that Secret) with a runtime of `kind` and `spec`.
+pub fn dataset_yaml(name: &str, kind: &str, spec: &str) -> String {
+    let endpoint = &server().endpoint;
+    let secret = format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: keys\nstringData:\n  id: {ACCESS_KEY}\n  secret: {SECRET_KEY}\n---\n");
+    let extra = format!(
+        "      options:
+        fs.s3.endpoint: {endpoint}
+        fs.s3.region: us-east-1
+      encryptOptions:
+        - name: fs.s3.accessKeyId
+          valueFrom: {{secretKeyRef: {{name: keys, key: id}}}}
+        - name: fs.s3.accessKeySecret
+          valueFrom: {{secretKeyRef: {{name: keys, key: secret}}}}
+"
+    );
+    secret + &super::dataset_with_runtime(name, &format!("s3://{BUCKET}/{name}"), &extra, kind, spec)
+}
